@@ -1,0 +1,68 @@
+// S2V Studio: the little the pages need beyond htmx.
+(function () {
+  "use strict";
+
+  function showAlert(text) {
+    var box = document.getElementById("alerts");
+    if (!box) return;
+    var p = document.createElement("p");
+    p.className = "alert alert-error";
+    p.setAttribute("role", "alert");
+    p.textContent = text;
+    box.replaceChildren(p);
+  }
+
+  function verdictMessage(input, text) {
+    var target = document.querySelector(input.dataset.verdict);
+    if (!target) return;
+    var p = document.createElement("p");
+    p.className = "verdict-fail";
+    p.setAttribute("role", "alert");
+    p.textContent = text;
+    target.replaceChildren(p);
+  }
+
+  // A local preview of the chosen portrait, before any upload.
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+    var button = document.getElementById("generate-button");
+    if (button && input.dataset.verdict) button.disabled = true;
+    if (input.dataset.preview) {
+      var img = document.querySelector(input.dataset.preview);
+      if (img && input.files && input.files[0]) {
+        if (img.src) URL.revokeObjectURL(img.src);
+        img.src = URL.createObjectURL(input.files[0]);
+        img.hidden = false;
+      }
+    }
+  });
+
+  // Refuse an oversized file before sending it; the server checks again.
+  document.addEventListener("htmx:confirm", function (event) {
+    var input = event.detail.elt;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+    var max = Number(input.dataset.maxBytes || 0);
+    var file = input.files && input.files[0];
+    if (!file) { event.preventDefault(); return; }
+    if (max && file.size > max) {
+      event.preventDefault();
+      verdictMessage(input, "The file is " + Math.round(file.size / 1048576) +
+        " MB; uploads are limited to " + Math.round(max / 1048576) + " MB. Choose a smaller file.");
+    }
+  });
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 403) {
+      showAlert("Your session has expired. Reload the page and sign in again; nothing was lost.");
+    } else if (status === 404) {
+      showAlert("That item no longer exists, or it belongs to another team.");
+    } else {
+      showAlert("The studio could not finish that request (HTTP " + status + "). Try again in a moment.");
+    }
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showAlert("The studio cannot be reached. Check your connection; the page will catch up when it is back.");
+  });
+})();

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class StudioConfig(AppConfig):
+    name = "studio"
+    verbose_name = "S2V Studio"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        post_migrate.connect(_ensure_schedules, sender=self)
+
+
+def _ensure_schedules(**kwargs: object) -> None:
+    # The sweep that recovers jobs whose worker died runs every minute on any
+    # cluster; one schedule row serves every worker machine.
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="studio-sweep",
+        defaults={
+            "func": "studio.tasks.jobs_sweep",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )

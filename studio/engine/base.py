@@ -1,0 +1,128 @@
+"""The engine contract: what the studio needs from whatever makes the video.
+
+An engine checks portraits and turns (portrait, audio, resolution) into a video.
+The local engine does both on this machine; remote engines (DashScope) do them
+over HTTP. Views and services only ever see the types in this module.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Protocol
+
+# Resolution tiers and the pixel area each one aims at (provider-api.md §3.1).
+RESOLUTION_AREAS: dict[str, int] = {"480P": 640 * 480, "720P": 1280 * 720}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """What an engine accepts. The upload page validates against these."""
+
+    image_formats: frozenset[str]  # Pillow format names, e.g. {"JPEG", "PNG"}
+    image_min_side: int
+    image_max_side: int
+    audio_formats: frozenset[str]  # container names sent as-is: {"wav", "mp3"}
+    audio_max_seconds: float
+    audio_max_bytes: int
+    resolutions: tuple[str, ...]
+    concurrency: int
+    # Price per generated second, by resolution, and per portrait check.
+    price_per_second: dict[str, Decimal] = field(default_factory=dict)
+    price_per_check: Decimal = Decimal("0")
+    currency: str = "USD"
+
+
+class Reason(enum.StrEnum):
+    """Why a portrait fails. Values mirror the provider's InvalidFile.* family (§6)."""
+
+    NOT_IMAGE = "InvalidFile.Openerror"
+    FORMAT = "InvalidFile.Format"
+    TOO_SMALL = "InvalidFile.Resolution.TooSmall"
+    TOO_LARGE = "InvalidFile.Resolution.TooLarge"
+    NO_FACE = "InvalidFile.NoHuman"
+    MULTIPLE_FACES = "InvalidFile.MultiHuman"
+    FACE_TOO_SMALL = "InvalidFile.BodyProportion"
+    FACE_POSE = "InvalidFile.FacePose"
+    BLURRY = "InvalidFile.Value.Blurry"
+    TOO_DARK = "InvalidFile.Value.Dark"
+    REJECTED = "InvalidFile.Content"  # a remote check said no without saying why
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of a portrait check, local or remote."""
+
+    check_pass: bool
+    humanoid: bool
+    reason: Reason | None = None
+    message: str = ""  # plain words: what is wrong and what to change
+    face_box: tuple[int, int, int, int] | None = None  # x, y, w, h in image pixels
+    details: dict[str, float] = field(default_factory=dict)  # blur, brightness, ...
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Inputs of one generation, as local files the engine may read."""
+
+    job_code: str
+    portrait_path: Path
+    audio_path: Path
+    resolution: str
+    face_box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """Where a generation stands. A succeeded result names where the video is."""
+
+    task_id: str
+    state: TaskState
+    video_path: Path | None = None  # local engines
+    poster_path: Path | None = None
+    video_url: str = ""  # remote engines
+    billed_seconds: Decimal | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+Progress = Callable[[float], None]
+
+
+class EngineError(Exception):
+    """An engine call failed. `permanent=False` means a later retry may work."""
+
+    def __init__(self, message: str, *, code: str = "", permanent: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+
+
+class Engine(Protocol):
+    name: str
+    label: str
+    limits: EngineLimits
+    # Local engines do the work inside `start`; remote ones return a pending task
+    # that must be polled.
+    remote: bool
+
+    def check_portrait(self, path: Path) -> Verdict: ...
+
+    def start(self, request: GenerationRequest, progress: Progress) -> TaskResult: ...
+
+    def poll(self, task_id: str) -> TaskResult: ...
+
+    def cancel(self, task_id: str) -> bool: ...
+
+    def fetch(self, result: TaskResult, dest: IO[bytes]) -> None: ...

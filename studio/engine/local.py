@@ -1,0 +1,88 @@
+"""The embedded engine: OpenCV face check and a PyAV renderer, no network."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+
+from . import images, render
+from .base import (
+    EngineError,
+    EngineLimits,
+    GenerationRequest,
+    Progress,
+    TaskResult,
+    TaskState,
+    Verdict,
+)
+
+
+class LocalEngine:
+    name = "local"
+    label = "Local preview"
+    remote = False
+
+    def __init__(self) -> None:
+        self.limits = EngineLimits(
+            image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
+            # DashScope's bounds (provider-api.md §2.1), so a portrait that
+            # passes here is one the real service would take too.
+            image_min_side=400,
+            image_max_side=7000,
+            audio_formats=frozenset({"wav", "mp3"}),
+            audio_max_seconds=float(settings.S2V_LOCAL_MAX_AUDIO_SECONDS),
+            audio_max_bytes=50 * 1024 * 1024,
+            resolutions=("480P", "720P"),
+            concurrency=int(settings.Q_CLUSTER.get("workers", 1)),
+            price_per_second={"480P": Decimal("0"), "720P": Decimal("0")},
+            price_per_check=Decimal("0"),
+        )
+
+    def check_portrait(self, path: Path) -> Verdict:
+        info = images.read_image_info(path)
+        return images.precheck_image(info, self.limits) or images.check_face(path)
+
+    def start(self, request: GenerationRequest, progress: Progress) -> TaskResult:
+        workdir = Path(tempfile.mkdtemp(prefix=f"s2v-render-{request.job_code[:8]}-"))
+        video, poster = workdir / "video.mp4", workdir / "poster.jpg"
+        try:
+            info = render.render_video(
+                portrait=request.portrait_path,
+                audio=request.audio_path,
+                resolution=request.resolution,
+                face_box=request.face_box,
+                out=video,
+                poster=poster,
+                progress=progress,
+            )
+        except images.InputError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise EngineError(exc.message, code=exc.code, permanent=True) from exc
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return TaskResult(
+            task_id=f"local-{request.job_code}",
+            state=TaskState.SUCCEEDED,
+            video_path=video,
+            poster_path=poster,
+            billed_seconds=Decimal(str(round(info.duration, 2))),
+        )
+
+    def poll(self, task_id: str) -> TaskResult:
+        # Local renders finish inside start(); there is never anything to poll.
+        raise EngineError("The local engine has no remote tasks.", permanent=True)
+
+    def cancel(self, task_id: str) -> bool:
+        return False
+
+    def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
+        if result.video_path is None:
+            raise EngineError("The render left no video file.", permanent=True)
+        with result.video_path.open("rb") as src:
+            shutil.copyfileobj(src, dest, 1024 * 1024)

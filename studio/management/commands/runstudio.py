@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the web server and the django-q2 cluster together; Ctrl-C stops both."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
+
+    def handle(self, *args: Any, addrport: str, **options: Any) -> None:
+        manage = [sys.executable, "manage.py"]
+        procs = [
+            subprocess.Popen([*manage, "qcluster"]),
+            subprocess.Popen([*manage, "runserver", "--noreload", addrport]),
+        ]
+        self.stdout.write(f"S2V Studio on http://{addrport}/ (Ctrl-C stops it)")
+
+        def stop(*_: object) -> None:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + 15
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+        signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+        try:
+            # If either process dies, stop the other: half a studio is worse than none.
+            while all(proc.poll() is None for proc in procs):
+                time.sleep(0.5)
+            self.stderr.write("A studio process stopped; shutting down the other.")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop()

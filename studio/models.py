@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class User(AbstractUser):
+    pass
+
+
+class Team(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        REVIEWER = "reviewer", "Reviewer"
+        ADMIN = "admin", "Admin"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="memberships"
+    )
+    team = models.ForeignKey(Team, models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "team"], name="one_membership_per_team"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
+def _upload_name(
+    folder: str, instance: Portrait | AudioClip | GenerationJob, filename: str
+) -> str:
+    # Random names: nothing about the user's file name leaks into storage paths.
+    suffix = PurePosixPath(filename).suffix.lower()[:8]
+    return f"teams/{instance.team.code}/{folder}/{uuid.uuid4().hex}{suffix}"
+
+
+def portrait_upload_to(instance: Portrait, filename: str) -> str:
+    return _upload_name("portraits", instance, filename)
+
+
+def audio_upload_to(instance: AudioClip, filename: str) -> str:
+    return _upload_name("audio", instance, filename)
+
+
+def result_upload_to(instance: GenerationJob, filename: str) -> str:
+    return _upload_name("results", instance, filename)
+
+
+class FaceCheck(models.Model):
+    """A portrait verdict, cached per image content and engine: never checked twice."""
+
+    sha256 = models.CharField(max_length=64)
+    engine = models.CharField(max_length=32)
+    check_pass = models.BooleanField()
+    humanoid = models.BooleanField()
+    reason = models.CharField(max_length=64, blank=True)
+    message = models.TextField(blank=True)
+    face_box = models.JSONField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sha256", "engine"], name="one_check_per_image_engine"
+            )
+        ]
+
+    def __str__(self) -> str:
+        outcome = "pass" if self.check_pass else (self.reason or "fail")
+        return f"{self.sha256[:12]} on {self.engine}: {outcome}"
+
+
+class Portrait(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.CASCADE, related_name="portraits")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="portraits"
+    )
+    file = models.FileField(upload_to=portrait_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.code)
+
+    def get_absolute_url(self) -> str:
+        return reverse("studio:portrait-file", args=[self.code])
+
+
+class AudioClip(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.CASCADE, related_name="audio_clips")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="audio_clips"
+    )
+    # The file every engine receives: the upload itself, or its WAV conversion.
+    file = models.FileField(upload_to=audio_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    original_format = models.CharField(max_length=16)
+    format = models.CharField(max_length=16)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    duration = models.FloatField()
+    size = models.PositiveBigIntegerField()
+    sample_rate = models.PositiveIntegerField()
+    channels = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.code)
+
+    def get_absolute_url(self) -> str:
+        return reverse("studio:audio-file", args=[self.code])
+
+    @property
+    def converted(self) -> bool:
+        return self.original_format != self.format
+
+
+class GenerationJob(models.Model):
+    """One portrait + one audio clip -> one talking-portrait video.
+
+    State transitions:
+        QUEUED -> SUBMITTED      a worker claimed it (or sent it to a remote provider)
+        SUBMITTED -> RUNNING     rendering started (or the provider says RUNNING)
+        RUNNING -> SUCCEEDED     the video is in our storage
+        QUEUED | SUBMITTED | RUNNING -> FAILED
+        QUEUED -> CANCELED       the user canceled before any work started
+        SUBMITTED | RUNNING -> QUEUED
+                                 the sweep took back a job whose worker died,
+                                 while it has attempts left (else -> FAILED)
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTED = "submitted", "Starting"
+        RUNNING = "running", "Generating"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    class Resolution(models.TextChoices):
+        P480 = "480P", "480P"
+        P720 = "720P", "720P"
+
+    TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
+    IN_FLIGHT = frozenset({Status.SUBMITTED, Status.RUNNING})
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="jobs"
+    )
+    title = models.CharField(max_length=120, blank=True)
+    portrait = models.ForeignKey(Portrait, models.PROTECT, related_name="jobs")
+    audio = models.ForeignKey(AudioClip, models.PROTECT, related_name="jobs")
+    resolution = models.CharField(
+        max_length=8, choices=Resolution, default=Resolution.P480
+    )
+    engine = models.CharField(max_length=32)
+    status = models.CharField(
+        max_length=16, choices=Status, default=Status.QUEUED, db_index=True
+    )
+    retry_of = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
+    remote_task_id = models.CharField(max_length=128, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    progress = models.FloatField(default=0.0)
+
+    queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    billed_seconds = models.DecimalField(
+        max_digits=8, decimal_places=2, null=True, blank=True
+    )
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+
+    video = models.FileField(upload_to=result_upload_to, max_length=255, blank=True)
+    poster = models.FileField(upload_to=result_upload_to, max_length=255, blank=True)
+    video_duration = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [models.Index(fields=["team", "-queued_at"], name="job_team_recent")]
+
+    def __str__(self) -> str:
+        return self.display_title
+
+    def get_absolute_url(self) -> str:
+        return reverse("studio:job-detail", args=[self.code])
+
+    @property
+    def display_title(self) -> str:
+        return self.title or f"Video {str(self.code)[:8]}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status == self.Status.QUEUED
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.CANCELED)
+
+    @property
+    def elapsed(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at

@@ -1,0 +1,502 @@
+"""Every write and every engine call. Views and commands go through here."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from .engine import get_engine
+from .engine.audio import AudioInfo, convert_to_wav, probe_audio
+from .engine.base import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    TaskResult,
+    TaskState,
+    Verdict,
+)
+from .engine.images import InputError, precheck_image, read_image_info
+from .engine.video import probe_video
+from .files import local_path, sha256_of, stored_path
+from .models import AudioClip, FaceCheck, GenerationJob, Portrait, Team, User
+
+log = logging.getLogger(__name__)
+
+# Formats users may upload; those an engine does not take are converted to WAV.
+UPLOAD_AUDIO_FORMATS = ("wav", "mp3", "m4a", "aac", "ogg", "flac")
+UPLOAD_AUDIO_LABEL = "WAV, MP3, M4A/AAC, OGG/Opus or FLAC"
+COST_PLACES = Decimal("0.000001")
+# How often a running job writes its progress (and so proves its worker alive).
+PROGRESS_EVERY = 0.5
+
+
+class Rejected(Exception):
+    """A request the studio cannot honour. `message` says what to do instead."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# -- portraits ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PortraitOutcome:
+    """A checked upload: the stored portrait (only when it passed) and its verdict."""
+
+    verdict: FaceCheck
+    portrait: Portrait | None = None
+
+
+def portrait_submit(
+    *, team: Team, user: User, upload: UploadedFile, engine: Engine | None = None
+) -> PortraitOutcome:
+    """Check an uploaded image and keep it when it passes. Raises Rejected for non-images."""
+    engine = engine or get_engine()
+    sha256 = sha256_of(upload)
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    with local_path(upload, suffix=suffix) as path:
+        try:
+            info = read_image_info(path)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        check = _cached_check(sha256=sha256, engine=engine)
+        if check is None:
+            verdict = precheck_image(info, engine.limits)
+            if verdict is None:
+                try:
+                    verdict = engine.check_portrait(path)
+                except InputError as exc:
+                    raise Rejected(exc.message, code=exc.code) from exc
+            check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
+    if not check.check_pass:
+        return PortraitOutcome(verdict=check)
+
+    portrait = Portrait.objects.filter(team=team, sha256=sha256).first()
+    if portrait is None:
+        portrait = Portrait(
+            team=team,
+            uploaded_by=user,
+            original_name=(upload.name or "")[:255],
+            sha256=sha256,
+            size=upload.size or 0,
+            width=info.width,
+            height=info.height,
+            format=info.format,
+        )
+        portrait.file.save(f"portrait{suffix}", upload, save=False)
+        portrait.save()
+    return PortraitOutcome(verdict=check, portrait=portrait)
+
+
+def portrait_verdict(*, portrait: Portrait, engine: Engine | None = None) -> FaceCheck:
+    """The portrait's verdict for an engine, checking it only if no verdict is cached."""
+    engine = engine or get_engine()
+    check = _cached_check(sha256=portrait.sha256, engine=engine)
+    if check is not None:
+        return check
+    with stored_path(portrait.file.name) as path:
+        try:
+            verdict = engine.check_portrait(path)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+    return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
+
+
+def _cached_check(*, sha256: str, engine: Engine) -> FaceCheck | None:
+    return FaceCheck.objects.filter(sha256=sha256, engine=engine.name).first()
+
+
+def _store_check(*, sha256: str, engine: Engine, verdict: Verdict) -> FaceCheck:
+    fields = {
+        "check_pass": verdict.check_pass,
+        "humanoid": verdict.humanoid,
+        "reason": str(verdict.reason or ""),
+        "message": verdict.message,
+        "face_box": list(verdict.face_box) if verdict.face_box else None,
+        "details": {k: float(v) for k, v in verdict.details.items()},
+    }
+    try:
+        with transaction.atomic():
+            return FaceCheck.objects.create(sha256=sha256, engine=engine.name, **fields)
+    except IntegrityError:
+        # Two checks of the same image raced; the first verdict stands.
+        return FaceCheck.objects.get(sha256=sha256, engine=engine.name)
+
+
+# -- audio --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOutcome:
+    """A probed upload, what stops it from being used, and the stored clip if nothing does."""
+
+    info: AudioInfo
+    problems: list[str] = field(default_factory=list)
+    clip: AudioClip | None = None
+    will_convert: bool = False
+
+
+def audio_submit(
+    *, team: Team, user: User, upload: UploadedFile, engine: Engine | None = None
+) -> AudioOutcome:
+    """Probe an uploaded clip, convert it if needed, keep it if it fits the engine.
+
+    Raises Rejected when the file is not audio at all.
+    """
+    engine = engine or get_engine()
+    limits = engine.limits
+    sha256 = sha256_of(upload)
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    with local_path(upload, suffix=suffix) as path:
+        try:
+            info = probe_audio(path)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        if info.format not in UPLOAD_AUDIO_FORMATS:
+            return AudioOutcome(
+                info=info,
+                problems=[
+                    f"{info.format.upper()} audio is not supported. "
+                    f"Use {UPLOAD_AUDIO_LABEL}."
+                ],
+            )
+        will_convert = info.format not in limits.audio_formats
+        problems = audio_problems(
+            duration=info.duration,
+            size=None if will_convert else info.size,
+            engine=engine,
+        )
+        if problems:
+            return AudioOutcome(info=info, problems=problems, will_convert=will_convert)
+
+        existing = AudioClip.objects.filter(team=team, sha256=sha256).first()
+        if existing is not None:
+            return AudioOutcome(info=info, clip=existing, will_convert=will_convert)
+
+        with tempfile.TemporaryDirectory(prefix="s2v-audio-") as tmp:
+            send_path, send_info = path, info
+            if will_convert:
+                send_path = Path(tmp) / "converted.wav"
+                try:
+                    send_info = convert_to_wav(path, send_path)
+                except InputError as exc:
+                    raise Rejected(exc.message, code=exc.code) from exc
+                problems = audio_problems(
+                    duration=send_info.duration, size=send_info.size, engine=engine
+                )
+                if problems:
+                    return AudioOutcome(info=info, problems=problems, will_convert=True)
+            clip = AudioClip(
+                team=team,
+                uploaded_by=user,
+                original_name=(upload.name or "")[:255],
+                original_format=info.format,
+                format=send_info.format,
+                sha256=sha256,
+                duration=send_info.duration,
+                size=send_info.size,
+                sample_rate=send_info.sample_rate,
+                channels=send_info.channels,
+            )
+            with send_path.open("rb") as fh:
+                clip.file.save(f"audio.{send_info.format}", File(fh), save=False)
+            clip.save()
+    return AudioOutcome(info=info, clip=clip, will_convert=will_convert)
+
+
+def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list[str]:
+    """Why a clip of this length and size does not fit the engine, in plain words."""
+    limits = engine.limits
+    problems = []
+    if duration > limits.audio_max_seconds:
+        over = duration - limits.audio_max_seconds
+        problems.append(
+            f"The clip is {duration:.1f} s long, {over:.1f} s over the "
+            f"{limits.audio_max_seconds:g} s limit. Trim it to "
+            f"{limits.audio_max_seconds:g} s or less."
+        )
+    if size is not None and size > limits.audio_max_bytes:
+        problems.append(
+            f"The file is {size / 1048576:.1f} MB; the limit is "
+            f"{limits.audio_max_bytes / 1048576:g} MB. Export it at a lower bit rate "
+            "or shorten it."
+        )
+    return problems
+
+
+# -- jobs ---------------------------------------------------------------------
+
+
+def job_create(
+    *,
+    team: Team,
+    user: User,
+    portrait: Portrait,
+    audio: AudioClip,
+    resolution: str,
+    title: str = "",
+    retry_of: GenerationJob | None = None,
+) -> GenerationJob:
+    """Queue a generation. Raises Rejected when the inputs cannot succeed."""
+    engine = get_engine()
+    if portrait.team_id != team.pk or audio.team_id != team.pk:
+        raise Rejected("These files belong to another team.")
+    if resolution not in engine.limits.resolutions:
+        choices = " or ".join(engine.limits.resolutions)
+        raise Rejected(f"Choose a resolution of {choices}.", code="resolution")
+    verdict = portrait_verdict(portrait=portrait, engine=engine)
+    if not verdict.check_pass:
+        raise Rejected(verdict.message or "The portrait did not pass the check.")
+    if problems := audio_problems(
+        duration=audio.duration, size=audio.size, engine=engine
+    ):
+        raise Rejected(" ".join(problems), code="audio")
+
+    with transaction.atomic():
+        job = GenerationJob.objects.create(
+            team=team,
+            created_by=user,
+            portrait=portrait,
+            audio=audio,
+            resolution=resolution,
+            engine=engine.name,
+            title=title.strip()[:120],
+            retry_of=retry_of,
+        )
+        _enqueue_after_commit(job)
+    return job
+
+
+def _enqueue_after_commit(job: GenerationJob) -> None:
+    job_id = job.pk
+    transaction.on_commit(
+        lambda: async_task(
+            "studio.tasks.job_run",
+            job_id,
+            task_name=f"job-{job_id}",
+            group="generation",
+        )
+    )
+
+
+def job_retry(*, job: GenerationJob, user: User) -> GenerationJob:
+    """Queue a new job with the same inputs as a failed or canceled one."""
+    if not job.can_retry:
+        raise Rejected("Only a failed or canceled video can be retried.")
+    return job_create(
+        team=job.team,
+        user=user,
+        portrait=job.portrait,
+        audio=job.audio,
+        resolution=job.resolution,
+        title=job.title,
+        retry_of=job,
+    )
+
+
+def job_cancel(*, job: GenerationJob) -> GenerationJob:
+    """Cancel a job that has not started. Raises Rejected once work has begun."""
+    canceled = GenerationJob.objects.filter(
+        pk=job.pk, status=GenerationJob.Status.QUEUED
+    ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
+    job.refresh_from_db()
+    if not canceled and job.status != GenerationJob.Status.CANCELED:
+        raise Rejected(
+            f"This video is already {job.get_status_display().lower()}; "
+            "only a queued video can be canceled."
+        )
+    return job
+
+
+def job_rename(*, job: GenerationJob, title: str) -> GenerationJob:
+    job.title = title.strip()[:120]
+    job.save(update_fields=["title"])
+    return job
+
+
+class _JobLost(Exception):
+    """The job was taken from this worker (the sweep gave it to another)."""
+
+
+def job_run(*, job_id: int) -> GenerationJob | None:
+    """Claim a queued job and make its video. A redelivered message is a no-op."""
+    now = timezone.now()
+    claimed = GenerationJob.objects.filter(
+        pk=job_id, status=GenerationJob.Status.QUEUED
+    ).update(
+        status=GenerationJob.Status.SUBMITTED,
+        started_at=now,
+        heartbeat_at=now,
+        progress=0.0,
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        return GenerationJob.objects.filter(pk=job_id).first()
+    job = GenerationJob.objects.select_related("portrait", "audio").get(pk=job_id)
+    # The attempt number fences this worker: once the sweep hands the job to
+    # another attempt, every write from this one matches no row.
+    mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
+    engine = get_engine(job.engine)
+    verdict = FaceCheck.objects.filter(
+        sha256=job.portrait.sha256, engine=engine.name
+    ).first()
+    last_beat = 0.0
+
+    def progress(fraction: float) -> None:
+        nonlocal last_beat
+        if time.monotonic() - last_beat < PROGRESS_EVERY and fraction < 1.0:
+            return
+        last_beat = time.monotonic()
+        updated = mine.filter(status__in=GenerationJob.IN_FLIGHT).update(
+            status=GenerationJob.Status.RUNNING,
+            progress=max(0.0, min(fraction, 1.0)),
+            heartbeat_at=timezone.now(),
+        )
+        if not updated:
+            raise _JobLost
+
+    try:
+        with (
+            stored_path(job.portrait.file.name) as portrait,
+            stored_path(job.audio.file.name) as audio,
+        ):
+            progress(0.0)
+            request = GenerationRequest(
+                job_code=str(job.code),
+                portrait_path=portrait,
+                audio_path=audio,
+                resolution=job.resolution,
+                face_box=tuple(verdict.face_box)
+                if verdict and verdict.face_box
+                else None,
+            )
+            result = engine.start(request, progress)
+    except _JobLost:
+        log.warning(
+            "job %s was taken over while rendering; dropping this render", job.pk
+        )
+        return None
+    except EngineError as exc:
+        return _job_fail(mine, code=exc.code or "engine", message=str(exc))
+    except Exception:
+        log.exception("job %s failed while rendering", job.pk)
+        return _job_fail(
+            mine,
+            code="internal",
+            message="Rendering stopped on an unexpected error. Retry; if it fails "
+            "again, try another portrait or audio clip.",
+        )
+
+    try:
+        if result.state != TaskState.SUCCEEDED:
+            return _job_fail(
+                mine,
+                code=result.error_code or "engine",
+                message=result.error_message or "The engine could not make this video.",
+            )
+        return _job_complete(mine, engine=engine, result=result)
+    finally:
+        if result.video_path is not None:
+            shutil.rmtree(result.video_path.parent, ignore_errors=True)
+
+
+def _job_complete(
+    mine: QuerySet[GenerationJob], *, engine: Engine, result: TaskResult
+) -> GenerationJob | None:
+    if result.video_path is None:
+        return _job_fail(mine, code="engine", message="The engine returned no video.")
+    try:
+        media = probe_video(result.video_path)
+    except InputError as exc:
+        return _job_fail(mine, code=exc.code, message=exc.message)
+    with transaction.atomic():
+        job = (
+            mine.select_for_update().filter(status__in=GenerationJob.IN_FLIGHT).first()
+        )
+        if job is None:
+            return None
+        with result.video_path.open("rb") as fh:
+            job.video.save("video.mp4", File(fh), save=False)
+        if result.poster_path is not None and result.poster_path.exists():
+            with result.poster_path.open("rb") as fh:
+                job.poster.save("poster.jpg", File(fh), save=False)
+        job.video_duration = media.duration
+        job.width, job.height = media.width, media.height
+        billed = result.billed_seconds
+        job.billed_seconds = (
+            billed if billed is not None else Decimal(f"{media.duration:.2f}")
+        )
+        price = engine.limits.price_per_second.get(job.resolution, Decimal("0"))
+        job.cost = (job.billed_seconds * price).quantize(COST_PLACES)
+        job.currency = engine.limits.currency
+        job.status = GenerationJob.Status.SUCCEEDED
+        job.progress = 1.0
+        job.finished_at = timezone.now()
+        job.error_code = job.error_message = ""
+        job.save()
+    return job
+
+
+def _job_fail(
+    mine: QuerySet[GenerationJob], *, code: str, message: str
+) -> GenerationJob | None:
+    mine.filter(status__in=GenerationJob.IN_FLIGHT).update(
+        status=GenerationJob.Status.FAILED,
+        finished_at=timezone.now(),
+        error_code=code[:64],
+        error_message=message,
+    )
+    return mine.first()
+
+
+def jobs_sweep(*, now: datetime | None = None) -> list[int]:
+    """Take back in-flight jobs whose worker stopped reporting. Returns their ids.
+
+    A job with attempts left goes back to the queue; after the last attempt it
+    fails with a message, so no job stays "running" forever.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.S2V_STALE_SECONDS)
+    stale = GenerationJob.objects.filter(
+        status__in=GenerationJob.IN_FLIGHT, heartbeat_at__lt=cutoff
+    )
+    recovered = []
+    for job in stale.only("pk", "attempts", "engine"):
+        if get_engine(job.engine).remote:
+            continue  # remote tasks keep running at the provider; polling resumes them
+        current = GenerationJob.objects.filter(
+            pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
+        )
+        if job.attempts < settings.S2V_MAX_ATTEMPTS:
+            with transaction.atomic():
+                if current.update(status=GenerationJob.Status.QUEUED, progress=0.0):
+                    _enqueue_after_commit(job)
+                    recovered.append(job.pk)
+            log.warning("job %s: worker stopped; queued again", job.pk)
+        else:
+            _job_fail(
+                current,
+                code="worker_lost",
+                message="The worker stopped while making this video, "
+                f"{job.attempts} times. Retry it; if it keeps failing, tell an admin.",
+            )
+            recovered.append(job.pk)
+            log.error("job %s: worker stopped on every attempt; failed", job.pk)
+    return recovered

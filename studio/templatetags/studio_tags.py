@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def clock(seconds: float | int | str | None) -> str:
+    """12.4 -> "0:12"; 3725 -> "1:02:05"; anything not a number -> "–"."""
+    try:
+        total = round(float(seconds))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@register.filter
+def money(amount: Decimal | None, currency: str = "USD") -> str:
+    if amount is None:
+        return "–"
+    symbol = {"USD": "$", "CNY": "¥"}.get(currency or "USD", "")
+    places = Decimal("0.01") if amount == 0 or abs(amount) >= 1 else Decimal("0.0001")
+    text = f"{amount.quantize(places)}"
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+
+
+@register.filter
+def percent(fraction: float | None) -> int:
+    return round((fraction or 0) * 100)

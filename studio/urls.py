@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "studio"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("new/", views.job_create, name="job-create"),
+    path("check/portrait/", views.portrait_check, name="portrait-check"),
+    path("check/audio/", views.audio_check, name="audio-check"),
+    path("gallery/", views.gallery, name="gallery"),
+    path("jobs/<uuid:code>/", views.job_detail, name="job-detail"),
+    path("jobs/<uuid:code>/status/", views.job_status, name="job-status"),
+    path("jobs/<uuid:code>/card/", views.job_card, name="job-card"),
+    path("jobs/<uuid:code>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<uuid:code>/retry/", views.job_retry, name="job-retry"),
+    path("jobs/<uuid:code>/rename/", views.job_rename, name="job-rename"),
+    path("jobs/<uuid:code>/video.mp4", views.job_video, name="job-video"),
+    path("jobs/<uuid:code>/poster.jpg", views.job_poster, name="job-poster"),
+    path("files/portraits/<uuid:code>", views.portrait_file, name="portrait-file"),
+    path("files/audio/<uuid:code>", views.audio_file, name="audio-file"),
+    path("teams/switch/", views.team_switch, name="team-switch"),
+]

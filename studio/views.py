@@ -1,0 +1,429 @@
+"""Thin views: parse the request, call a service or selector, choose a template."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import (
+    HTMX_STOP_POLLING,
+    HttpResponseClientRedirect,
+    trigger_client_event,
+)
+
+from . import selectors, services
+from .engine import get_engine
+from .forms import GenerateForm, RenameForm, UploadForm
+from .media import serve_file
+from .middleware import SESSION_TEAM_KEY
+from .models import AudioClip, FaceCheck, GenerationJob, Membership, Portrait, Team
+
+GALLERY_PAGE_SIZE = 12
+
+View = Callable[..., HttpResponseBase]
+
+
+def team_required(view: View) -> View:
+    """Sign-in plus a team: the view receives the active membership."""
+
+    @login_required
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        membership: Membership | None = request.membership  # type: ignore[attr-defined]
+        if not membership:
+            return render(request, "studio/no_team.html", status=403)
+        return view(request, membership, *args, **kwargs)
+
+    return wrapper
+
+
+def _team_job(membership: Membership, code: UUID) -> GenerationJob:
+    # Anything outside the active team answers 404, never 403: no existence leaks.
+    return get_object_or_404(
+        GenerationJob.objects.select_related("portrait", "audio", "created_by"),
+        code=code,
+        team=membership.team,
+    )
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("studio:job-create")
+
+
+# -- upload and generate ------------------------------------------------------
+
+
+@team_required
+def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    engine = get_engine()
+    form = GenerateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        team = membership.team
+        portrait = Portrait.objects.filter(
+            team=team, code=form.cleaned_data["portrait"]
+        ).first()
+        audio = AudioClip.objects.filter(
+            team=team, code=form.cleaned_data["audio"]
+        ).first()
+        if portrait is None or audio is None:
+            form.add_error(
+                None, "Upload the portrait and the audio again; they were not found."
+            )
+        else:
+            try:
+                job = services.job_create(
+                    team=team,
+                    user=request.user,  # type: ignore[arg-type]
+                    portrait=portrait,
+                    audio=audio,
+                    resolution=form.cleaned_data["resolution"],
+                    title=form.cleaned_data["title"],
+                )
+            except services.Rejected as exc:
+                form.add_error(None, exc.message)
+            else:
+                if request.htmx:  # type: ignore[attr-defined]
+                    return HttpResponseClientRedirect(job.get_absolute_url())
+                return redirect(job)
+    context = {
+        "form": form,
+        "engine": engine,
+        "limits": engine.limits,
+        "max_upload_mb": settings.S2V_MAX_UPLOAD_MB,
+        "audio_formats": services.UPLOAD_AUDIO_LABEL,
+    }
+    if request.method == "POST" and request.htmx:  # type: ignore[attr-defined]
+        return render(request, "studio/job_create.html#generate-errors", context)
+    return render(request, "studio/job_create.html", context)
+
+
+def _generate_ready(
+    membership: Membership, *, portrait_ok: bool, audio_ok: bool
+) -> str:
+    return render_to_string(
+        "studio/job_create.html#generate-button",
+        {"ready": portrait_ok and audio_ok, "oob": True},
+    )
+
+
+def _audio_ok(membership: Membership, code: str) -> bool:
+    try:
+        clip = AudioClip.objects.filter(team=membership.team, code=UUID(code)).first()
+    except ValueError:
+        return False
+    return clip is not None and not services.audio_problems(
+        duration=clip.duration, size=clip.size, engine=get_engine()
+    )
+
+
+def _portrait_ok(membership: Membership, code: str) -> bool:
+    try:
+        portrait = Portrait.objects.filter(
+            team=membership.team, code=UUID(code)
+        ).first()
+    except ValueError:
+        return False
+    return (
+        portrait is not None and services.portrait_verdict(portrait=portrait).check_pass
+    )
+
+
+@team_required
+@require_POST
+def portrait_check(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The inline verdict. Always 200: htmx 2 does not swap error responses."""
+    form = UploadForm(
+        request.POST,
+        request.FILES,
+        field_name="portrait_file",
+        max_mb=settings.S2V_MAX_UPLOAD_MB,
+    )
+    context: dict[str, Any] = {"error": "", "outcome": None}
+    if not form.is_valid():
+        context["error"] = form.errors["portrait_file"][0]
+    else:
+        try:
+            context["outcome"] = services.portrait_submit(
+                team=membership.team,
+                user=request.user,  # type: ignore[arg-type]
+                upload=form.cleaned_data["portrait_file"],
+            )
+        except services.Rejected as exc:
+            context["error"] = exc.message
+    outcome = context["outcome"]
+    passed = bool(outcome and outcome.portrait)
+    html = render_to_string("studio/job_create.html#portrait-verdict", context, request)
+    html += _generate_ready(
+        membership,
+        portrait_ok=passed,
+        audio_ok=_audio_ok(membership, request.POST.get("audio", "")),
+    )
+    return HttpResponse(html)
+
+
+@team_required
+@require_POST
+def audio_check(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The inline audio report: duration, format and whether it fits. Always 200."""
+    form = UploadForm(
+        request.POST,
+        request.FILES,
+        field_name="audio_file",
+        max_mb=settings.S2V_MAX_UPLOAD_MB,
+    )
+    context: dict[str, Any] = {
+        "error": "",
+        "outcome": None,
+        "limits": get_engine().limits,
+    }
+    if not form.is_valid():
+        context["error"] = form.errors["audio_file"][0]
+    else:
+        try:
+            context["outcome"] = services.audio_submit(
+                team=membership.team,
+                user=request.user,  # type: ignore[arg-type]
+                upload=form.cleaned_data["audio_file"],
+            )
+        except services.Rejected as exc:
+            context["error"] = exc.message
+    outcome = context["outcome"]
+    fits = bool(outcome and outcome.clip)
+    html = render_to_string("studio/job_create.html#audio-report", context, request)
+    html += _generate_ready(
+        membership,
+        portrait_ok=_portrait_ok(membership, request.POST.get("portrait", "")),
+        audio_ok=fits,
+    )
+    return HttpResponse(html)
+
+
+# -- one job ------------------------------------------------------------------
+
+
+def _job_context(job: GenerationJob) -> dict[str, Any]:
+    return {
+        "job": job,
+        "progress": selectors.job_progress(job=job),
+        "verdict": FaceCheck.objects.filter(
+            sha256=job.portrait.sha256, engine=job.engine
+        ).first(),
+        "engine_label": get_engine(job.engine).label,
+    }
+
+
+@team_required
+@require_GET
+def job_detail(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    return render(request, "studio/job_detail.html", _job_context(job))
+
+
+@team_required
+@require_GET
+def job_status(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    """The polled fragment. A finished job renders without hx-trigger and answers 286."""
+    job = _team_job(membership, code)
+    status = HTMX_STOP_POLLING if job.is_terminal else 200
+    response = render(
+        request, "studio/job_detail.html#job-status", _job_context(job), status=status
+    )
+    if job.is_terminal:
+        trigger_client_event(response, "job-finished", {"code": str(job.code)})
+    return response
+
+
+@team_required
+@require_GET
+def job_card(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
+    """One gallery card, polled while its job runs."""
+    job = _team_job(membership, code)
+    positions = (
+        selectors.queue_positions(engine=job.engine) if job.status == "queued" else {}
+    )
+    status = HTMX_STOP_POLLING if job.is_terminal else 200
+    return render(
+        request,
+        "studio/gallery.html#job-card",
+        {"job": job, "position": positions.get(job.pk)},
+        status=status,
+    )
+
+
+@team_required
+@require_POST
+def job_cancel(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    try:
+        services.job_cancel(job=job)
+    except services.Rejected as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Canceled. Nothing was spent on this video.")
+    return _back_to(request, job.get_absolute_url())
+
+
+@team_required
+@require_POST
+def job_retry(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
+    job = _team_job(membership, code)
+    try:
+        new_job = services.job_retry(job=job, user=request.user)  # type: ignore[arg-type]
+    except services.Rejected as exc:
+        messages.error(request, exc.message)
+        return _back_to(request, job.get_absolute_url())
+    messages.success(
+        request, "Queued again with the same portrait, audio and settings."
+    )
+    return _back_to(request, new_job.get_absolute_url())
+
+
+@team_required
+@require_POST
+def job_rename(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        services.job_rename(job=job, title=form.cleaned_data["title"])
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "studio/job_detail.html#job-title", {"job": job})
+    return redirect(job)
+
+
+def _back_to(request: HttpRequest, url: str) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+# -- gallery ------------------------------------------------------------------
+
+
+@team_required
+@require_GET
+@vary_on_headers("HX-Request")
+def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
+    team = membership.team
+    filters = selectors.GalleryFilters(
+        author=request.GET.get("author", ""),
+        status=request.GET.get("status", "")
+        if request.GET.get("status") in GenerationJob.Status.values
+        else "",
+        resolution=request.GET.get("resolution", "")
+        if request.GET.get("resolution") in GenerationJob.Resolution.values
+        else "",
+    )
+    paginator = Paginator(
+        selectors.gallery_jobs(team=team, filters=filters), GALLERY_PAGE_SIZE
+    )
+    page = paginator.get_page(request.GET.get("page"))
+    positions = selectors.queue_positions(engine=get_engine().name)
+    context = {
+        "page": page,
+        "jobs": [(job, positions.get(job.pk)) for job in page.object_list],
+        "filters": filters,
+        "query": filters.as_query(),
+        "authors": selectors.team_authors(team=team),
+        "statuses": GenerationJob.Status.choices,
+        "resolutions": GenerationJob.Resolution.choices,
+    }
+    template = "studio/gallery.html"
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
+        template += "#gallery-grid"
+    return render(request, template, context)
+
+
+# -- media: only for members of the owning team -------------------------------
+
+
+@team_required
+@require_GET
+def portrait_file(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponseBase:
+    portrait = get_object_or_404(Portrait, code=code, team=membership.team)
+    return serve_file(request, portrait.file.name)
+
+
+@team_required
+@require_GET
+def audio_file(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponseBase:
+    clip = get_object_or_404(AudioClip, code=code, team=membership.team)
+    return serve_file(request, clip.file.name)
+
+
+@team_required
+@require_GET
+def job_video(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponseBase:
+    job = _team_job(membership, code)
+    if not job.video:
+        raise Http404("This job has no video yet.")
+    name = None
+    if "download" in request.GET:
+        safe_title = "".join(
+            c for c in job.display_title[:60] if c.isalnum() or c in " -_."
+        )
+        name = f"{safe_title.strip() or 'video'} {job.resolution}.mp4"
+    return serve_file(request, job.video.name, download_as=name)
+
+
+@team_required
+@require_GET
+def job_poster(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponseBase:
+    job = _team_job(membership, code)
+    if not job.poster:
+        raise Http404("This job has no poster yet.")
+    return serve_file(request, job.poster.name)
+
+
+# -- account ------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def team_switch(request: HttpRequest) -> HttpResponse:
+    team = get_object_or_404(
+        Team, code=request.POST.get("team"), memberships__user=request.user
+    )
+    request.session[SESSION_TEAM_KEY] = team.pk
+    messages.success(request, f"Now working in {team.name}.")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}
+    ):
+        next_url = reverse("studio:gallery")
+    return redirect(next_url)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A friendly page instead of Django's technical 403."""
+    return render(request, "studio/csrf_failure.html", status=403)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from studio.models import Membership, Team, User
+from tests import media_factories
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ASTRONAUT = FIXTURES / "astronaut.png"
+ROCKET = FIXTURES / "rocket.jpg"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never leave this machine: outbound HTTP except to loopback fails."""
+    real = httpx.HTTPTransport.handle_request
+
+    def guard(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        if not _is_loopback(request.url.host):
+            raise RuntimeError(
+                f"Outbound HTTP in tests: {request.method} {request.url}"
+            )
+        return real(self, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", guard)
+
+
+@pytest.fixture
+def team(db: None) -> Team:
+    return Team.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_team(db: None) -> Team:
+    return Team.objects.create(name="Globex", slug="globex")
+
+
+def make_member(team: Team, username: str, role: str = Membership.Role.MEMBER) -> User:
+    user = User.objects.create_user(username, password="pw-" + username)
+    Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(team: Team) -> User:
+    return make_member(team, "alice", Membership.Role.ADMIN)
+
+
+@pytest.fixture
+def mallory(other_team: Team) -> User:
+    """A member of another team: everything of Acme's must be a 404 to her."""
+    return make_member(other_team, "mallory")
+
+
+@pytest.fixture
+def alice_client(alice: User) -> Client:
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def mallory_client(mallory: User) -> Client:
+    client = Client()
+    client.force_login(mallory)
+    return client
+
+
+def upload(path: Path, name: str | None = None) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name or path.name, path.read_bytes())
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    return media_factories.make_wav(tmp_path / "voice.wav", 2.0)
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Task messages the code under test sends, captured instead of queued."""
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(
+        "studio.services.async_task",
+        lambda func, *args, **kw: calls.append((func, args)),
+    )
+    return calls
+
+
+@pytest.fixture
+def run_enqueued(
+    enqueued: list[tuple[str, tuple[Any, ...]]],
+) -> Callable[[], int]:
+    """Runs captured task messages in order, as a worker would; returns how many ran."""
+    from django.utils.module_loading import import_string
+
+    def run() -> int:
+        count = 0
+        while enqueued:
+            func, args = enqueued.pop(0)
+            import_string(func)(*args)
+            count += 1
+        return count
+
+    return run
+
+
+@pytest.fixture
+def checked_inputs(alice: User, team: Team, wav: Path) -> Iterator[tuple[Any, Any]]:
+    """A passing portrait and a fitting clip, stored for Acme."""
+    from studio import services
+
+    portrait = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+    audio = services.audio_submit(team=team, user=alice, upload=upload(wav))
+    assert portrait.portrait is not None and audio.clip is not None
+    yield portrait.portrait, audio.clip

@@ -1,0 +1,316 @@
+"""Test media made on the fly: speech-like audio in every format, portraits, junk.
+
+Plain functions, so any test module (engine or Django) can import them. Each
+writer takes the destination path first and returns it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ASTRONAUT = FIXTURES / "astronaut.png"  # one frontal face, 512×512
+NO_FACE = FIXTURES / "rocket.jpg"  # a launch pad, no people, 640×427
+# Where the astronaut's face is in ASTRONAUT (x, y, w, h), hairline to chin, by eye.
+ASTRONAUT_FACE = (165, 45, 120, 140)
+
+Segments = Sequence[tuple[float, float]]
+
+# Container and encoder for each audio format the factories can write.
+_AUDIO_FORMATS: dict[str, tuple[str, str]] = {
+    "wav": ("wav", "pcm_s16le"),
+    "mp3": ("mp3", "libmp3lame"),
+    "m4a": ("ipod", "aac"),
+    "aac": ("adts", "aac"),
+    "ogg": ("ogg", "libopus"),
+    "flac": ("flac", "flac"),
+}
+
+
+# Audio
+
+
+def speech_like(
+    seconds: float,
+    *,
+    sample_rate: int = 16000,
+    loud_segments: Segments | None = None,
+    seed: int = 1,
+) -> NDArray[np.float32]:
+    """Mono float samples in [-1, 1]: voiced syllables inside `loud_segments`.
+
+    Inside a segment: a 120-180 Hz buzz with harmonics plus a little noise,
+    amplitude-modulated at ~4 syllables per second. Outside: near silence.
+    `loud_segments=None` means the whole clip is speech.
+    """
+    rng = np.random.default_rng(seed)
+    n = round(seconds * sample_rate)
+    t = np.arange(n, dtype=np.float64) / sample_rate
+    pitch = 150.0 + 30.0 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    voice: NDArray[np.float64] = np.sum(
+        [np.sin(k * phase) / k for k in range(1, 6)], axis=0
+    )
+    voice = voice / np.max(np.abs(voice)) + 0.15 * rng.standard_normal(n)
+    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t) ** 2
+    gate = np.zeros(n)
+    for start, end in loud_segments if loud_segments is not None else [(0, seconds)]:
+        a, b = round(start * sample_rate), round(end * sample_rate)
+        gate[a:b] = 1.0
+    # 10 ms ramps, so segment edges do not click.
+    ramp = max(1, sample_rate // 100)
+    gate = np.convolve(gate, np.ones(ramp) / ramp, mode="same")
+    floor = 0.0005 * rng.standard_normal(n)
+    samples = 0.6 * voice * syllables * gate + floor
+    return np.clip(samples, -1.0, 1.0).astype(np.float32)
+
+
+def make_audio(
+    path: Path,
+    *,
+    fmt: str,
+    seconds: float = 3.0,
+    sample_rate: int | None = None,
+    channels: int = 1,
+    loud_segments: Segments | None = None,
+) -> Path:
+    """Write speech-like audio as `fmt` (wav, mp3, m4a, aac, ogg = Opus, flac)."""
+    container_format, codec = _AUDIO_FORMATS[fmt]
+    if sample_rate is None:
+        sample_rate = 48000 if fmt == "ogg" else 16000 if fmt == "wav" else 44100
+    mono = speech_like(seconds, sample_rate=sample_rate, loud_segments=loud_segments)
+    planar = np.repeat(mono[np.newaxis, :], channels, axis=0)
+    layout = "mono" if channels == 1 else "stereo"
+    with av.open(str(path), "w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=sample_rate, layout=layout)
+        assert isinstance(stream, av.AudioStream)
+        encoder_format = (stream.codec_context.codec.audio_formats or [])[0].name
+        resampler = av.AudioResampler(
+            format=encoder_format, layout=layout, rate=sample_rate
+        )
+        pts = 0
+        for start in range(0, planar.shape[1], 1024):
+            chunk = np.ascontiguousarray(planar[:, start : start + 1024])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sample_rate
+            frame.pts = pts
+            frame.time_base = Fraction(1, sample_rate)
+            pts += chunk.shape[1]
+            for converted in resampler.resample(frame):
+                out.mux(stream.encode(converted))
+        for converted in resampler.resample(None):
+            out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    return path
+
+
+def make_wav(
+    path: Path,
+    seconds: float = 3.0,
+    *,
+    sample_rate: int = 16000,
+    channels: int = 1,
+    loud_segments: Segments | None = None,
+) -> Path:
+    return make_audio(
+        path,
+        fmt="wav",
+        seconds=seconds,
+        sample_rate=sample_rate,
+        channels=channels,
+        loud_segments=loud_segments,
+    )
+
+
+def make_mp3(
+    path: Path,
+    seconds: float = 3.0,
+    *,
+    sample_rate: int = 44100,
+    channels: int = 1,
+    loud_segments: Segments | None = None,
+) -> Path:
+    return make_audio(
+        path,
+        fmt="mp3",
+        seconds=seconds,
+        sample_rate=sample_rate,
+        channels=channels,
+        loud_segments=loud_segments,
+    )
+
+
+def make_m4a(path: Path, seconds: float = 3.0, **kwargs: object) -> Path:
+    return make_audio(path, fmt="m4a", seconds=seconds, **kwargs)  # type: ignore[arg-type]
+
+
+def make_ogg_opus(path: Path, seconds: float = 3.0, **kwargs: object) -> Path:
+    return make_audio(path, fmt="ogg", seconds=seconds, **kwargs)  # type: ignore[arg-type]
+
+
+def make_flac(path: Path, seconds: float = 3.0, **kwargs: object) -> Path:
+    return make_audio(path, fmt="flac", seconds=seconds, **kwargs)  # type: ignore[arg-type]
+
+
+# Images
+
+
+def make_image(
+    path: Path,
+    *,
+    size: tuple[int, int] = (640, 480),
+    fmt: str = "JPEG",
+    color: tuple[int, int, int] | None = None,
+) -> Path:
+    """A plain picture (gradient, or one `color`) with no face, in Pillow `fmt`."""
+    width, height = size
+    if color is not None:
+        im = Image.new("RGB", size, color)
+    else:
+        x = np.linspace(0, 255, width, dtype=np.float32)[np.newaxis, :]
+        y = np.linspace(0, 255, height, dtype=np.float32)[:, np.newaxis]
+        shape = (height, width)
+        channels = [np.broadcast_to(x, shape), np.broadcast_to(y, shape)]
+        channels.append(np.full(shape, 128.0, dtype=np.float32))
+        pixels = np.stack(channels, axis=-1).astype(np.uint8)
+        im = Image.fromarray(pixels)
+    if fmt == "GIF":
+        im = im.convert("P")
+    im.save(path, format=fmt)
+    return path
+
+
+def make_portrait(
+    path: Path,
+    *,
+    fmt: str = "JPEG",
+    size: tuple[int, int] | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+    blur: float = 0.0,
+    brightness: float = 1.0,
+    exif_orientation: int | None = None,
+    transparent_corners: bool = False,
+    quality: int = 92,
+) -> Path:
+    """The astronaut portrait, cropped, resized, blurred, darkened or stored sideways.
+
+    `crop` is a Pillow box (left, top, right, bottom) applied before `size`.
+    With `exif_orientation=6` the pixels are stored rotated a quarter turn
+    counter-clockwise, and the EXIF tag tells viewers to turn them back.
+    `transparent_corners` adds an alpha channel, clear outside a big ellipse
+    (PNG or WEBP only).
+    """
+    im = Image.open(ASTRONAUT).convert("RGB")
+    if crop is not None:
+        im = im.crop(crop)
+    if size is not None:
+        im = im.resize(size, Image.Resampling.LANCZOS)
+    if blur:
+        im = im.filter(ImageFilter.GaussianBlur(blur))
+    if brightness != 1.0:
+        im = ImageEnhance.Brightness(im).enhance(brightness)
+    if transparent_corners:
+        alpha = Image.new("L", im.size, 0)
+        ImageDraw.Draw(alpha).ellipse((0, 0, im.width - 1, im.height - 1), fill=255)
+        im.putalpha(alpha)
+    options: dict[str, object] = {}
+    if fmt == "JPEG":
+        options["quality"] = quality
+    if exif_orientation is not None:
+        undo = {
+            3: Image.Transpose.ROTATE_180,
+            6: Image.Transpose.ROTATE_90,
+            8: Image.Transpose.ROTATE_270,
+        }
+        im = im.transpose(undo[exif_orientation])
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        options["exif"] = exif.tobytes()
+    im.save(path, format=fmt, **options)
+    return path
+
+
+def make_group(path: Path, *, people: int = 2, fmt: str = "JPEG") -> Path:
+    """Several copies of the astronaut's head and shoulders, side by side."""
+    im = Image.open(ASTRONAUT).convert("RGB")
+    # Head and shoulders only: 260 px wide keeps each face a sizeable share.
+    person = im.crop((95, 0, 355, 512))
+    group = Image.new("RGB", (person.width * people, person.height))
+    for i in range(people):
+        group.paste(person, (i * person.width, 0))
+    group.save(path, format=fmt)
+    return path
+
+
+def make_small_face(path: Path, *, canvas: tuple[int, int] = (1600, 1200)) -> Path:
+    """The astronaut at her own size in the corner of a big empty picture."""
+    big = Image.new("RGB", canvas, (200, 200, 205))
+    big.paste(Image.open(ASTRONAUT).convert("RGB"), (40, 40))
+    big.save(path, format="JPEG", quality=90)
+    return path
+
+
+def make_large_canvas(path: Path, *, size: tuple[int, int] = (12000, 1000)) -> Path:
+    """A big, cheap picture: one colour compresses to almost nothing in PNG."""
+    Image.new("L", size, 90).save(path, format="PNG")
+    return path
+
+
+def make_twelve_megapixel_jpeg(path: Path) -> Path:
+    """A 4000×3000 JPEG with the astronaut's face in the middle (for timing)."""
+    face = Image.open(ASTRONAUT).convert("RGB").resize((2400, 2400))
+    canvas = Image.new("RGB", (4000, 3000), (70, 80, 90))
+    canvas.paste(face, (800, 300))
+    canvas.save(path, format="JPEG", quality=90)
+    return path
+
+
+def make_bomb_png(path: Path, *, side: int = 30000) -> Path:
+    """A PNG header claiming side×side pixels: a decompression bomb, ~100 bytes.
+
+    Only the header is real; Pillow must refuse it before decoding anything.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", body)
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+# Junk that pretends to be media
+
+
+def make_text_file(path: Path, text: str = "This is not a picture.\n") -> Path:
+    """A text file under whatever name the test gives (photo.jpg, voice.mp3)."""
+    path.write_text(text * 20, encoding="utf-8")
+    return path
+
+
+def make_empty_file(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def make_truncated(path: Path, source: Path, *, keep: float = 0.5) -> Path:
+    """The first `keep` share of `source`'s bytes: a download cut short."""
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
