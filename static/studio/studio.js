@@ -52,6 +52,20 @@
     }
   });
 
+  // Polling pauses while the tab is hidden: a hidden tab sends no status requests.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var trigger = event.detail.elt.getAttribute("hx-trigger") || "";
+    if (document.hidden && trigger.indexOf("every ") === 0) event.preventDefault();
+  });
+
+  // Selects that act at once (the team switcher) without inline handlers.
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (select instanceof HTMLSelectElement && select.hasAttribute("data-submit-on-change")) {
+      select.form.requestSubmit();
+    }
+  });
+
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail.xhr.status;
     if (status === 403) {
