@@ -25,6 +25,7 @@ from .engine.base import (
     Engine,
     EngineError,
     GenerationRequest,
+    InputFile,
     TaskResult,
     TaskState,
     Verdict,
@@ -81,7 +82,7 @@ def portrait_submit(
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
                 try:
-                    verdict = engine.check_portrait(path)
+                    verdict = engine.check_portrait(InputFile(path=path, sha256=sha256))
                 except InputError as exc:
                     raise Rejected(exc.message, code=exc.code) from exc
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
@@ -112,8 +113,9 @@ def portrait_verdict(*, portrait: Portrait, engine: Engine | None = None) -> Fac
     if check is not None:
         return check
     with stored_path(portrait.file.name) as path:
+        image = InputFile(path=path, sha256=portrait.sha256, storage_name=portrait.file.name)
         try:
-            verdict = engine.check_portrait(path)
+            verdict = engine.check_portrait(image)
         except InputError as exc:
             raise Rejected(exc.message, code=exc.code) from exc
     return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
@@ -380,8 +382,12 @@ def job_run(*, job_id: int) -> GenerationJob | None:
             progress(0.0)
             request = GenerationRequest(
                 job_code=str(job.code),
-                portrait_path=portrait,
-                audio_path=audio,
+                portrait=InputFile(
+                    path=portrait, sha256=job.portrait.sha256, storage_name=job.portrait.file.name
+                ),
+                audio=InputFile(
+                    path=audio, sha256=job.audio.sha256, storage_name=job.audio.file.name
+                ),
                 resolution=job.resolution,
                 face_box=tuple(verdict.face_box)
                 if verdict and verdict.face_box

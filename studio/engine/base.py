@@ -73,12 +73,26 @@ class TaskState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class InputFile:
+    """One input as an engine sees it: a local copy, and how to find it again.
+
+    Remote engines need a URL the provider can fetch; they make one from the
+    stored name (presigned or signed app link) or upload the local copy, and
+    reuse an upload of the same bytes by its hash.
+    """
+
+    path: Path
+    sha256: str
+    storage_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """Inputs of one generation, as local files the engine may read."""
+    """Inputs of one generation."""
 
     job_code: str
-    portrait_path: Path
-    audio_path: Path
+    portrait: InputFile
+    audio: InputFile
     resolution: str
     face_box: tuple[int, int, int, int] | None = None
 
@@ -117,7 +131,7 @@ class Engine(Protocol):
     # that must be polled.
     remote: bool
 
-    def check_portrait(self, path: Path) -> Verdict: ...
+    def check_portrait(self, image: InputFile) -> Verdict: ...
 
     def start(self, request: GenerationRequest, progress: Progress) -> TaskResult: ...
 

@@ -15,6 +15,7 @@ from .base import (
     EngineError,
     EngineLimits,
     GenerationRequest,
+    InputFile,
     Progress,
     TaskResult,
     TaskState,
@@ -43,17 +44,17 @@ class LocalEngine:
             price_per_check=Decimal("0"),
         )
 
-    def check_portrait(self, path: Path) -> Verdict:
-        info = images.read_image_info(path)
-        return images.precheck_image(info, self.limits) or images.check_face(path)
+    def check_portrait(self, image: InputFile) -> Verdict:
+        info = images.read_image_info(image.path)
+        return images.precheck_image(info, self.limits) or images.check_face(image.path)
 
     def start(self, request: GenerationRequest, progress: Progress) -> TaskResult:
         workdir = Path(tempfile.mkdtemp(prefix=f"s2v-render-{request.job_code[:8]}-"))
         video, poster = workdir / "video.mp4", workdir / "poster.jpg"
         try:
             info = render.render_video(
-                portrait=request.portrait_path,
-                audio=request.audio_path,
+                portrait=request.portrait.path,
+                audio=request.audio.path,
                 resolution=request.resolution,
                 face_box=request.face_box,
                 out=video,
