@@ -197,6 +197,40 @@ S2V_STALE_SECONDS = env_int("S2V_STALE_SECONDS", 60)
 # How many times one job may be started before the sweep gives up on it.
 S2V_MAX_ATTEMPTS = env_int("S2V_MAX_ATTEMPTS", 2)
 S2V_LOCAL_MAX_AUDIO_SECONDS = env_int("S2V_LOCAL_MAX_AUDIO_SECONDS", 120)
+# Which price list applies (provider-api.md §2.3, §3.3): USD or CNY.
+S2V_CURRENCY = env_str("S2V_CURRENCY", "USD").upper()
+
+
+def _dashscope_api_key() -> str:
+    if path := env_str("DASHSCOPE_API_KEY_FILE"):
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"DASHSCOPE_API_KEY_FILE: cannot read {path}") from exc
+    return env_str("DASHSCOPE_API_KEY")
+
+
+# DashScope (S2V_PROVIDER=dashscope). The key is never logged or shown.
+DASHSCOPE_API_KEY = _dashscope_api_key()
+S2V_DASHSCOPE_BASE_URL = env_str(
+    "S2V_DASHSCOPE_BASE_URL", "https://dashscope.aliyuncs.com/api/v1"
+)
+S2V_DASHSCOPE_WORKSPACE = env_str("S2V_DASHSCOPE_WORKSPACE")
+S2V_DASHSCOPE_STYLE = env_str("S2V_DASHSCOPE_STYLE")  # speech | sing | perform; off if unset
+# Tasks one account runs at once (provider-api.md §3.3: 1 for wan2.2-s2v).
+S2V_DASHSCOPE_CONCURRENCY = env_int("S2V_DASHSCOPE_CONCURRENCY", 1)
+# How inputs reach the provider: upload (DashScope temporary upload), storage
+# (presigned URLs of S3-compatible storage) or public (signed app links).
+S2V_INPUT_URLS = env_str("S2V_INPUT_URLS", "upload")
+S2V_PUBLIC_BASE_URL = env_str("S2V_PUBLIC_BASE_URL").rstrip("/")
+# Polling: the documented ~15 s far from a task's expected end, faster near it.
+S2V_POLL_INTERVAL = env_int("S2V_POLL_INTERVAL", 15)
+S2V_POLL_FAST_INTERVAL = float(env_str("S2V_POLL_FAST_INTERVAL", "2"))
+# Throttling and outages retry with backoff until this many minutes after queueing.
+S2V_SUBMIT_DEADLINE_MINUTES = env_int("S2V_SUBMIT_DEADLINE_MINUTES", 360)
+S2V_RESULT_MAX_MB = env_int("S2V_RESULT_MAX_MB", 500)
+# S2V_PROVIDER=emulator: `runstudio` starts the DashScope emulator on this port.
+S2V_EMULATOR_PORT = env_int("S2V_EMULATOR_PORT", 8765)
 
 LOGGING = {
     "version": 1,

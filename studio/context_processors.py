@@ -5,6 +5,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from .engine import get_engine
+from .models import Membership, ProviderAccount
 from .selectors import user_teams
 
 
@@ -12,8 +13,18 @@ def studio(request: HttpRequest) -> dict[str, Any]:
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
     membership = request.membership  # type: ignore[attr-defined]
+    is_admin = request.user.is_staff or bool(
+        membership and membership.role == Membership.Role.ADMIN
+    )
     return {
         "active_membership": membership if membership else None,
         "user_teams": lambda: list(user_teams(user=request.user)),  # type: ignore[arg-type]
         "engine": get_engine(),
+        "is_team_admin": is_admin,
+        # Admins see a paused provider account on every page until it is fixed.
+        "paused_accounts": (
+            lambda: list(ProviderAccount.objects.filter(paused_at__isnull=False))
+        )
+        if is_admin
+        else (),
     }

@@ -204,14 +204,29 @@ class GenerationJob(models.Model):
     retry_of = models.ForeignKey(
         "self", models.SET_NULL, null=True, blank=True, related_name="retries"
     )
-    remote_task_id = models.CharField(max_length=128, blank=True)
+    remote_task_id = models.CharField(max_length=128, blank=True, db_index=True)
+    # The provider's last word on the task (PENDING, RUNNING, SUCCEEDED, ...).
+    # A task the provider has finished no longer holds the account's slot, even
+    # while its result is still being copied into our storage.
+    remote_status = models.CharField(max_length=16, blank=True)
+    result_url = models.URLField(max_length=2000, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     progress = models.FloatField(default=0.0)
+    polls = models.PositiveIntegerField(default=0)
 
     queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Remote engines: when the submit began (to find a task a crash lost the id
+    # of), when the provider started running it, and when to ask next.
+    submit_started_at = models.DateTimeField(null=True, blank=True)
+    remote_started_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Queued again after a throttled or failed submit: not before this moment.
+    not_before = models.DateTimeField(null=True, blank=True)
+    # Seconds the provider took from RUNNING to done: the history ETAs learn from.
+    remote_seconds = models.FloatField(null=True, blank=True)
 
     billed_seconds = models.DecimalField(
         max_digits=8, decimal_places=2, null=True, blank=True
@@ -252,7 +267,11 @@ class GenerationJob(models.Model):
 
     @property
     def can_cancel(self) -> bool:
-        return self.status == self.Status.QUEUED
+        # A task still PENDING at the provider can be withdrawn; a RUNNING one not.
+        return self.status == self.Status.QUEUED or (
+            self.status == self.Status.SUBMITTED
+            and self.remote_status in ("", "PENDING")
+        )
 
     @property
     def can_retry(self) -> bool:
@@ -263,3 +282,45 @@ class GenerationJob(models.Model):
         if self.started_at is None:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+
+class ProviderAccount(models.Model):
+    """One provider account (one API key's account): its pause state.
+
+    Errors about the account itself (bad key, arrears, no access) pause all
+    dispatching to it; admins see why on every page until it is fixed.
+    """
+
+    engine = models.CharField(max_length=32, unique=True)
+    paused_code = models.CharField(max_length=64, blank=True)
+    paused_message = models.TextField(blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    # While paused, dispatching tries once more at this time, in case it was fixed.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    last_dispatch_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.engine} ({'paused' if self.is_paused else 'active'})"
+
+    @property
+    def is_paused(self) -> bool:
+        return bool(self.paused_at)
+
+
+class RemoteUpload(models.Model):
+    """A provider-side temporary copy of an input, reused while it is valid."""
+
+    account = models.CharField(max_length=64)  # a fingerprint of the API key
+    model = models.CharField(max_length=64)
+    sha256 = models.CharField(max_length=64)
+    url = models.CharField(max_length=1000)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "model", "sha256"], name="upload_lookup")
+        ]
+
+    def __str__(self) -> str:
+        return self.url

@@ -19,6 +19,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from . import dispatcher
 from .engine import get_engine
 from .engine.audio import AudioInfo, convert_to_wav, probe_audio
 from .engine.base import (
@@ -81,10 +82,7 @@ def portrait_submit(
         if check is None:
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
-                try:
-                    verdict = engine.check_portrait(InputFile(path=path, sha256=sha256))
-                except InputError as exc:
-                    raise Rejected(exc.message, code=exc.code) from exc
+                verdict = _check(engine, InputFile(path=path, sha256=sha256))
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
     if not check.check_pass:
         return PortraitOutcome(verdict=check)
@@ -113,12 +111,36 @@ def portrait_verdict(*, portrait: Portrait, engine: Engine | None = None) -> Fac
     if check is not None:
         return check
     with stored_path(portrait.file.name) as path:
-        image = InputFile(path=path, sha256=portrait.sha256, storage_name=portrait.file.name)
-        try:
-            verdict = engine.check_portrait(image)
-        except InputError as exc:
-            raise Rejected(exc.message, code=exc.code) from exc
+        image = InputFile(
+            path=path, sha256=portrait.sha256, storage_name=portrait.file.name
+        )
+        verdict = _check(engine, image)
     return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
+
+
+def _check(engine: Engine, image: InputFile) -> Verdict:
+    """Run the engine's check; failures of the call itself are not verdicts."""
+    try:
+        return engine.check_portrait(image)
+    except InputError as exc:
+        raise Rejected(exc.message, code=exc.code) from exc
+    except EngineError as exc:
+        if exc.about_account:
+            dispatcher.pause_account(
+                engine_name=engine.name, code=exc.code, message=str(exc)
+            )
+            raise Rejected(
+                "The portrait check is unavailable: the provider refused the studio's "
+                "account. An admin has been told; try again later.",
+                code=exc.code,
+            ) from exc
+        if exc.permanent:
+            raise Rejected(str(exc), code=exc.code) from exc
+        raise Rejected(
+            "The provider's portrait check did not answer. Nothing was billed; "
+            "choose the file again in a moment.",
+            code=exc.code,
+        ) from exc
 
 
 def _cached_check(*, sha256: str, engine: Engine) -> FaceCheck | None:
@@ -314,17 +336,24 @@ def job_retry(*, job: GenerationJob, user: User) -> GenerationJob:
 
 
 def job_cancel(*, job: GenerationJob) -> GenerationJob:
-    """Cancel a job that has not started. Raises Rejected once work has begun."""
+    """Cancel a job before it runs. Raises Rejected once it is running."""
     canceled = GenerationJob.objects.filter(
         pk=job.pk, status=GenerationJob.Status.QUEUED
     ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
+    if not canceled and job.status == GenerationJob.Status.SUBMITTED:
+        canceled = dispatcher.job_cancel_remote(job=job)
     job.refresh_from_db()
-    if not canceled and job.status != GenerationJob.Status.CANCELED:
+    if canceled or job.status == GenerationJob.Status.CANCELED:
+        return job
+    if job.is_in_flight:
         raise Rejected(
-            f"This video is already {job.get_status_display().lower()}; "
-            "only a queued video can be canceled."
+            "The provider has started making this video; a running task cannot be "
+            "canceled. It is billed only if it succeeds."
         )
-    return job
+    raise Rejected(
+        f"This video is already {job.get_status_display().lower()}; "
+        "only a queued video can be canceled."
+    )
 
 
 def job_rename(*, job: GenerationJob, title: str) -> GenerationJob:
@@ -383,10 +412,14 @@ def job_run(*, job_id: int) -> GenerationJob | None:
             request = GenerationRequest(
                 job_code=str(job.code),
                 portrait=InputFile(
-                    path=portrait, sha256=job.portrait.sha256, storage_name=job.portrait.file.name
+                    path=portrait,
+                    sha256=job.portrait.sha256,
+                    storage_name=job.portrait.file.name,
                 ),
                 audio=InputFile(
-                    path=audio, sha256=job.audio.sha256, storage_name=job.audio.file.name
+                    path=audio,
+                    sha256=job.audio.sha256,
+                    storage_name=job.audio.file.name,
                 ),
                 resolution=job.resolution,
                 face_box=tuple(verdict.face_box)
@@ -479,13 +512,16 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
     fails with a message, so no job stays "running" forever.
     """
     now = now or timezone.now()
+    recovered = dispatcher.sweep_remote(now=now)
+    # Without a running dispatcher process, this minute sweep still moves remote
+    # jobs along, only more slowly.
+    dispatcher.tick(now=now)
     cutoff = now - timedelta(seconds=settings.S2V_STALE_SECONDS)
     stale = GenerationJob.objects.filter(
         status__in=GenerationJob.IN_FLIGHT, heartbeat_at__lt=cutoff
     )
-    recovered = []
     for job in stale.only("pk", "attempts", "engine"):
-        if get_engine(job.engine).remote:
+        if dispatcher.is_remote(job.engine):
             continue  # remote tasks keep running at the provider; polling resumes them
         current = GenerationJob.objects.filter(
             pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT

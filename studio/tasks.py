@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from . import services
+from . import dispatcher, services
 
 
 def job_run(job_id: int) -> None:
+    """Local engines: claim and render one job."""
     services.job_run(job_id=job_id)
+
+
+def dispatch(engine_name: str) -> None:
+    """Remote engines: fill the account's free slots and submit from this worker."""
+    dispatcher.dispatch_and_submit(engine_name=engine_name)
+
+
+def job_submit(job_id: int) -> None:
+    dispatcher.job_submit(job_id=job_id)
+
+
+def job_poll(job_id: int) -> None:
+    dispatcher.job_poll(job_id=job_id)
 
 
 def jobs_sweep() -> None:

@@ -23,4 +23,6 @@ urlpatterns = [
     path("files/portraits/<uuid:code>", views.portrait_file, name="portrait-file"),
     path("files/audio/<uuid:code>", views.audio_file, name="audio-file"),
     path("teams/switch/", views.team_switch, name="team-switch"),
+    path("provider/resume/", views.provider_resume, name="provider-resume"),
+    path("inputs/<str:token>", views.public_input, name="public-input"),
 ]

@@ -10,6 +10,8 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -25,8 +27,9 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from . import selectors, services
+from . import dispatcher, selectors, services
 from .engine import get_engine
+from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 from .forms import GenerateForm, RenameForm, UploadForm
 from .media import serve_file
 from .middleware import SESSION_TEAM_KEY
@@ -422,6 +425,48 @@ def team_switch(request: HttpRequest) -> HttpResponse:
     ):
         next_url = reverse("studio:gallery")
     return redirect(next_url)
+
+
+@require_GET
+def public_input(request: HttpRequest, token: str) -> HttpResponseBase:
+    """An input file for the provider to fetch (S2V_INPUT_URLS=public).
+
+    The link is signed and expires; it names one stored file and nothing else.
+    """
+    try:
+        name = signing.loads(token, salt=PUBLIC_LINK_SALT, max_age=PUBLIC_LINK_MAX_AGE)
+    except signing.BadSignature:
+        raise Http404("This link is invalid or has expired.") from None
+    if not isinstance(name, str) or not default_storage.exists(name):
+        raise Http404("This file is gone.")
+    return serve_file(request, name)
+
+
+@login_required
+@require_POST
+def provider_resume(request: HttpRequest) -> HttpResponse:
+    """An admin says the provider account is fixed: dispatch again at once."""
+    if not _is_admin(request):
+        raise Http404
+    dispatcher.account_resume(engine_name=request.POST.get("engine", ""))
+    messages.success(
+        request,
+        "Dispatching resumed. If the account is still refused, it pauses again.",
+    )
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}
+    ):
+        next_url = reverse("studio:gallery")
+    return redirect(next_url)
+
+
+def _is_admin(request: HttpRequest) -> bool:
+    membership = getattr(request, "membership", None)
+    return bool(
+        request.user.is_staff
+        or (membership and membership.role == Membership.Role.ADMIN)
+    )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -185,7 +185,7 @@ def test_a_running_job_cannot_be_canceled(alice_client, job):
         reverse("studio:job-cancel", args=[job.code]), follow=True
     )
 
-    assert "only a queued video can be canceled" in response.content.decode()
+    assert "a running task cannot be canceled" in response.content.decode()
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.RUNNING
 

@@ -109,18 +109,31 @@ class TaskResult:
     billed_seconds: Decimal | None = None
     error_code: str = ""
     error_message: str = ""
+    remote_status: str = ""  # the provider's own word, e.g. "PENDING"
+    retryable: bool = False  # a failed task that a new submission may fix
 
 
 Progress = Callable[[float], None]
 
 
 class EngineError(Exception):
-    """An engine call failed. `permanent=False` means a later retry may work."""
+    """An engine call failed. `permanent=False` means a later retry may work.
 
-    def __init__(self, message: str, *, code: str = "", permanent: bool = True) -> None:
+    `kind` says more for remote engines: "account" errors are about the
+    provider account (key, billing, access), not about this job.
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "", permanent: bool = True, kind: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.permanent = permanent
+        self.kind = kind or ("input" if permanent else "transient")
+
+    @property
+    def about_account(self) -> bool:
+        return self.kind == "account"
 
 
 class Engine(Protocol):

@@ -6,19 +6,31 @@ import sys
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Run the web server and the django-q2 cluster together; Ctrl-C stops both."
+    help = (
+        "Run the web server, the django-q2 cluster and the dispatcher together "
+        "(and the DashScope emulator when S2V_PROVIDER=emulator); Ctrl-C stops all."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
 
     def handle(self, *args: Any, addrport: str, **options: Any) -> None:
         manage = [sys.executable, "manage.py"]
-        procs = [
+        procs = []
+        if settings.S2V_PROVIDER == "emulator":
+            procs.append(
+                subprocess.Popen(
+                    [*manage, "dashscope_emulator", "--port", str(settings.S2V_EMULATOR_PORT)]
+                )
+            )
+        procs += [
             subprocess.Popen([*manage, "qcluster"]),
+            subprocess.Popen([*manage, "dispatcher"]),
             subprocess.Popen([*manage, "runserver", "--noreload", addrport]),
         ]
         self.stdout.write(f"S2V Studio on http://{addrport}/ (Ctrl-C stops it)")

@@ -1,0 +1,634 @@
+"""The queue in front of remote providers.
+
+A provider account runs a fixed number of tasks at once (one for wan2.2-s2v),
+so the studio is the queue. `dispatch` fills free slots under a row lock on
+the account (race-free across processes and machines on PostgreSQL; SQLite
+serialises writers anyway), choosing teams round robin. `job_submit` sends one
+claimed job; `job_poll` asks about one task, and the moment the provider says a
+task ended the next job goes out, before the result is copied into storage.
+`tick` is what the dispatcher process (and, as a fallback, the minute sweep)
+runs: fill slots and hand due polls to workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from statistics import median
+
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F, Max, Min, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from .engine import get_engine
+from .engine.base import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    InputFile,
+    TaskResult,
+    TaskState,
+)
+from .engine.images import InputError
+from .engine.posters import make_poster
+from .engine.video import probe_video
+from .files import stored_path
+from .models import GenerationJob, ProviderAccount
+
+log = logging.getLogger(__name__)
+
+# The provider's answer that a task no longer needs the account's slot.
+REMOTE_DONE = ("SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
+# A poll handed to a worker is not handed out again for this long.
+POLL_LEASE = timedelta(seconds=60)
+# While an account is paused, dispatching tries again this often.
+PAUSE_RETRY = timedelta(minutes=5)
+# Task ids and result URLs live 24 h at the provider (provider-api.md §1.6).
+REMOTE_LIFETIME = timedelta(hours=24)
+# A submit that never saved its task id is looked for after this long.
+LOST_SUBMIT_AFTER = timedelta(minutes=2)
+# Seconds of provider time per second of audio before there is any history.
+DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
+EPOCH = datetime(2000, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
+
+
+def holding_slot(engine_name: str) -> Q:
+    """Jobs that occupy one of the account's slots at the provider."""
+    return Q(engine=engine_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
+        remote_status__in=REMOTE_DONE
+    )
+
+
+def dispatch(*, engine_name: str, now: datetime | None = None) -> list[int]:
+    """Claim queued jobs for the account's free slots. Returns their ids, to submit."""
+    now = now or timezone.now()
+    engine = get_engine(engine_name)
+    if not engine.remote:
+        return []
+    ProviderAccount.objects.get_or_create(engine=engine_name)
+    claimed: list[int] = []
+    with transaction.atomic():
+        account = ProviderAccount.objects.select_for_update().get(engine=engine_name)
+        if account.is_paused and account.retry_at and account.retry_at > now:
+            return []
+        free = (
+            engine.limits.concurrency
+            - GenerationJob.objects.filter(holding_slot(engine_name)).count()
+        )
+        if account.is_paused:
+            free = min(free, 1)  # one job probes whether the account works again
+        while free > 0:
+            job = _next_fair(engine_name, now=now, skip=claimed)
+            if job is None:
+                break
+            if GenerationJob.objects.filter(
+                pk=job.pk, status=GenerationJob.Status.QUEUED
+            ).update(
+                status=GenerationJob.Status.SUBMITTED,
+                started_at=now,
+                heartbeat_at=now,
+                submit_started_at=now,
+                attempts=F("attempts") + 1,
+                remote_task_id="",
+                remote_status="",
+                next_poll_at=None,
+                progress=0.0,
+            ):
+                claimed.append(job.pk)
+                free -= 1
+        if claimed:
+            account.last_dispatch_at = now
+            if account.is_paused:
+                account.retry_at = now + PAUSE_RETRY
+            account.save(update_fields=["last_dispatch_at", "retry_at"])
+    return claimed
+
+
+def _next_fair(
+    engine_name: str, *, now: datetime, skip: list[int]
+) -> GenerationJob | None:
+    """The oldest job of the waiting team that was served longest ago."""
+    waiting = (
+        GenerationJob.objects.filter(
+            engine=engine_name, status=GenerationJob.Status.QUEUED
+        )
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .exclude(pk__in=skip)
+    )
+    teams = list(waiting.values("team").annotate(first=Min("queued_at")))
+    if not teams:
+        return None
+    served = dict(
+        GenerationJob.objects.filter(
+            engine=engine_name,
+            started_at__isnull=False,
+            team__in=[t["team"] for t in teams],
+        )
+        .values("team")
+        .annotate(last=Max("started_at"))
+        .values_list("team", "last")
+    )
+    team = min(teams, key=lambda t: (served.get(t["team"]) or EPOCH, t["first"]))
+    return waiting.filter(team=team["team"]).order_by("queued_at", "id").first()
+
+
+def dispatch_and_submit(*, engine_name: str) -> list[int]:
+    """Fill free slots and send the claimed jobs from this worker at once."""
+    claimed = dispatch(engine_name=engine_name)
+    for job_id in claimed:
+        job_submit(job_id=job_id)
+    return claimed
+
+
+def job_submit(*, job_id: int) -> GenerationJob | None:
+    """Send a claimed job to its provider. A redelivered message is a no-op."""
+    job = (
+        GenerationJob.objects.select_related("portrait", "audio")
+        .filter(pk=job_id)
+        .first()
+    )
+    if (
+        job is None
+        or job.status != GenerationJob.Status.SUBMITTED
+        or job.remote_task_id
+    ):
+        return job
+    engine = get_engine(job.engine)
+    mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
+    try:
+        with (
+            stored_path(job.portrait.file.name) as portrait,
+            stored_path(job.audio.file.name) as audio,
+        ):
+            request = GenerationRequest(
+                job_code=str(job.code),
+                portrait=InputFile(
+                    portrait, job.portrait.sha256, job.portrait.file.name
+                ),
+                audio=InputFile(audio, job.audio.sha256, job.audio.file.name),
+                resolution=job.resolution,
+            )
+            result = engine.start(request, lambda fraction: None)
+    except EngineError as exc:
+        _submit_failed(job, exc)
+        return GenerationJob.objects.get(pk=job.pk)
+
+    now = timezone.now()
+    saved = mine.filter(
+        status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+    ).update(
+        remote_task_id=result.task_id,
+        remote_status=result.remote_status or "PENDING",
+        heartbeat_at=now,
+        next_poll_at=now + timedelta(seconds=settings.S2V_POLL_FAST_INTERVAL),
+    )
+    _resume_account(engine.name)
+    if not saved:
+        # Canceled while the submit was on its way: withdraw the task again.
+        log.info(
+            "job %s: canceled during submit; canceling task %s", job.pk, result.task_id
+        )
+        _try_cancel(engine, result.task_id)
+    return GenerationJob.objects.get(pk=job.pk)
+
+
+def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
+    now = timezone.now()
+    current = GenerationJob.objects.filter(
+        pk=job.pk,
+        attempts=job.attempts,
+        status=GenerationJob.Status.SUBMITTED,
+        remote_task_id="",
+    )
+    if exc.permanent and not exc.about_account:
+        _fail(current, code=exc.code, message=str(exc))
+        return
+    if exc.about_account:
+        pause_account(engine_name=job.engine, code=exc.code, message=str(exc))
+    deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)
+    if not exc.about_account and now > deadline:
+        _fail(
+            current,
+            code=exc.code or "provider_unavailable",
+            message="The provider stayed busy or unreachable for "
+            f"{settings.S2V_SUBMIT_DEADLINE_MINUTES // 60} h. Nothing was billed; retry later.",
+        )
+        return
+    # Not this job's fault: back to the queue, not counted as an attempt.
+    current.update(
+        status=GenerationJob.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        submit_started_at=None,
+        not_before=now + _backoff(job.polls),
+        polls=F("polls") + 1,
+    )
+    log.warning(
+        "job %s: submit failed (%s); queued again", job.pk, exc.code or exc.kind
+    )
+
+
+def job_poll(*, job_id: int) -> GenerationJob | None:
+    """Ask the provider about a job's task and act on the answer."""
+    job = GenerationJob.objects.select_related("audio").filter(pk=job_id).first()
+    if (
+        job is None
+        or job.status not in GenerationJob.IN_FLIGHT
+        or not job.remote_task_id
+    ):
+        return job
+    engine = get_engine(job.engine)
+    now = timezone.now()
+    mine = GenerationJob.objects.filter(
+        pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
+    )
+    if job.remote_status == "SUCCEEDED" and job.result_url:
+        # The task is done; an earlier copy of its result failed. Try again.
+        return _store_result(job, engine, video_url=job.result_url)
+
+    try:
+        result = engine.poll(job.remote_task_id)
+    except EngineError as exc:
+        if exc.about_account:
+            pause_account(engine_name=job.engine, code=exc.code, message=str(exc))
+        if job.submit_started_at and now - job.submit_started_at > REMOTE_LIFETIME:
+            _fail(
+                mine,
+                code=exc.code or "lost_contact",
+                message=(
+                    "The studio could not reach the provider for 24 h; the task has expired "
+                    "there. Retry the video."
+                ),
+            )
+            return GenerationJob.objects.get(pk=job.pk)
+        mine.update(next_poll_at=now + _backoff(job.polls), polls=F("polls") + 1)
+        return GenerationJob.objects.get(pk=job.pk)
+
+    _resume_account(engine.name)
+    fields: dict[str, object] = {
+        "polls": F("polls") + 1,
+        "heartbeat_at": now,
+        "remote_status": result.remote_status,
+    }
+    if result.state in (TaskState.PENDING, TaskState.RUNNING):
+        if result.state == TaskState.RUNNING:
+            job.remote_started_at = job.remote_started_at or now
+            fields["status"] = GenerationJob.Status.RUNNING
+            fields["remote_started_at"] = job.remote_started_at
+        fields["progress"] = _progress(job, now)
+        fields["next_poll_at"] = plan_next_poll(
+            job, now=now, running=result.state == TaskState.RUNNING
+        )
+        mine.update(**fields)
+        return GenerationJob.objects.get(pk=job.pk)
+
+    if result.state == TaskState.SUCCEEDED:
+        fields.update(
+            result_url=result.video_url,
+            billed_seconds=result.billed_seconds,
+            next_poll_at=now + POLL_LEASE,
+        )
+        if job.remote_started_at:
+            fields["remote_seconds"] = (now - job.remote_started_at).total_seconds()
+        mine.update(**fields)
+        # The slot is free now: send the next job before copying this result.
+        _free_slot(engine.name)
+        job.refresh_from_db()
+        return _store_result(job, engine, video_url=result.video_url)
+
+    if result.state == TaskState.CANCELED:
+        mine.update(
+            status=GenerationJob.Status.CANCELED,
+            finished_at=now,
+            next_poll_at=None,
+            **fields,
+        )
+    elif result.retryable and job.attempts < settings.S2V_MAX_ATTEMPTS:
+        # A provider-side failure is not billed: queue the job for a new task.
+        mine.update(
+            status=GenerationJob.Status.QUEUED,
+            remote_task_id="",
+            remote_status="",
+            next_poll_at=None,
+            not_before=now + _backoff(1),
+        )
+        log.warning(
+            "job %s: task failed with %s; queued again", job.pk, result.error_code
+        )
+    else:
+        _fail(mine, code=result.error_code or "failed", message=result.error_message)
+    _free_slot(engine.name)
+    return GenerationJob.objects.get(pk=job.pk)
+
+
+def _store_result(
+    job: GenerationJob, engine: Engine, *, video_url: str
+) -> GenerationJob:
+    """Copy a finished task's video into storage, make its poster, record the cost."""
+    now = timezone.now()
+    mine = GenerationJob.objects.filter(
+        pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
+    )
+    with tempfile.TemporaryDirectory(prefix="s2v-result-") as tmp:
+        video, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.jpg"
+        try:
+            with video.open("wb") as dest:
+                engine.fetch(
+                    TaskResult(
+                        task_id=job.remote_task_id,
+                        state=TaskState.SUCCEEDED,
+                        video_url=video_url,
+                    ),
+                    dest,
+                )
+            media = probe_video(video)
+            make_poster(video, poster)
+        except InputError as exc:
+            _fail(
+                mine,
+                code=exc.code,
+                message=f"The provider's video could not be read: {exc.message}",
+            )
+            return GenerationJob.objects.get(pk=job.pk)
+        except EngineError as exc:
+            ended = job.heartbeat_at or now
+            if exc.permanent or now - ended > REMOTE_LIFETIME:
+                _fail(
+                    mine,
+                    code=exc.code or "result_lost",
+                    message=(
+                        f"{exc} The provider billed the video, but it could not be saved."
+                    ),
+                )
+            else:
+                mine.update(
+                    next_poll_at=now + _backoff(job.polls), polls=F("polls") + 1
+                )
+            return GenerationJob.objects.get(pk=job.pk)
+
+        with transaction.atomic():
+            current = mine.select_for_update().first()
+            if current is None:
+                return GenerationJob.objects.get(pk=job.pk)
+            with video.open("rb") as fh:
+                current.video.save("video.mp4", File(fh), save=False)
+            with poster.open("rb") as fh:
+                current.poster.save("poster.jpg", File(fh), save=False)
+            billed = current.billed_seconds
+            if billed is None:
+                billed = Decimal(f"{media.duration:.2f}")
+            price = engine.limits.price_per_second.get(current.resolution, Decimal("0"))
+            current.billed_seconds = billed
+            current.cost = (billed * price).quantize(Decimal("0.000001"))
+            current.currency = engine.limits.currency
+            current.video_duration = media.duration
+            current.width, current.height = media.width, media.height
+            current.status = GenerationJob.Status.SUCCEEDED
+            current.progress = 1.0
+            current.finished_at = timezone.now()
+            current.next_poll_at = None
+            current.error_code = current.error_message = ""
+            current.save()
+            return current
+
+
+def job_cancel_remote(*, job: GenerationJob) -> bool:
+    """Withdraw a job whose task may be PENDING at the provider. False if it runs."""
+    engine = get_engine(job.engine)
+    if not job.remote_task_id:
+        # Still being submitted: job_submit withdraws the task when it sees this.
+        return bool(
+            GenerationJob.objects.filter(
+                pk=job.pk, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+            ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
+        )
+    if job.remote_status not in ("", "PENDING") or not _try_cancel(
+        engine, job.remote_task_id
+    ):
+        return False
+    updated = GenerationJob.objects.filter(
+        pk=job.pk, status__in=GenerationJob.IN_FLIGHT
+    ).update(
+        status=GenerationJob.Status.CANCELED,
+        remote_status="CANCELED",
+        finished_at=timezone.now(),
+        next_poll_at=None,
+    )
+    _free_slot(engine.name)
+    return bool(updated)
+
+
+def _try_cancel(engine: Engine, task_id: str) -> bool:
+    try:
+        return engine.cancel(task_id)
+    except EngineError:
+        return False
+
+
+def _free_slot(engine_name: str) -> None:
+    # Runs inside a worker: claim and send the next job right away.
+    try:
+        dispatch_and_submit(engine_name=engine_name)
+    except Exception:  # the tick will try again within a second
+        log.exception("dispatch after a finished task failed")
+
+
+def _fail(current, *, code: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    current.update(
+        status=GenerationJob.Status.FAILED,
+        finished_at=timezone.now(),
+        next_poll_at=None,
+        error_code=(code or "failed")[:64],
+        error_message=message,
+    )
+
+
+# -- account pause ----------------------------------------------------------------
+
+
+def pause_account(*, engine_name: str, code: str, message: str) -> None:
+    """Stop dispatching to an account the provider refused; admins see why."""
+    now = timezone.now()
+    ProviderAccount.objects.get_or_create(engine=engine_name)
+    updated = ProviderAccount.objects.filter(
+        engine=engine_name, paused_at__isnull=True
+    ).update(
+        paused_code=code[:64],
+        paused_message=message,
+        paused_at=now,
+        retry_at=now + PAUSE_RETRY,
+    )
+    if updated:
+        log.error("provider account %s paused: %s", engine_name, code)
+
+
+def _resume_account(engine_name: str) -> None:
+    ProviderAccount.objects.filter(engine=engine_name, paused_at__isnull=False).update(
+        paused_code="", paused_message="", paused_at=None, retry_at=None
+    )
+
+
+def account_resume(*, engine_name: str) -> None:
+    """An admin says the account is fixed: dispatch at once."""
+    _resume_account(engine_name)
+
+
+# -- timing -----------------------------------------------------------------------
+
+
+def _backoff(failures: int) -> timedelta:
+    """Exponential backoff with full jitter, 2 s to 5 min."""
+    ceiling = min(2.0 * 2 ** min(failures, 8), 300.0)
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def remote_ratio(*, engine_name: str) -> float:
+    """Provider seconds per second of audio, from this instance's recent tasks."""
+    rows = (
+        GenerationJob.objects.filter(engine=engine_name, remote_seconds__isnull=False)
+        .order_by("-finished_at")
+        .values_list("remote_seconds", "audio__duration")[:20]
+    )
+    ratios = [seconds / duration for seconds, duration in rows if duration]
+    return median(ratios) if ratios else DEFAULT_REMOTE_RATIO.get(engine_name, 20.0)
+
+
+def expected_remote_seconds(job: GenerationJob) -> float:
+    return max(remote_ratio(engine_name=job.engine) * job.audio.duration, 1.0)
+
+
+def plan_next_poll(job: GenerationJob, *, now: datetime, running: bool) -> datetime:
+    """When to ask next: the slow interval far from the expected end, fast near it.
+
+    Far from the end this honours the documented ~15 s; near the expected end
+    (learned from history) it asks every few seconds, so a finished task frees
+    the slot quickly without spending the account's 20 queries per second.
+    """
+    slow = float(settings.S2V_POLL_INTERVAL)
+    fast = float(settings.S2V_POLL_FAST_INTERVAL)
+    if not running or job.remote_started_at is None:
+        return now + timedelta(seconds=fast if job.polls < 3 else slow)
+    remaining = (
+        expected_remote_seconds(job) - (now - job.remote_started_at).total_seconds()
+    )
+    window = 2 * fast
+    if remaining > window:
+        delay = min(slow, remaining - window / 2)
+    elif remaining > -4 * window:
+        delay = fast
+    else:
+        delay = min(slow, fast + (-remaining) / 4)  # overdue: ease back to slow
+    return now + timedelta(seconds=max(delay, 0.5))
+
+
+def _progress(job: GenerationJob, now: datetime) -> float:
+    if job.remote_started_at is None:
+        return 0.0
+    elapsed = (now - job.remote_started_at).total_seconds()
+    return min(elapsed / expected_remote_seconds(job), 0.97)
+
+
+# -- the tick and the recovery sweep ---------------------------------------------------
+
+
+def remote_engines_with_work() -> list[str]:
+    names = (
+        GenerationJob.objects.exclude(status__in=GenerationJob.TERMINAL)
+        .values_list("engine", flat=True)
+        .distinct()
+    )
+    return [name for name in names if is_remote(name)]
+
+
+def is_remote(name: str) -> bool:
+    try:
+        return get_engine(name).remote
+    except Exception:
+        return False
+
+
+def tick(*, now: datetime | None = None) -> tuple[int, int]:
+    """Hand free slots and due polls to workers. Returns (submits, polls) sent."""
+    now = now or timezone.now()
+    submits = polls = 0
+    for engine_name in remote_engines_with_work():
+        for job_id in dispatch(engine_name=engine_name, now=now):
+            async_task("studio.tasks.job_submit", job_id, group="provider")
+            submits += 1
+    due = list(
+        GenerationJob.objects.filter(
+            status__in=GenerationJob.IN_FLIGHT, next_poll_at__lte=now
+        ).values_list("pk", "next_poll_at")[:100]
+    )
+    for job_id, due_at in due:
+        # Lease the poll so that no other tick hands it out again meanwhile.
+        if GenerationJob.objects.filter(pk=job_id, next_poll_at=due_at).update(
+            next_poll_at=now + POLL_LEASE
+        ):
+            async_task("studio.tasks.job_poll", job_id, group="provider")
+            polls += 1
+    return submits, polls
+
+
+def sweep_remote(*, now: datetime) -> list[int]:
+    """Recover remote jobs a crash left behind. Returns the ids it touched."""
+    touched = []
+    lost = GenerationJob.objects.filter(
+        status=GenerationJob.Status.SUBMITTED,
+        remote_task_id="",
+        submit_started_at__lt=now - LOST_SUBMIT_AFTER,
+    )
+    for job in lost:
+        if not is_remote(job.engine):
+            continue
+        engine = get_engine(job.engine)
+        known = set(
+            GenerationJob.objects.filter(
+                engine=job.engine,
+                submit_started_at__gte=job.submit_started_at - timedelta(hours=1),
+            )
+            .exclude(remote_task_id="")
+            .values_list("remote_task_id", flat=True)
+        )
+        try:
+            task_id = engine.find_lost_task(  # type: ignore[attr-defined]
+                submitted_after=job.submit_started_at, known=known
+            )
+        except EngineError:
+            continue  # ask again at the next sweep
+        current = GenerationJob.objects.filter(
+            pk=job.pk,
+            attempts=job.attempts,
+            status=GenerationJob.Status.SUBMITTED,
+            remote_task_id="",
+        )
+        if task_id:
+            # The provider took it: adopt the task rather than pay twice.
+            current.update(
+                remote_task_id=task_id, remote_status="PENDING", next_poll_at=now
+            )
+            log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
+        else:
+            current.update(
+                status=GenerationJob.Status.QUEUED,
+                attempts=F("attempts") - 1,
+                submit_started_at=None,
+            )
+            log.warning(
+                "job %s: submit never reached the provider; queued again", job.pk
+            )
+        touched.append(job.pk)
+    # A leased poll whose worker died expires by itself (the tick hands out any
+    # due poll); a task with no poll planned at all is asked about now.
+    stale = GenerationJob.objects.filter(
+        status__in=GenerationJob.IN_FLIGHT, next_poll_at__isnull=True
+    ).exclude(remote_task_id="")
+    touched += list(stale.values_list("pk", flat=True))
+    stale.update(next_poll_at=now)
+    return touched

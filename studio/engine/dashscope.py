@@ -1,0 +1,359 @@
+"""The DashScope engine: wan2.2-s2v-detect and wan2.2-s2v behind the engine interface."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import PurePosixPath
+from typing import IO
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from django.utils import timezone
+
+from .base import (
+    EngineError,
+    EngineLimits,
+    GenerationRequest,
+    InputFile,
+    Progress,
+    Reason,
+    TaskResult,
+    TaskState,
+    Verdict,
+)
+from .dashscope_client import (
+    DETECT_MODEL,
+    S2V_MODEL,
+    DashScopeClient,
+    DashScopeError,
+    ErrorKind,
+    RemoteTask,
+    UploadPolicy,
+)
+
+# provider-api.md §2.3 and §3.3.
+PRICES = {
+    "USD": {
+        "check": Decimal("0.000574"),
+        "480P": Decimal("0.071677"),
+        "720P": Decimal("0.129018"),
+    },
+    "CNY": {"check": Decimal("0.004"), "480P": Decimal("0.5"), "720P": Decimal("0.9")},
+}
+UPLOAD_VALID_FOR = timedelta(hours=48)  # §5.4
+# Reuse an upload only while it has this long left: a task may start late.
+UPLOAD_REUSE_MARGIN = timedelta(hours=6)
+PUBLIC_LINK_SALT = "studio.public-input"
+PUBLIC_LINK_MAX_AGE = 48 * 3600
+
+# What each failure means for the person who made the video (provider-api.md §6).
+_MESSAGES = {
+    "InvalidFile.NoHuman": "The provider found no person in the portrait. Use a photo of one person facing the camera.",
+    "InvalidImage.NoHumanFace": "The provider found no face in the portrait. Use a clear, frontal photo of one person.",
+    "InvalidFile.MultiHuman": "The provider found more than one person. Use a photo of a single person.",
+    "InvalidFile.Content": "The provider found more than one person. Use a photo of a single person.",
+    "InvalidFile.BodyProportion": "The person fills too much or too little of the picture. Use a head-and-shoulders photo where the face is clearly visible.",
+    "InvalidFile.FacePose": "The face is turned away or partly hidden. Use a photo looking at the camera with the whole face visible.",
+    "InvalidFile.FullFace": "Part of the face is hidden or cut off. Use a photo with the whole face visible.",
+    "InvalidFile.FrontBody": "The person is not facing the camera. Use a frontal photo.",
+    "InvalidFile.Value": "The portrait is too dark or unclear. Use a brighter, sharper photo.",
+    "InvalidFile.Resolution": "Each side of the portrait must be between 400 and 7000 px. Use a larger or smaller photo.",
+    "InvalidFile.Size": "The file is too large for the provider. Use a smaller file (audio under 15 MB).",
+    "InvalidFile.Duration": "The audio is too long or too short for the provider. Use a clip under 20 s.",
+    "InvalidFile.Format": "The provider does not accept this file format. Use JPEG, PNG, BMP or WebP portraits and WAV or MP3 audio.",
+    "InvalidFile.Openerror": "The provider could not open the file. Export it again and retry.",
+    "DataInspectionFailed": "The provider's content check refused the input or the result. Use another portrait or audio clip.",
+    "data_inspection_failed": "The provider's content check refused the input or the result. Use another portrait or audio clip.",
+    "IPInfringementSuspect": "The provider suspects the portrait or audio infringes someone's rights (for example a celebrity or a copyrighted character). Use material you own.",
+    "InvalidParameter.DataInspection": "The provider could not read the input file. Upload it again; if it keeps failing, re-export it as JPEG/PNG and WAV/MP3.",
+    "ResultExpired": "The provider's result link expired before the video was saved.",
+    "InvalidVideo": "The provider returned something that is not a playable video.",
+}
+_REASONS = {
+    "InvalidFile.NoHuman": Reason.NO_FACE,
+    "InvalidImage.NoHumanFace": Reason.NO_FACE,
+    "InvalidFile.MultiHuman": Reason.MULTIPLE_FACES,
+    "InvalidFile.Content": Reason.MULTIPLE_FACES,
+    "InvalidFile.BodyProportion": Reason.FACE_TOO_SMALL,
+    "InvalidFile.FacePose": Reason.FACE_POSE,
+    "InvalidFile.FullFace": Reason.FACE_POSE,
+    "InvalidFile.FrontBody": Reason.FACE_POSE,
+    "InvalidFile.Value": Reason.BLURRY,
+    "InvalidFile.Resolution": Reason.TOO_SMALL,
+    "InvalidFile.Format": Reason.FORMAT,
+    "InvalidFile.Openerror": Reason.NOT_IMAGE,
+}
+_ACCOUNT_MESSAGE = (
+    "The provider refused the studio's account ({code}: {message}). Generation is "
+    "paused until an admin fixes the API key, billing or model access."
+)
+
+
+def user_message(code: str, message: str) -> str:
+    """A plain-words message for a provider failure, keeping its own words when useful."""
+    if code in _MESSAGES:
+        return _MESSAGES[code]
+    for prefix in ("InvalidFile", "InvalidURL", "InvalidParameter"):
+        if code.startswith(prefix):
+            return f"The provider refused the input: {message or code}. Check the portrait and audio and try again."
+    if code.startswith(
+        ("InternalError", "SystemError", "ModelServingError", "ModelUnavailable")
+    ):
+        return "The provider had an internal error. The video was not billed; retry it."
+    return f"The provider could not make this video ({code or 'no code'}: {message or 'no message'})."
+
+
+class DashScopeEngine:
+    label = "Alibaba wan2.2-s2v"
+    remote = True
+
+    def __init__(
+        self,
+        *,
+        name: str = "dashscope",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        input_urls: str | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.name = name
+        if label:
+            self.label = label
+        api_key = api_key if api_key is not None else settings.DASHSCOPE_API_KEY
+        if not api_key:
+            raise ImproperlyConfigured(
+                "S2V_PROVIDER=dashscope needs DASHSCOPE_API_KEY or DASHSCOPE_API_KEY_FILE."
+            )
+        self.input_urls = input_urls or settings.S2V_INPUT_URLS
+        if self.input_urls not in ("upload", "storage", "public"):
+            raise ImproperlyConfigured(
+                f"S2V_INPUT_URLS={self.input_urls!r}: use upload, storage or public"
+            )
+        if self.input_urls == "public" and not settings.S2V_PUBLIC_BASE_URL:
+            raise ImproperlyConfigured(
+                "S2V_INPUT_URLS=public needs S2V_PUBLIC_BASE_URL."
+            )
+        # Uploads are bound to the account: key them by a fingerprint, not the key.
+        self.account = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+        self.client = DashScopeClient(
+            api_key=api_key,
+            base_url=base_url or settings.S2V_DASHSCOPE_BASE_URL,
+            workspace=settings.S2V_DASHSCOPE_WORKSPACE,
+        )
+        prices = PRICES.get(settings.S2V_CURRENCY, PRICES["USD"])
+        self.limits = EngineLimits(
+            image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
+            image_min_side=400,
+            image_max_side=7000,
+            audio_formats=frozenset({"wav", "mp3"}),
+            audio_max_seconds=20.0,
+            audio_max_bytes=15 * 1024 * 1024,
+            resolutions=("480P", "720P"),
+            concurrency=settings.S2V_DASHSCOPE_CONCURRENCY,
+            price_per_second={"480P": prices["480P"], "720P": prices["720P"]},
+            price_per_check=prices["check"],
+            currency=settings.S2V_CURRENCY
+            if settings.S2V_CURRENCY in PRICES
+            else "USD",
+        )
+        self._policies: dict[str, UploadPolicy] = {}
+
+    # -- the face check -----------------------------------------------------------
+
+    def check_portrait(self, image: InputFile) -> Verdict:
+        try:
+            result = self.client.detect(
+                image_url=self.input_url(image, model=DETECT_MODEL)
+            )
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc
+        if result.check_pass:
+            return Verdict(check_pass=True, humanoid=True)
+        reason = _REASONS.get(result.code)
+        if result.humanoid is False and reason is None:
+            reason = Reason.NO_FACE
+        message = _MESSAGES.get(result.code) or (
+            "The provider's check did not pass this portrait"
+            + (f" ({result.message.rstrip('.')})" if result.message else "")
+            + ". Use a clear, well-lit photo of a single person facing the camera, "
+            "with the face a good part of the picture."
+        )
+        return Verdict(
+            check_pass=False,
+            humanoid=bool(result.humanoid),
+            reason=reason or Reason.REJECTED,
+            message=message,
+        )
+
+    # -- generation ---------------------------------------------------------------
+
+    def start(self, request: GenerationRequest, progress: Progress) -> TaskResult:
+        try:
+            image_url = self.input_url(request.portrait, model=S2V_MODEL)
+            audio_url = self.input_url(request.audio, model=S2V_MODEL)
+            task = self.client.submit(
+                image_url=image_url,
+                audio_url=audio_url,
+                resolution=request.resolution,
+                style=settings.S2V_DASHSCOPE_STYLE,
+            )
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc
+        return self._result(task)
+
+    def poll(self, task_id: str) -> TaskResult:
+        try:
+            return self._result(self.client.get_task(task_id))
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc
+
+    def cancel(self, task_id: str) -> bool:
+        try:
+            self.client.cancel(task_id)
+        except DashScopeError as exc:
+            if exc.kind == ErrorKind.TRANSIENT:
+                raise self._engine_error(exc) from exc
+            return False
+        return True
+
+    def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
+        try:
+            self.client.download(
+                result.video_url,
+                dest,
+                max_bytes=settings.S2V_RESULT_MAX_MB * 1024 * 1024,
+            )
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc
+
+    def find_lost_task(
+        self, *, submitted_after: datetime, known: set[str]
+    ) -> str | None:
+        """The id of a task this account submitted after a moment and nobody claimed.
+
+        Used after a crash between the provider accepting a task and the id being
+        saved (provider-api.md §1.2 list endpoint), so the job is not paid twice.
+        """
+        try:
+            tasks = self.client.list_tasks(
+                start=submitted_after - timedelta(minutes=1),
+                end=timezone.now() + timedelta(minutes=1),
+            )
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc
+        candidates = sorted(
+            (t for t in tasks if t.task_id not in known and t.status != "UNKNOWN"),
+            key=lambda t: t.submitted_at or submitted_after,
+        )
+        return candidates[0].task_id if candidates else None
+
+    # -- inputs -------------------------------------------------------------------
+
+    def input_url(self, item: InputFile, *, model: str) -> str:
+        """A URL the provider can fetch for one input, per S2V_INPUT_URLS."""
+        if self.input_urls == "upload":
+            return self._uploaded(item, model=model)
+        name = item.storage_name or _stage(item)
+        if self.input_urls == "storage":
+            return default_storage.url(name)
+        token = signing.dumps(name, salt=PUBLIC_LINK_SALT)
+        return settings.S2V_PUBLIC_BASE_URL + reverse(
+            "studio:public-input", args=[token]
+        )
+
+    def _uploaded(self, item: InputFile, *, model: str) -> str:
+        from studio.models import RemoteUpload
+
+        now = timezone.now()
+        known = RemoteUpload.objects.filter(
+            account=self.account,
+            model=model,
+            sha256=item.sha256,
+            expires_at__gt=now + UPLOAD_REUSE_MARGIN,
+        ).first()
+        if known is not None:
+            return known.url
+        policy = self._policies.get(model)
+        if policy is None or policy.expires_at <= now:
+            policy = self._policies[model] = self.client.upload_policy(model=model)
+        suffix = PurePosixPath(item.storage_name or item.path.name).suffix.lower()
+        url = self.client.upload(
+            policy=policy, path=item.path, name=f"{item.sha256[:32]}{suffix}"
+        )
+        RemoteUpload.objects.create(
+            account=self.account,
+            model=model,
+            sha256=item.sha256,
+            url=url,
+            expires_at=now + UPLOAD_VALID_FOR,
+        )
+        return url
+
+    # -- mapping ------------------------------------------------------------------
+
+    def _result(self, task: RemoteTask) -> TaskResult:
+        state = {
+            "PENDING": TaskState.PENDING,
+            "SUSPENDED": TaskState.PENDING,
+            "RUNNING": TaskState.RUNNING,
+            "SUCCEEDED": TaskState.SUCCEEDED,
+            "CANCELED": TaskState.CANCELED,
+        }.get(task.status, TaskState.FAILED)
+        code, message = task.code, task.message
+        if task.status == "UNKNOWN":
+            # Task ids live 24 h (§1.6): an UNKNOWN task has expired.
+            code = "TaskExpired"
+            message = (
+                "The provider no longer knows this task (task ids expire after 24 h)."
+            )
+        elif state == TaskState.FAILED:
+            message = user_message(code, message)
+        return TaskResult(
+            task_id=task.task_id,
+            state=state,
+            remote_status=task.status,
+            video_url=task.video_url,
+            billed_seconds=task.billed_seconds,
+            error_code=code,
+            error_message=message,
+            retryable=state == TaskState.FAILED
+            and code.startswith(
+                (
+                    "InternalError",
+                    "SystemError",
+                    "ModelServingError",
+                    "ModelUnavailable",
+                )
+            ),
+        )
+
+    def _engine_error(self, exc: DashScopeError) -> EngineError:
+        if exc.kind == ErrorKind.ACCOUNT:
+            message = _ACCOUNT_MESSAGE.format(code=exc.code, message=exc.message)
+        elif exc.kind == ErrorKind.INPUT:
+            message = user_message(exc.code, exc.message)
+        elif exc.kind == ErrorKind.CLIENT:
+            message = f"The studio sent the provider a request it refused ({exc.code}: {exc.message}). Tell an admin."
+        else:
+            message = "The provider is busy or unreachable; the studio keeps retrying."
+        return EngineError(
+            message,
+            code=exc.code or exc.kind,
+            permanent=exc.permanent,
+            kind=str(exc.kind),
+        )
+
+
+def _stage(item: InputFile) -> str:
+    """Put an unstored input into storage so that a link can point at it."""
+    name = f"staging/{item.sha256}{item.path.suffix.lower()}"
+    if not default_storage.exists(name):
+        with item.path.open("rb") as fh:
+            name = default_storage.save(name, File(fh))
+    return name

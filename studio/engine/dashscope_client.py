@@ -1,0 +1,436 @@
+"""HTTP client for DashScope's wan2.2-s2v, wan2.2-s2v-detect and temporary upload.
+
+The only module that knows DashScope's JSON. Every request goes through
+`_send`, which turns responses and transport errors into `DashScopeError`s
+classified by what the caller should do (provider-api.md §6).
+"""
+
+from __future__ import annotations
+
+import enum
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+DETECT_MODEL = "wan2.2-s2v-detect"
+S2V_MODEL = "wan2.2-s2v"
+DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
+# DashScope timestamps are UTC+8 without an offset (provider-api.md §1.6).
+PROVIDER_TZ = timezone(timedelta(hours=8))
+
+
+class ErrorKind(enum.StrEnum):
+    TRANSIENT = "transient"  # throttling, 5xx, timeouts, resets: retry with backoff
+    INPUT = "input"  # this job's inputs are refused: fail the job, say why
+    ACCOUNT = "account"  # key, billing or access: pause dispatching, tell admins
+    CLIENT = "client"  # the request itself is wrong: a bug or a misconfiguration
+
+
+# Codes whose meaning is about the account, not the job (provider-api.md §6).
+_ACCOUNT_CODES = {
+    "InvalidApiKey",
+    "NOT AUTHORIZED",
+    "Arrearage",
+    "AccessDenied.Unpurchased",
+    "Model.AccessDenied",
+    "Workspace.AccessDenied",
+    "AllocationQuota.FreeTierOnly",
+    "Throttling.AllocationQuota",
+    "PrepaidBillOverdue",
+    "PostpaidBillOverdue",
+    "CommodityNotPurchased",
+    "ModelNotFound",
+    "model_not_found",
+}
+_INPUT_PREFIXES = (
+    "InvalidParameter",
+    "InvalidURL",
+    "InvalidFile",
+    "InvalidImage",
+    "DataInspectionFailed",
+    "data_inspection_failed",
+    "IPInfringementSuspect",
+    "invalid_parameter_error",
+)
+_TRANSIENT_CODES = {"Throttling", "Throttling.RateQuota", "Throttling.BurstRate"}
+
+
+def classify(code: str, message: str = "", status: int | None = None) -> ErrorKind:
+    """What a DashScope error code means for the caller."""
+    if code in _ACCOUNT_CODES:
+        return ErrorKind.ACCOUNT
+    if code == "AccessDenied":
+        lowered = message.lower()
+        if "synchronous calls" in lowered or "asynchronous calls" in lowered:
+            return ErrorKind.CLIENT  # the async header is wrong: our bug
+        if "policy expired" in lowered:
+            return ErrorKind.TRANSIENT  # ask for a new upload policy
+        return ErrorKind.ACCOUNT
+    if code in _TRANSIENT_CODES or code.startswith(("InternalError", "SystemError")):
+        return ErrorKind.TRANSIENT
+    if code in ("ModelServingError", "ModelUnavailable", "Unknown"):
+        return ErrorKind.TRANSIENT
+    if code.startswith(_INPUT_PREFIXES) or code.startswith("BadRequest"):
+        return ErrorKind.CLIENT if code.startswith("BadRequest") else ErrorKind.INPUT
+    if status is not None and (status == 429 or status >= 500):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.CLIENT
+
+
+class DashScopeError(Exception):
+    """A failed call. The API key never appears in the message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        kind: ErrorKind = ErrorKind.TRANSIENT,
+        status: int | None = None,
+        request_id: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.kind = kind
+        self.status = status
+        self.request_id = request_id
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind != ErrorKind.TRANSIENT
+
+
+@dataclass(frozen=True, slots=True)
+class DetectResult:
+    check_pass: bool
+    humanoid: bool | None
+    code: str
+    message: str
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTask:
+    task_id: str
+    status: str  # PENDING RUNNING SUCCEEDED FAILED CANCELED UNKNOWN (SUSPENDED)
+    video_url: str = ""
+    billed_seconds: Decimal | None = None
+    code: str = ""
+    message: str = ""
+    submitted_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPolicy:
+    model: str
+    fields: dict[str, str]
+    upload_dir: str
+    upload_host: str
+    max_file_bytes: int
+    expires_at: datetime
+
+
+class DashScopeClient:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        workspace: str = "",
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        if workspace:
+            headers["X-DashScope-WorkSpace"] = workspace
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+        )
+        # Uploads go to another host and must not carry the API key (§5.2).
+        self._plain = httpx.Client(
+            timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
+        )
+
+    def close(self) -> None:
+        self._client.close()
+        self._plain.close()
+
+    # -- endpoints ------------------------------------------------------------
+
+    def detect(self, *, image_url: str) -> DetectResult:
+        # provider-api.md §2: synchronous, so no X-DashScope-Async header.
+        data = self._send(
+            "POST",
+            "/services/aigc/image2video/face-detect",
+            json={
+                "model": DETECT_MODEL,
+                "input": {"image_url": image_url},
+                "parameters": {},
+            },
+            headers=_oss_header(image_url),
+        )
+        output = _output(data)
+        return DetectResult(
+            check_pass=bool(output.get("check_pass")),
+            humanoid=output.get("humanoid"),
+            code=str(output.get("code") or ""),
+            message=str(output.get("message") or ""),
+            request_id=str(data.get("request_id", "")),
+        )
+
+    def submit(
+        self, *, image_url: str, audio_url: str, resolution: str, style: str = ""
+    ) -> RemoteTask:
+        # provider-api.md §3.1. Without X-DashScope-Async the API answers 403.
+        parameters: dict[str, str] = {"resolution": resolution}
+        if style:
+            parameters["style"] = style  # seen once in the docs (§3.1): opt-in
+        data = self._send(
+            "POST",
+            "/services/aigc/image2video/video-synthesis",
+            json={
+                "model": S2V_MODEL,
+                "input": {"image_url": image_url, "audio_url": audio_url},
+                "parameters": parameters,
+            },
+            headers={
+                "X-DashScope-Async": "enable",
+                **_oss_header(image_url, audio_url),
+            },
+        )
+        return _parse_task(data)
+
+    def get_task(self, task_id: str) -> RemoteTask:
+        # provider-api.md §1.6 / §3.2.
+        return _parse_task(self._send("GET", f"/tasks/{task_id}"))
+
+    def cancel(self, task_id: str) -> None:
+        # provider-api.md §1.2: only a PENDING task can be canceled.
+        self._send("POST", f"/tasks/{task_id}/cancel")
+
+    def list_tasks(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        model: str = S2V_MODEL,
+        page_size: int = 50,
+    ) -> list[RemoteTask]:
+        # provider-api.md §1.2; the response shape is an open question (§13.8),
+        # so both a `data` list and an `output.data` list are read.
+        params = {
+            "page_no": "1",
+            "page_size": str(page_size),
+            "model_name": model,
+            "start_time": start.astimezone(PROVIDER_TZ).strftime("%Y%m%d%H%M%S"),
+            "end_time": end.astimezone(PROVIDER_TZ).strftime("%Y%m%d%H%M%S"),
+        }
+        data = self._send("GET", "/tasks", params=params)
+        rows = data.get("data") or (data.get("output") or {}).get("data") or []
+        return [_parse_task({"output": row}) for row in rows if isinstance(row, dict)]
+
+    def upload_policy(self, *, model: str) -> UploadPolicy:
+        # provider-api.md §5.1: fields come under `data`, not `output`.
+        data = self._send(
+            "GET", "/uploads", params={"action": "getPolicy", "model": model}
+        )
+        policy = data.get("data")
+        if not isinstance(policy, dict):
+            raise DashScopeError(
+                "The upload policy answer had no data.", kind=ErrorKind.TRANSIENT
+            )
+        try:
+            fields = {
+                "OSSAccessKeyId": str(policy["oss_access_key_id"]),
+                "Signature": str(policy["signature"]),
+                "policy": str(policy["policy"]),
+                "x-oss-object-acl": str(policy["x_oss_object_acl"]),
+                "x-oss-forbid-overwrite": str(policy["x_oss_forbid_overwrite"]),
+                "success_action_status": "200",
+            }
+            expires = float(policy.get("expire_in_seconds") or 300)
+            max_mb = float(policy.get("max_file_size_mb") or 100)
+            return UploadPolicy(
+                model=model,
+                fields=fields,
+                upload_dir=str(policy["upload_dir"]),
+                upload_host=str(policy["upload_host"]),
+                max_file_bytes=int(max_mb * 1024 * 1024),
+                # Leave a margin: a policy used at its last second fails the POST.
+                expires_at=_now() + timedelta(seconds=max(expires - 30, 1)),
+            )
+        except (KeyError, ValueError) as exc:
+            raise DashScopeError(
+                f"The upload policy lacked {exc}.", kind=ErrorKind.TRANSIENT
+            ) from exc
+
+    def upload(self, *, policy: UploadPolicy, path: Path, name: str = "") -> str:
+        """Upload a file under a policy (§5.2) and return its oss:// URL (§5.3)."""
+        filename = name or f"{uuid.uuid4().hex}{path.suffix.lower()}"
+        key = f"{policy.upload_dir}/{filename}"
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        data = {**policy.fields, "key": key, "x-oss-content-type": content_type}
+        with path.open("rb") as fh:
+            # httpx writes data fields before files, so `file` is last as OSS requires.
+            try:
+                response = self._plain.post(
+                    policy.upload_host,
+                    data=data,
+                    files={"file": (filename, fh, content_type)},
+                )
+            except httpx.TransportError as exc:
+                raise DashScopeError(
+                    f"Upload to the provider failed: {type(exc).__name__}.",
+                    kind=ErrorKind.TRANSIENT,
+                ) from exc
+        if response.status_code != 200:
+            code = "AccessDenied" if response.status_code == 403 else "UploadFailed"
+            kind = ErrorKind.TRANSIENT
+            if response.status_code == 400 and "EntityTooLarge" in response.text:
+                kind, code = ErrorKind.INPUT, "InvalidFile.Size"
+            raise DashScopeError(
+                f"Upload refused (HTTP {response.status_code}).",
+                code=code,
+                kind=kind,
+                status=response.status_code,
+            )
+        return f"oss://{key}"
+
+    def download(self, url: str, dest: IO[bytes], *, max_bytes: int) -> str:
+        """Stream a result into `dest`; returns its content type. No API key is sent."""
+        try:
+            with self._plain.stream("GET", url) as response:
+                if response.status_code in (401, 403, 404, 410):
+                    raise DashScopeError(
+                        "The result link has expired or is gone.",
+                        code="ResultExpired",
+                        kind=ErrorKind.INPUT,
+                        status=response.status_code,
+                    )
+                if response.status_code != 200:
+                    raise DashScopeError(
+                        f"Result download answered HTTP {response.status_code}.",
+                        status=response.status_code,
+                    )
+                content_type = (
+                    response.headers.get("content-type", "").split(";")[0].strip()
+                )
+                if content_type and not content_type.startswith(
+                    ("video/", "application/octet-stream", "binary/")
+                ):
+                    raise DashScopeError(
+                        f"The result is {content_type}, not a video.",
+                        code="InvalidVideo",
+                        kind=ErrorKind.INPUT,
+                    )
+                received = 0
+                for chunk in response.iter_bytes(1024 * 1024):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise DashScopeError(
+                            f"The result is larger than {max_bytes // 1048576} MB.",
+                            code="InvalidVideo",
+                            kind=ErrorKind.INPUT,
+                        )
+                    dest.write(chunk)
+                return content_type
+        except httpx.TransportError as exc:
+            raise DashScopeError(
+                f"Result download failed: {type(exc).__name__}.",
+                kind=ErrorKind.TRANSIENT,
+            ) from exc
+
+    # -- the one place that sends ------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            # Timeouts, refused or dropped connections: worth retrying.
+            raise DashScopeError(
+                f"{method} {path}: {type(exc).__name__}", kind=ErrorKind.TRANSIENT
+            ) from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            data = {}
+        if response.status_code in (200, 201):
+            if not data:
+                raise DashScopeError(
+                    f"{method} {path}: the answer was not JSON.",
+                    kind=ErrorKind.TRANSIENT,
+                )
+            return data
+        code = str(data.get("code") or "Unknown")
+        message = str(data.get("message") or data.get("msg") or response.reason_phrase)
+        raise DashScopeError(
+            message,
+            code=code,
+            kind=classify(code, message, response.status_code),
+            status=response.status_code,
+            request_id=str(data.get("request_id", "")),
+        )
+
+
+def _oss_header(*urls: str) -> dict[str, str]:
+    # §5.4: oss:// inputs resolve only with this header.
+    if any(url.startswith("oss://") for url in urls):
+        return {"X-DashScope-OssResourceResolve": "enable"}
+    return {}
+
+
+def _output(data: dict[str, Any]) -> dict[str, Any]:
+    output = data.get("output")
+    if not isinstance(output, dict):
+        raise DashScopeError("The answer had no output.", kind=ErrorKind.TRANSIENT)
+    return output
+
+
+def _parse_task(data: dict[str, Any]) -> RemoteTask:
+    output = _output(data)
+    task_id = str(output.get("task_id") or "")
+    status = str(output.get("task_status") or "")
+    if not task_id or not status:
+        raise DashScopeError("The task answer lacked task_id or task_status.")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    # The docs name the billed seconds both ways (§3.2): prefer `duration`.
+    seconds = usage.get("duration", usage.get("video_duration"))
+    results = output.get("results") if isinstance(output.get("results"), dict) else {}
+    return RemoteTask(
+        task_id=task_id,
+        status=status,
+        video_url=str(results.get("video_url") or output.get("video_url") or ""),
+        billed_seconds=Decimal(str(seconds)) if seconds is not None else None,
+        code=str(output.get("code") or ""),
+        message=str(output.get("message") or ""),
+        submitted_at=_parse_time(output.get("submit_time")),
+        ended_at=_parse_time(output.get("end_time")),
+    )
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=PROVIDER_TZ)
+        except ValueError:
+            continue
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
