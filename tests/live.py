@@ -1,0 +1,386 @@
+"""A real studio for end-to-end tests: web server and django-q2 cluster as processes.
+
+`LiveStudio` prepares a data dir (migrate, seed_demo), starts `runserver` and
+`qcluster` as separate subprocesses, each in its own process group so a test can
+SIGKILL a whole worker tree, and stops everything on teardown.
+
+Fixtures (import the *_fixture functions into a test module to use them):
+    live_studio          one studio shared by every module of the session
+    studio               live_studio, printing its logs when the test fails
+    live_studio_factory  fresh studios with extra env (stopped after the test)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_TEAM, DEMO_USER, DEMO_PASSWORD = "demo", "demo", "demo-studio"
+LOG_TAIL_LINES = 120
+
+T = TypeVar("T")
+
+
+class StudioError(AssertionError):
+    """Something in the live studio did not happen; the message carries its logs."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveStudio:
+    """One studio instance: a data dir, a web server and any number of clusters over time."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        name: str = "studio",
+    ) -> None:
+        self.name = name
+        self.data_dir = Path(data_dir).resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = self._make_env(env or {})
+        self.server: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        # Every process ever started, with its log, for teardown and for logs().
+        self._procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+        self._log_files: list[IO[bytes]] = []
+        self._workers_started = 0
+        # Groups already SIGKILLed; never signalled again, their ids may be reused.
+        self._group_killed: set[int] = set()
+
+    def _make_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        # The parent's S2V_* (or test settings) must not leak into the studio.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("S2V_") and k != "DJANGO_SETTINGS_MODULE"
+        }
+        # Renders write scratch files under TMPDIR; a killed worker leaves them
+        # behind, so keep them inside the test's own directory.
+        tmp = self.data_dir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        env.update(
+            DJANGO_SETTINGS_MODULE="s2vsite.settings",
+            S2V_DATA_DIR=str(self.data_dir),
+            TMPDIR=str(tmp),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the database and the demo account."""
+        self.manage("migrate", "--noinput", timeout=180)
+        self.manage("seed_demo", timeout=60)
+
+    def start(self) -> LiveStudio:
+        """Prepare the data dir, then start the web server and a cluster."""
+        try:
+            self.prepare()
+            self.start_server()
+            self.start_worker()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_server(self) -> None:
+        self.server = self._spawn(
+            "web", ["runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        )
+
+        def answers() -> bool:
+            try:
+                return (
+                    httpx.get(self.url + "/accounts/login/", timeout=2).status_code
+                    == 200
+                )
+            except httpx.TransportError:
+                return False
+
+        self.wait_for(
+            answers, timeout=60, interval=0.2, what="the web server to answer"
+        )
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        self._workers_started += 1
+        self.worker = self._spawn(f"qcluster-{self._workers_started}", ["qcluster"])
+        return self.worker
+
+    def kill_worker(self) -> None:
+        """SIGKILL the cluster and every process it forked: a machine losing power."""
+        assert self.worker is not None, "no cluster is running"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=30)
+        self._group_killed.add(self.worker.pid)
+        self.worker = None
+
+    def stop(self) -> None:
+        for _, proc, _ in reversed(self._procs):
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for _, proc, _ in reversed(self._procs):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            # The group too: a cluster's forked workers can outlive their parent.
+            if proc.pid not in self._group_killed:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                self._group_killed.add(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        for fh in self._log_files:
+            fh.close()
+        self._log_files.clear()
+        self.server = self.worker = None
+
+    def spawn(self, label: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start another long-running process of this studio (a second cluster, a dispatcher)."""
+        return self._spawn(label, list(args))
+
+    def _spawn(self, label: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{label}.log"
+        log = log_path.open("ab")
+        self._log_files.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._procs.append((label, proc, log_path))
+        return proc
+
+    # -- commands -------------------------------------------------------------
+
+    def manage(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a management command against this studio's data dir."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise StudioError(
+                f"manage.py {' '.join(args)} exited {result.returncode}\n"
+                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n{self.logs()}"
+            )
+        return result
+
+    def generate(
+        self, portrait: Path, audio: Path, *extra: str, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return self.manage(
+            "generate",
+            "--team",
+            DEMO_TEAM,
+            "--user",
+            DEMO_USER,
+            "--portrait",
+            str(portrait),
+            "--audio",
+            str(audio),
+            *extra,
+            **kwargs,
+        )
+
+    # -- the database ---------------------------------------------------------
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "db.sqlite3"
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(self.db_path, timeout=20)
+        try:
+            conn.row_factory = sqlite3.Row
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def job(self, code: str | uuid.UUID) -> dict[str, Any]:
+        """The job's row in studio_generationjob (UUIDs are stored as 32 hex digits)."""
+        rows = self.query(
+            "SELECT * FROM studio_generationjob WHERE code = ?",
+            (uuid.UUID(str(code)).hex,),
+        )
+        if not rows:
+            raise StudioError(f"No job {code} in {self.db_path}")
+        return dict(rows[0])
+
+    # -- waiting and logs -----------------------------------------------------
+
+    def check_alive(self) -> None:
+        """Fail at once, with logs, when the server or the current cluster has died."""
+        for label, proc in (("web server", self.server), ("cluster", self.worker)):
+            if proc is not None and proc.poll() is not None:
+                raise StudioError(
+                    f"The {label} of {self.name} exited with {proc.returncode}.\n{self.logs()}"
+                )
+
+    def wait_for(
+        self,
+        probe: Callable[[], T],
+        *,
+        timeout: float,
+        what: str,
+        interval: float = 0.5,
+    ) -> T:
+        """Call `probe` until it returns something truthy; that value is returned."""
+        deadline = time.monotonic() + timeout
+        last: T | None = None
+        while True:
+            self.check_alive()
+            last = probe()
+            if last:
+                return last
+            if time.monotonic() > deadline:
+                raise StudioError(
+                    f"Gave up after {timeout:g} s waiting for {what} "
+                    f"(last: {last!r}).\n{self.logs()}"
+                )
+            time.sleep(interval)
+
+    def logs(self, lines: int = LOG_TAIL_LINES) -> str:
+        parts = []
+        for label, proc, path in self._procs:
+            text = path.read_text(errors="replace") if path.exists() else ""
+            tail = "\n".join(text.splitlines()[-lines:])
+            state = "running" if proc.poll() is None else f"exited {proc.returncode}"
+            parts.append(
+                f"===== {self.name} {label} (pid {proc.pid}, {state}) =====\n{tail}"
+            )
+        return "\n".join(parts)
+
+
+# -- HTTP helpers ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def signed_in_client(studio: LiveStudio, **kwargs: Any) -> Iterator[httpx.Client]:
+    """An httpx client signed in as the demo user, CSRF cookie included."""
+    with httpx.Client(base_url=studio.url, timeout=60, **kwargs) as client:
+        client.get("/accounts/login/").raise_for_status()
+        response = client.post(
+            "/accounts/login/",
+            data={
+                "username": DEMO_USER,
+                "password": DEMO_PASSWORD,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+        )
+        if response.status_code != 302:
+            raise StudioError(
+                f"Sign-in answered {response.status_code}:\n{response.text[:2000]}"
+            )
+        yield client
+
+
+def hidden_input(html: str, name: str) -> str:
+    """The value of `<input type="hidden" name=name value=...>` in an HTML fragment."""
+    match = re.search(
+        rf'<input type="hidden" name="{re.escape(name)}" value="([^"]+)"', html
+    )
+    if not match:
+        raise AssertionError(f"No hidden input {name!r} in:\n{html}")
+    return match[1]
+
+
+# -- fixtures --------------------------------------------------------------------
+
+_SHARED = pytest.StashKey[LiveStudio]()
+
+
+def _report_on_failure(
+    request: pytest.FixtureRequest, studios: list[LiveStudio], failed_before: int
+) -> None:
+    # Printed during teardown, so pytest shows it under the failed test.
+    if request.session.testsfailed > failed_before:
+        for studio in studios:
+            print(studio.logs())  # noqa: T201
+
+
+@pytest.fixture(scope="session", name="live_studio")
+def live_studio_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> LiveStudio:
+    # Kept in the config stash: test modules import this fixture, and each import
+    # would otherwise be its own session fixture with its own processes.
+    stash = request.config.stash
+    if _SHARED not in stash:
+        studio = LiveStudio(
+            tmp_path_factory.mktemp("live-studio"), name="shared studio"
+        )
+        request.config.add_cleanup(studio.stop)
+        studio.start()
+        stash[_SHARED] = studio
+    return stash[_SHARED]
+
+
+@pytest.fixture(name="studio")
+def studio_fixture(
+    live_studio: LiveStudio, request: pytest.FixtureRequest
+) -> Iterator[LiveStudio]:
+    failed_before = request.session.testsfailed
+    yield live_studio
+    _report_on_failure(request, [live_studio], failed_before)
+
+
+@pytest.fixture(name="live_studio_factory")
+def live_studio_factory_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., LiveStudio]]:
+    """make(S2V_STALE_SECONDS="5") starts a fresh studio with that extra env."""
+    made: list[LiveStudio] = []
+    failed_before = request.session.testsfailed
+
+    def make(**env: str) -> LiveStudio:
+        studio = LiveStudio(
+            tmp_path_factory.mktemp("studio"), env=env, name=f"studio {len(made) + 1}"
+        )
+        made.append(studio)
+        return studio.start()
+
+    try:
+        yield make
+        _report_on_failure(request, made, failed_before)
+    finally:
+        for studio in made:
+            studio.stop()
