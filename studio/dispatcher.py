@@ -181,13 +181,17 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         return GenerationJob.objects.get(pk=job.pk)
 
     now = timezone.now()
+    # The dispatcher only submits into a free slot, so the task normally starts
+    # at once; the first poll corrects this if it is still PENDING.
+    job.remote_started_at = now
     saved = mine.filter(
         status=GenerationJob.Status.SUBMITTED, remote_task_id=""
     ).update(
         remote_task_id=result.task_id,
         remote_status=result.remote_status or "PENDING",
+        remote_started_at=now,
         heartbeat_at=now,
-        next_poll_at=now + timedelta(seconds=settings.S2V_POLL_FAST_INTERVAL),
+        next_poll_at=plan_next_poll(job, now=now),
     )
     _resume_account(engine.name)
     if not saved:
@@ -280,11 +284,11 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         if result.state == TaskState.RUNNING:
             job.remote_started_at = job.remote_started_at or now
             fields["status"] = GenerationJob.Status.RUNNING
-            fields["remote_started_at"] = job.remote_started_at
+        else:
+            job.remote_started_at = None  # waiting behind another task of the account
+        fields["remote_started_at"] = job.remote_started_at
         fields["progress"] = _progress(job, now)
-        fields["next_poll_at"] = plan_next_poll(
-            job, now=now, running=result.state == TaskState.RUNNING
-        )
+        fields["next_poll_at"] = plan_next_poll(job, now=now)
         mine.update(**fields)
         return GenerationJob.objects.get(pk=job.pk)
 
@@ -503,24 +507,25 @@ def expected_remote_seconds(job: GenerationJob) -> float:
     return max(remote_ratio(engine_name=job.engine) * job.audio.duration, 1.0)
 
 
-def plan_next_poll(job: GenerationJob, *, now: datetime, running: bool) -> datetime:
+def plan_next_poll(job: GenerationJob, *, now: datetime) -> datetime:
     """When to ask next: the slow interval far from the expected end, fast near it.
 
-    Far from the end this honours the documented ~15 s; near the expected end
-    (learned from history) it asks every few seconds, so a finished task frees
-    the slot quickly without spending the account's 20 queries per second.
+    Far from the end this honours the documented ~15 s; the last slow poll lands
+    just before the expected end (learned from history) and then it asks every
+    few seconds, so a finished task frees the slot quickly while a 5-minute
+    task costs about one query per 13 s. A task still PENDING behind someone
+    else's is asked about at the slow pace.
     """
     slow = float(settings.S2V_POLL_INTERVAL)
     fast = float(settings.S2V_POLL_FAST_INTERVAL)
-    if not running or job.remote_started_at is None:
-        return now + timedelta(seconds=fast if job.polls < 3 else slow)
+    if job.remote_started_at is None:
+        return now + timedelta(seconds=slow)
     remaining = (
         expected_remote_seconds(job) - (now - job.remote_started_at).total_seconds()
     )
-    window = 2 * fast
-    if remaining > window:
-        delay = min(slow, remaining - window / 2)
-    elif remaining > -4 * window:
+    if remaining > fast:
+        delay = min(slow, remaining - fast / 2)
+    elif remaining > -4 * fast:
         delay = fast
     else:
         delay = min(slow, fast + (-remaining) / 4)  # overdue: ease back to slow

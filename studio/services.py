@@ -309,13 +309,16 @@ def job_create(
 
 
 def _enqueue_after_commit(job: GenerationJob) -> None:
-    job_id = job.pk
+    job_id, engine_name = job.pk, job.engine
+    if dispatcher.is_remote(engine_name):
+        # Remote jobs wait for a free slot of the provider account.
+        transaction.on_commit(
+            lambda: async_task("studio.tasks.dispatch", engine_name, group="provider")
+        )
+        return
     transaction.on_commit(
         lambda: async_task(
-            "studio.tasks.job_run",
-            job_id,
-            task_name=f"job-{job_id}",
-            group="generation",
+            "studio.tasks.job_run", job_id, task_name=f"job-{job_id}", group="generation"
         )
     )
 

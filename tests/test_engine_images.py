@@ -250,3 +250,14 @@ def test_face_check_of_a_12_megapixel_jpeg_is_fast(tmp_path: Path):
 
     assert verdict.check_pass
     assert elapsed < 1.0
+
+
+def test_face_checks_in_parallel_threads_do_not_interfere() -> None:
+    """Web servers check in threads; OpenCV cascades must not be shared between them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = list(pool.map(lambda _: check_face(ASTRONAUT), range(8)))
+
+    assert all(v.check_pass for v in verdicts)
+    assert len({v.face_box for v in verdicts}) == 1

@@ -9,9 +9,9 @@ no model is downloaded.
 from __future__ import annotations
 
 import struct
+import threading
 import warnings
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import cv2
@@ -205,13 +205,22 @@ def _decode(
 # Face detection
 
 
-@cache
+# One set of cascades per thread: a CascadeClassifier must not be used by two
+# threads at once (it crashes the process), and web servers check in threads.
+_local = threading.local()
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    folder = cv2.data.haarcascades  # type: ignore[attr-defined]  # not in cv2's stubs
-    cascade = cv2.CascadeClassifier(str(Path(folder) / name))
-    if cascade.empty():  # pragma: no cover - a broken OpenCV install
-        raise RuntimeError(f"OpenCV cascade {name} is missing")
-    return cascade
+    cascades: dict[str, cv2.CascadeClassifier] = _local.__dict__.setdefault(
+        "cascades", {}
+    )
+    if name not in cascades:
+        folder = cv2.data.haarcascades  # type: ignore[attr-defined]  # not in cv2's stubs
+        cascade = cv2.CascadeClassifier(str(Path(folder) / name))
+        if cascade.empty():  # pragma: no cover - a broken OpenCV install
+            raise RuntimeError(f"OpenCV cascade {name} is missing")
+        cascades[name] = cascade
+    return cascades[name]
 
 
 Box = tuple[int, int, int, int]

@@ -25,7 +25,9 @@ class Command(BaseCommand):
         if settings.S2V_PROVIDER == "emulator":
             procs.append(
                 subprocess.Popen(
-                    [*manage, "dashscope_emulator", "--port", str(settings.S2V_EMULATOR_PORT)]
+                    # A few seconds per task, so the queue and the live status show.
+                    [*manage, "dashscope_emulator", "--port", str(settings.S2V_EMULATOR_PORT),
+                     "--run-seconds-base", "4", "--quiet"]
                 )
             )
         procs += [

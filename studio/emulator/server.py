@@ -1,0 +1,1015 @@
+"""A local emulator of DashScope's wan2.2-s2v APIs, over real HTTP.
+
+The contract is /work/shared/docs/provider-api.md (cited as §n below). Start
+it with `python manage.py dashscope_emulator --port 8765`, or in tests:
+
+    with Emulator(time_scale=86400, quiet=True) as emu:
+        httpx.post(emu.base_url + "/services/aigc/image2video/face-detect", ...)
+
+Routes, each under `/api/v1` and under `/qwen/api/v1` (§10, §12.1):
+
+    POST /services/aigc/image2video/face-detect          wan2.2-s2v-detect (§2)
+    POST /services/aigc/image2video/video-synthesis[/]   wan2.2-s2v (§3)
+    GET  /tasks/{task_id}                                task object (§1.6)
+    POST /tasks/{task_id}/cancel                         PENDING only
+    GET  /tasks?page_no&page_size&status&model_name&start_time&end_time
+    GET  /uploads?action=getPolicy&model=...             upload policy (§5.1)
+plus, without prefix:
+    POST /oss                                            the upload host (§5.2)
+    GET  /results/{task_id}.mp4?Expires&OSSAccessKeyId&Signature
+    /_emulator/...                                       control API (below)
+
+Choices where the contract is silent (§13):
+
+* List tasks answers `{"request_id", "data": [item...], "total", "total_page",
+  "page_no", "page_size"}`, newest first; an item is the task's `output`
+  object plus `model_name`, `region` and, once succeeded, `usage`. page_size
+  is 1..100 (default 10); start_time/end_time are `YYYYMMDDhhmmss` UTC+8 and
+  filter on submit time. Expired tasks are not listed.
+* Cancel of a PENDING task answers 200 `{"request_id", "output": {"task_id",
+  "task_status": "CANCELED"}}`. Any other task (running, finished, unknown or
+  expired) answers 400 `UnsupportedOperation` "Failed to cancel the task,
+  please confirm if the task is in PENDING status."
+* An unknown or expired task id answers 200 with `task_status: UNKNOWN` (F6),
+  also for ids of another account's tasks.
+* Unknown model: 404 `ModelNotFound` "The model X does not exist."; an
+  emulated model on the other endpoint: 400 `InvalidParameter` "url error,
+  please check url！" (DashScope's real answer). Missing model: 400
+  `BadRequest.EmptyModel`; missing input: 400 `BadRequest.EmptyInput`; a
+  missing or invalid field: 400 `InvalidParameter` "Required parameter(NAME)
+  missing or invalid, please check the request parameters." (§6 variant).
+* Region: keys carry a region; a key of the other region answers 401
+  `InvalidApiKey` "Invalid API-key provided.". wan2.2-s2v and -detect are
+  Beijing-only, so on an `ap-southeast-1` server they (and getPolicy for
+  them) answer 404 `ModelNotFound`.
+* oss:// URLs without `X-DashScope-OssResourceResolve: enable`: 400
+  `InvalidParameter` "The provided URL does not appear to be valid...". An
+  oss:// object that is unknown, of another account, bound to another model,
+  or older than 48 h (scaled): 400 `InvalidParameter.DataInspection` "Unable
+  to download the media resource during the data inspection process.", at
+  submit time always, and again as a task failure if it expires before the
+  task starts.
+* http(s) inputs are fetched for real, from loopback hosts only; any other
+  URL answers 400 `InvalidURL` "Invalid URL provided in your request.".
+  Failed downloads: `InvalidURL` (non-200), `InvalidURL.ConnectionRefused`,
+  `InvalidURL.Timeout`.
+* Detect: HTTP 200 for every judged image, `check_pass:false` with
+  `humanoid`, `code`, `message` for content failures (format
+  `InvalidFile.Format`, size `InvalidFile.Resolution`, faces
+  `InvalidFile.NoHuman/MultiHuman/BodyProportion/FacePose`, blur or darkness
+  `InvalidFile.Value`, undecodable `InvalidFile.Openerror`); each 200 is a
+  billable detect call. Bad or undownloadable URLs are HTTP 400.
+* s2v media checks (`input_errors`, §13.2): `async` (default) fails the task
+  (RUNNING -> FAILED) with `InvalidURL` "File type is not supported. Allowed
+  types are: .wav, .mp3." / "File size is larger than 15MB." / "The input
+  audio is longer than 20s." (limits strict: exactly 20 s is refused), image
+  problems as for detect (wrong image format: `InvalidURL` with the image
+  format message); `sync` answers the same codes as HTTP 400 at submit.
+* Concurrency (§13.3): per account at most `concurrency` tasks RUNNING;
+  `overflow=queue` keeps the rest PENDING (FIFO), `overflow=reject` answers
+  429 `Throttling.RateQuota` (code, message, status configurable).
+* Rate limits per account, sliding one-second windows of accepted requests:
+  submit 5/s, task GET + list 20/s, detect 5/s, getPolicy 100/s per model;
+  over the limit: 429 `Throttling.RateQuota`.
+* usage (§13.5): `{"duration", "video_count": 1, "SR"}`, or `video_duration`
+  instead of / besides `duration` (`usage_field`). Seconds of video, 2
+  decimals.
+* Upload host (§13.13): success_action_status "200" -> 200 empty body, "201"
+  -> 201 XML, absent -> 204 (as OSS). Errors are XML `<Error><Code>...`:
+  400 InvalidArgument (malformed form, missing field, file not last), 403
+  SignatureDoesNotMatch, 403 InvalidAccessKeyId, 403 AccessDenied "Invalid
+  according to Policy: Policy expired.", 403 AccessDenied "...Policy
+  Condition failed..." (key outside upload_dir, acl/forbid-overwrite not as
+  issued), 400 EntityTooLarge, 409 FileAlreadyExists. Objects cannot be
+  downloaded (403). `expire_in_seconds` tells the real, scaled validity.
+* Result downloads: 403 XML AccessDenied "Request has expired." after
+  expiry, 403 SignatureDoesNotMatch for a tampered URL; Range supported.
+
+Time: `time_scale` K divides every DashScope period (task 24 h, result URL
+24 h after end, upload 48 h, policy 300 s); `task_ttl` etc. override one in
+real seconds. Run and render times are not scaled: a task stays PENDING at
+least `pending_seconds` (default 0) and while the slot is busy, then runs
+`run_seconds_base + run_seconds_per_audio_second * audio seconds`, or as
+long as the real render takes if that is longer.
+
+Control API (no auth; the server only listens on loopback):
+
+    GET  /_emulator/state            the state JSON (below)
+    POST /_emulator/reset            forget tasks, uploads, counts, faults, clock
+                                     and config changes (API keys stay)
+    GET  /_emulator/faults           {"faults": [...]}
+    POST /_emulator/faults           a fault, a list, or {"faults": [...]}
+    POST /_emulator/faults/clear     {"kind"?, "account"?}; DELETE /faults too
+    POST /_emulator/clock            {"advance": seconds}: move the provider clock
+    GET|POST /_emulator/config       read or change Config fields at run time
+
+A fault is `{"kind", "count", "route", "path", "account", ...}`. `count` is
+how many requests (or tasks) it hits, null = until cleared; `route` is "*"
+or a comma list of detect, submit, task, cancel, list, policy, upload,
+result; `path` an fnmatch pattern; `account` limits it to one account:
+
+    {"kind": "throttle", "count": 1, "code": "Throttling.RateQuota"}  429
+    {"kind": "server_error", "count": 1, "status": 500}  500 InternalError
+    {"kind": "server_error", "status": 503}              503 ModelUnavailable
+    {"kind": "drop", "count": 1, "when": "before"|"after"}  close, no answer
+    {"kind": "slow", "count": 1, "delay_ms": 1000}       then answer normally
+    {"kind": "fail_task", "count": 1, "code": "InternalError", "message": ...}
+    {"kind": "moderation", "count": 1, "code": "DataInspectionFailed"
+                                      | "IPInfringementSuspect"}
+    {"kind": "expire_results", "count": null}            downloads get 403
+    {"kind": "account_error", "account": "acct-1", "count": null,
+     "code": "Arrearage" | "InvalidApiKey" | "AccessDenied.Unpurchased",
+     "status": 400}                                      every API call fails
+    {"kind": "unknown_task", "count": 1}                 task GET says UNKNOWN
+
+Defaults: count 1, except expire_results and account_error (until
+cleared); status and message follow §6 for the code. `drop` with
+`when: "after"` does the work (e.g. creates the task) and then hangs up.
+
+State JSON (`GET /_emulator/state`, `Emulator.state()`); times are unix
+seconds on the provider clock:
+
+    {"now", "clock_offset", "config": {...}, "ttl": {task, result, upload,
+     policy}, "totals": {fault_<kind>: n, ...}, "faults": [...],
+     "uploads": [{"key", "model", "account", "size", "created", "expires"}],
+     "accounts": {"acct-1": {
+        "keys": [...], "running", "pending", "max_running",
+        "idle_gaps": [[end of task i, start of task i+1], ...],
+        "counts": {"submit_requests", "submissions", "submit_throttled",
+                   "submit_rejected_busy", "task_queries", "query_throttled",
+                   "list_queries", "detect_requests", "detect_calls" (billable),
+                   "detect_throttled", "policy_requests", "policy_calls",
+                   "policy_throttled", "uploads", "cancel_requests",
+                   "cancels"},  (a count that is absent is 0)
+        "tasks": [{"id" (= "task_id"), "status", "model", "api_key", "resolution",
+                   "submit_time", "start_time", "end_time", "audio_duration",
+                   "video_duration", "width", "height", "code", "message",
+                   "result_expires", "expired"}]}}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
+
+from . import errors, media, multipart
+from .errors import ApiError, OssError
+from .faults import API_ROUTES
+from .faults import build as build_fault
+from .state import (
+    MODELS,
+    STATUSES,
+    ApiKey,
+    Config,
+    Store,
+    Task,
+    log_line,
+    parse_list_time,
+)
+
+API_PREFIXES = ("/api/v1", "/qwen/api/v1")
+DEFAULT_KEY = "sk-emulator"
+JSON_LIMIT = 10 * 1024 * 1024
+# Unread request bodies up to this size are drained to keep the connection.
+DRAIN_LIMIT = 1024 * 1024
+
+_TASK = re.compile(r"/tasks/([^/]+)")
+_CANCEL = re.compile(r"/tasks/([^/]+)/cancel")
+_RESULT = re.compile(r"/results/([^/]+)\.mp4")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    file: Path | None = None
+    file_range: tuple[int, int] | None = None  # first and last byte, inclusive
+    code: str = ""  # error code, for the log line
+    drop: bool = False
+    close: bool = False
+
+
+def json_response(status: int, payload: Mapping[str, Any], request_id: str) -> Response:
+    body = json.dumps({"request_id": request_id, **payload}, ensure_ascii=False)
+    return Response(
+        status,
+        body.encode(),
+        "application/json",
+        [("X-Request-Id", request_id)],
+        code=str(payload.get("code", "")) if status >= 400 else "",
+    )
+
+
+def json_error(status: int, code: str, message: str, request_id: str) -> Response:
+    return json_response(status, {"code": code, "message": message}, request_id)
+
+
+def xml_error(status: int, code: str, message: str, request_id: str) -> Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
+        f"  <Code>{escape(code)}</Code>\n"
+        f"  <Message>{escape(message)}</Message>\n"
+        f"  <RequestId>{request_id}</RequestId>\n"
+        "  <HostId>dashscope-file-emulator.oss.emulator</HostId>\n</Error>\n"
+    )
+    return Response(
+        status,
+        body.encode(),
+        "application/xml",
+        [("x-oss-request-id", request_id)],
+        code=code,
+    )
+
+
+class Request:
+    """One parsed request; the body is read on demand."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.handler = handler
+        self.method = handler.command
+        split = urlsplit(handler.path)
+        self.path = split.path
+        self.query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        self.headers = handler.headers
+        self.client = handler.client_address[0]
+        self._body: bytes | None = None
+
+    def header(self, name: str) -> str:
+        return (self.headers.get(name) or "").strip()
+
+    def flag(self, name: str) -> bool:
+        """True when header `name` says `enable` (DashScope's switch value)."""
+        return self.header(name).lower() == "enable"
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in self.header("Transfer-Encoding").lower()
+
+    @property
+    def length(self) -> int:
+        try:
+            return max(0, int(self.header("Content-Length") or 0))
+        except ValueError:
+            return 0
+
+    @property
+    def body_read(self) -> bool:
+        return self._body is not None
+
+    def body(self, limit: int) -> bytes:
+        if self._body is not None:
+            return self._body
+        rfile = self.handler.rfile
+        if self.chunked:
+            data = bytearray()
+            while True:
+                size = int(rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                if len(data) + size > limit:
+                    raise BodyTooLarge
+                data += rfile.read(size)
+                rfile.readline(1024)
+            self._body = bytes(data)
+        else:
+            if self.length > limit:
+                raise BodyTooLarge
+            self._body = rfile.read(self.length) if self.length else b""
+        return self._body
+
+    def json(self) -> dict[str, Any]:
+        """The JSON object body; 400 "Required body invalid..." otherwise (§6)."""
+        try:
+            data = json.loads(self.body(JSON_LIMIT) or b"null")
+        except (ValueError, UnicodeDecodeError, BodyTooLarge):
+            raise ApiError(400, "InvalidParameter", errors.BAD_BODY) from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "InvalidParameter", errors.BAD_BODY)
+        return data
+
+
+def classify(path: str) -> tuple[str, str] | None:
+    """(route name, task id or "") for a request path, None when unknown."""
+    for prefix in API_PREFIXES:
+        if path != prefix and not path.startswith(prefix + "/"):
+            continue
+        # Trailing slashes are accepted everywhere (docs use one, §1.2).
+        rest = path[len(prefix) :].rstrip("/")
+        if rest == "/services/aigc/image2video/face-detect":
+            return "detect", ""
+        if rest == "/services/aigc/image2video/video-synthesis":
+            return "submit", ""
+        if rest == "/tasks":
+            return "list", ""
+        if rest == "/uploads":
+            return "policy", ""
+        if match := _CANCEL.fullmatch(rest):
+            return "cancel", match.group(1)
+        if match := _TASK.fullmatch(rest):
+            return "task", match.group(1)
+        return None
+    if path == "/oss" or path.startswith("/oss/"):
+        return "upload", ""
+    if match := _RESULT.fullmatch(path):
+        return "result", match.group(1)
+    return None
+
+
+class _App:
+    """Routing and the endpoint handlers; state lives in the Store."""
+
+    def __init__(self, store: Store, *, quiet: bool) -> None:
+        self.store = store
+        self.quiet = quiet
+
+    @property
+    def cfg(self) -> Config:
+        return self.store.config
+
+    def dispatch(self, req: Request, request_id: str) -> Response:
+        if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
+            return self.control(req, request_id)
+        found = classify(req.path)
+        if found is None:
+            return json_error(404, "NotFound", "Not found!", request_id)
+        route, task_id = found
+        xml = route in ("upload", "result")
+        error = xml_error if xml else json_error
+        key = None
+        if route in API_ROUTES:
+            key = self.store.lookup_key(req.header("Authorization"))
+        account = key.account if key else None
+        self.store.count(None, "requests")
+
+        slow = self.store.take_fault(
+            ("slow",), route=route, path=req.path, account=account
+        )
+        if slow is not None:
+            self.store.sleep(slow.delay_ms / 1000)
+        fault = self.store.take_fault(
+            ("throttle", "server_error", "drop"),
+            route=route,
+            path=req.path,
+            account=account,
+        )
+        if fault is not None and fault.kind == "drop" and fault.when == "before":
+            return Response(0, drop=True)
+        if fault is not None and fault.kind != "drop":
+            return error(fault.status, fault.code, fault.message, request_id)
+
+        try:
+            if route in API_ROUTES:
+                response = self.api(req, route, task_id, request_id)
+            elif route == "upload":
+                response = self.upload(req, request_id)
+            else:
+                response = self.result(req, task_id, request_id)
+        except ApiError as exc:
+            response = error(exc.status, exc.code, exc.message, request_id)
+        except OssError as exc:
+            response = xml_error(exc.status, exc.code, exc.message, request_id)
+        if fault is not None:  # a drop after the work was done
+            response.drop = True
+        return response
+
+    # DashScope API routes
+
+    def api(self, req: Request, route: str, task_id: str, request_id: str) -> Response:
+        expected = {"task": "GET", "list": "GET", "policy": "GET"}.get(route, "POST")
+        if req.method != expected:
+            raise ApiError(
+                400, "InvalidParameter", errors.method_not_supported(req.method)
+            )
+        # §12.2: auth first, then account-wide faults (arrears and the like).
+        key = self.store.authenticate(req.header("Authorization"))
+        account_fault = self.store.take_fault(
+            ("account_error",), route=route, path=req.path, account=key.account
+        )
+        if account_fault is not None:
+            raise ApiError(
+                account_fault.status, account_fault.code, account_fault.message
+            )
+        handler = {
+            "detect": self.detect,
+            "submit": self.submit,
+            "task": self.task,
+            "cancel": self.cancel,
+            "list": self.list_tasks,
+            "policy": self.policy,
+        }[route]
+        payload = handler(req, key, task_id)
+        return json_response(200, payload, request_id)
+
+    # §2: wan2.2-s2v-detect, synchronous; must not carry X-DashScope-Async.
+    def detect(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
+        if req.flag("X-DashScope-Async"):
+            raise ApiError(403, "AccessDenied", errors.SYNC_ONLY)
+        body = req.json()
+        model = self.store.check_model(body.get("model"), "detect")
+        data = _input_of(body)
+        _parameters_of(body)
+        self.store.count(key.account, "detect_requests")
+        self.store.check_rate(key.account, "detect", self.cfg.detect_rps)
+        source = media.parse_url(
+            data.get("image_url"),
+            "image_url",
+            resolve_oss=req.flag("X-DashScope-OssResourceResolve"),
+        )
+        owned: list[Path] = []
+        try:
+            path = self.store.materialize(source, key, model, owned)
+            check = media.inspect_image(path)
+        finally:
+            for path in owned:
+                path.unlink(missing_ok=True)
+        # §2.3: every 200 is billed, whether the image passes or not.
+        self.store.count(key.account, "detect_calls")
+        output: dict[str, Any] = {"check_pass": check.ok, "humanoid": check.humanoid}
+        if not check.ok:
+            output.update(code=check.code, message=check.message)
+        return {"output": output, "usage": {"image_count": 1}}
+
+    # §3.1: wan2.2-s2v submit; X-DashScope-Async: enable is required.
+    def submit(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
+        if not req.flag("X-DashScope-Async"):
+            raise ApiError(403, "AccessDenied", errors.ASYNC_ONLY)
+        body = req.json()
+        model = self.store.check_model(body.get("model"), "submit")
+        data = _input_of(body)
+        parameters = _parameters_of(body)
+        resolution = parameters.get("resolution", "480P")
+        if resolution not in ("480P", "720P"):
+            raise ApiError(400, "InvalidParameter", errors.missing("resolution"))
+        # parameters.style (§13.4) is accepted and ignored.
+        self.store.count(key.account, "submit_requests")
+        self.store.check_rate(key.account, "submit", self.cfg.submit_rps)
+        resolve = req.flag("X-DashScope-OssResourceResolve")
+        image = media.parse_url(data.get("image_url"), "image_url", resolve_oss=resolve)
+        audio = media.parse_url(data.get("audio_url"), "audio_url", resolve_oss=resolve)
+        for source in (image, audio):
+            if source.oss_key is not None:
+                self.store.resolve_oss(source.oss_key, key.account, model)
+        prepared = None
+        if self.cfg.input_errors == "sync":
+            prepared = self.store.prepare(key, model, image, audio)
+        try:
+            task = self.store.submit(
+                key=key,
+                model=model,
+                resolution=resolution,
+                image=image,
+                audio=audio,
+                prepared=prepared,
+            )
+        except ApiError:
+            if prepared is not None:
+                prepared.discard()
+            raise
+        return {"output": {"task_id": task.id, "task_status": "PENDING"}}
+
+    # §1.6, §3.2: task query; 20 QPS per account.
+    def task(self, req: Request, key: ApiKey, task_id: str) -> dict[str, Any]:
+        self.store.count(key.account, "task_queries")
+        self.store.check_rate(key.account, "query", self.cfg.query_qps)
+        unknown = self.store.take_fault(
+            ("unknown_task",), route="task", path=req.path, account=key.account
+        )
+        task = None if unknown else self.store.visible_task(key, task_id)
+        if task is None:
+            return {"output": {"task_id": task_id, "task_status": "UNKNOWN"}}
+        output, usage = self.store.task_output(task)
+        return {"output": output, **({"usage": usage} if usage else {})}
+
+    # §1.2: cancel, PENDING only (§13.8 for the refusal).
+    def cancel(self, req: Request, key: ApiKey, task_id: str) -> dict[str, Any]:
+        task = self.store.cancel(key, task_id)
+        return {"output": {"task_id": task.id, "task_status": task.status}}
+
+    # §1.2: list tasks; the response shape is this emulator's (§13.8).
+    def list_tasks(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
+        self.store.count(key.account, "list_queries")
+        self.store.check_rate(key.account, "query", self.cfg.query_qps)
+        q = req.query
+        page_no = _int_param(q, "page_no", 1, 1, 10**6)
+        page_size = _int_param(q, "page_size", 10, 1, 100)
+        status = q.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise ApiError(400, "InvalidParameter", errors.missing("status"))
+        times = []
+        for name in ("start_time", "end_time"):
+            try:
+                times.append(parse_list_time(q[name]) if q.get(name) else None)
+            except ValueError:
+                raise ApiError(400, "InvalidParameter", errors.missing(name)) from None
+        found = self.store.list_tasks(
+            key,
+            status=status,
+            model=q.get("model_name") or None,
+            start=times[0],
+            end=times[1],
+        )
+        page = found[(page_no - 1) * page_size : page_no * page_size]
+        return {
+            "data": [self._list_item(task) for task in page],
+            "total": len(found),
+            "total_page": -(-len(found) // page_size),
+            "page_no": page_no,
+            "page_size": page_size,
+        }
+
+    def _list_item(self, task: Task) -> dict[str, Any]:
+        output, usage = self.store.task_output(task)
+        item = {**output, "model_name": task.model, "region": self.cfg.region}
+        if usage:
+            item["usage"] = usage
+        return item
+
+    # §5.1: getPolicy; 100 QPS per account and model.
+    def policy(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
+        if req.query.get("action") != "getPolicy":
+            raise ApiError(400, "InvalidParameter", errors.missing("action"))
+        model = req.query.get("model")
+        if not model:
+            raise ApiError(400, "InvalidParameter", errors.missing("model"))
+        self.store.check_model(model, endpoint=_endpoint_of(model))
+        self.store.count(key.account, "policy_requests")
+        self.store.check_rate(
+            key.account, f"policy:{model}", self.cfg.policy_qps, counter="policy"
+        )
+        return {"data": self.store.issue_policy(key, model)}
+
+    # §5.2: the emulated OSS upload host (multipart POST, no API key).
+    def upload(self, req: Request, request_id: str) -> Response:
+        if req.method != "POST":
+            raise OssError(
+                403,
+                "AccessDenied",
+                "Temporary files cannot be listed or downloaded.",  # §5.4
+            )
+        limit = int(self.cfg.max_file_size_mb * 1024 * 1024) + DRAIN_LIMIT
+        try:
+            body = req.body(limit)
+        except BodyTooLarge:
+            response = xml_error(
+                400,
+                "EntityTooLarge",
+                "Your proposed upload exceeds the maximum allowed size.",
+                request_id,
+            )
+            response.close = True
+            return response
+        try:
+            parts = multipart.parse(body, req.header("Content-Type"))
+        except multipart.MultipartError as exc:
+            raise OssError(
+                400,
+                "InvalidArgument",
+                f"The body of your POST request is not well-formed "
+                f"multipart/form-data: {exc}.",
+            ) from None
+        status, key = self.store.accept_upload(parts)
+        headers = [("x-oss-request-id", request_id), ("ETag", f'"{uuid.uuid4().hex}"')]
+        if status == 201:
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<PostResponse>\n'
+                f"  <Bucket>dashscope-file-emulator</Bucket>\n"
+                f"  <Key>{escape(key)}</Key>\n</PostResponse>\n"
+            ).encode()
+            return Response(201, body, "application/xml", headers)
+        return Response(status, b"", None, headers)
+
+    # §3.2: result download, valid 24 h (scaled) after the task ended.
+    def result(self, req: Request, task_id: str, request_id: str) -> Response:
+        if req.method not in ("GET", "HEAD"):
+            raise OssError(
+                405,
+                "MethodNotAllowed",
+                "The specified method is not allowed against this resource.",
+            )
+        path = self.store.result_file(task_id, req.query)
+        size = path.stat().st_size
+        headers = [
+            ("x-oss-request-id", request_id),
+            ("Accept-Ranges", "bytes"),
+            ("ETag", f'"{task_id}"'),
+        ]
+        match = _RANGE.fullmatch(req.header("Range"))
+        if match and size and (match.group(1) or match.group(2)):
+            first, last = match.groups()
+            if first:
+                start, end = int(first), min(int(last or size - 1), size - 1)
+            else:
+                start, end = max(0, size - int(last)), size - 1
+            if start > end or start >= size:
+                response = xml_error(
+                    416,
+                    "InvalidRange",
+                    "The requested range cannot be satisfied.",
+                    request_id,
+                )
+                response.headers.append(("Content-Range", f"bytes */{size}"))
+                return response
+            headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+            return Response(206, b"", "video/mp4", headers, path, (start, end))
+        return Response(200, b"", "video/mp4", headers, path, (0, size - 1))
+
+    # Control API
+
+    def control(self, req: Request, request_id: str) -> Response:
+        name = req.path.removeprefix("/_emulator").strip("/")
+        store = self.store
+        try:
+            if name == "state" and req.method == "GET":
+                return json_response(200, store.state(), request_id)
+            if name == "reset" and req.method == "POST":
+                store.reset()
+                return json_response(200, {"reset": True}, request_id)
+            if name == "faults" and req.method == "GET":
+                return json_response(200, {"faults": store.list_faults()}, request_id)
+            if name == "faults" and req.method == "POST":
+                data = json.loads(req.body(JSON_LIMIT) or b"[]")
+                if isinstance(data, dict):
+                    data = data.get("faults", [data])
+                if not isinstance(data, list) or not all(
+                    isinstance(item, dict) for item in data
+                ):
+                    raise ValueError("send a fault object or a list of them")
+                listed = store.add_faults(data)
+                return json_response(200, {"faults": listed}, request_id)
+            if (name == "faults" and req.method == "DELETE") or (
+                name == "faults/clear" and req.method == "POST"
+            ):
+                data = json.loads(req.body(JSON_LIMIT) or b"{}") or {}
+                removed = store.clear_faults(data.get("kind"), data.get("account"))
+                return json_response(
+                    200,
+                    {"removed": removed, "faults": store.list_faults()},
+                    request_id,
+                )
+            if name == "clock" and req.method == "POST":
+                data = json.loads(req.body(JSON_LIMIT) or b"{}")
+                store.advance_clock(float(data.get("advance", 0)))
+                return json_response(
+                    200,
+                    {"now": store.now(), "clock_offset": store.clock_offset},
+                    request_id,
+                )
+            if name == "config" and req.method == "GET":
+                return json_response(200, asdict(store.config), request_id)
+            if name == "config" and req.method == "POST":
+                data = json.loads(req.body(JSON_LIMIT) or b"{}")
+                if not isinstance(data, dict):
+                    raise ValueError("send an object of settings")
+                return json_response(200, asdict(store.configure(data)), request_id)
+        except (ValueError, TypeError, AttributeError, BodyTooLarge) as exc:
+            return json_error(400, "InvalidControlRequest", str(exc), request_id)
+        return json_error(404, "NotFound", "Not found!", request_id)
+
+    def log_request(self, req: Request, response: Response, started: float) -> None:
+        if self.quiet:
+            return
+        ms = (time.monotonic() - started) * 1000
+        status = "dropped" if response.drop else str(response.status)
+        code = f" {response.code}" if response.code else ""
+        log_line(f'{req.client} "{req.method} {req.path}" {status}{code} {ms:.0f}ms')
+
+
+def _input_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    data = body.get("input")
+    if not isinstance(data, dict) or not data:
+        raise ApiError(
+            400,
+            "BadRequest.EmptyInput",
+            "Required input parameter missing from request.",
+        )
+    return data
+
+
+def _parameters_of(body: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = body.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ApiError(400, "InvalidParameter", errors.missing("parameters"))
+    return parameters
+
+
+def _endpoint_of(model: str) -> str:
+    return MODELS.get(model, "submit")
+
+
+def _int_param(
+    q: Mapping[str, str], name: str, default: int, low: int, high: int
+) -> int:
+    text = q.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(400, "InvalidParameter", errors.missing(name))
+    return value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "dashscope-emulator/1.0"
+    sys_version = ""
+    # Idle keep-alive connections are closed after this many seconds.
+    timeout = 120
+    # Headers and body go out in separate writes; with Nagle's algorithm the
+    # second waits for the client's delayed ACK, adding ~40 ms per request.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the app logs one line per request itself
+
+    def _serve(self) -> None:
+        app = self.server.app
+        started = time.monotonic()
+        request_id = str(uuid.uuid4())
+        req = Request(self)
+        try:
+            response = app.dispatch(req, request_id)
+        except BodyTooLarge:
+            response = json_error(400, "InvalidParameter", errors.BAD_BODY, request_id)
+            response.close = True
+        except Exception as exc:  # one bad request must never kill the server
+            log_line(f"error on {req.method} {req.path}: {exc!r}")
+            traceback.print_exc(file=sys.stderr)
+            response = json_error(
+                500, "InternalError", errors.KNOWN["InternalError"][1], request_id
+            )
+        app.log_request(req, response, started)
+        if response.drop:
+            self.close_connection = True
+            return
+        if not req.body_read and (req.chunked or req.length > DRAIN_LIMIT):
+            response.close = True
+        elif not req.body_read and req.length:
+            self.rfile.read(req.length)
+        if response.close or self.server.stopping:
+            self.close_connection = True
+        self._write(response)
+
+    def _write(self, response: Response) -> None:
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        length = len(response.body)
+        if response.file is not None and response.file_range is not None:
+            length = response.file_range[1] - response.file_range[0] + 1
+        self.send_header("Content-Length", str(max(0, length)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if response.file is not None and response.file_range is not None:
+            start, end = response.file_range
+            with response.file.open("rb") as fh:
+                fh.seek(start)
+                remaining = end - start + 1
+                while remaining > 0:
+                    chunk = fh.read(min(1 << 16, remaining))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    remaining -= len(chunk)
+        else:
+            self.wfile.write(response.body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: _App, family: int) -> None:
+        self.address_family = family
+        self.app = app
+        self.stopping = False
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on keep-alive clients so their handler threads end."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError) or self.stopping:
+            return  # clients hanging up are routine
+        super().handle_error(request, client_address)
+
+
+class Emulator:
+    """The emulator in background threads. Usable as a context manager."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        time_scale: float = 1.0,
+        api_keys: Sequence[str | ApiKey] | None = None,
+        overflow: str = "queue",
+        concurrency: int = 1,
+        pending_seconds: float = 0.0,
+        data_dir: Path | str | None = None,
+        run_seconds_base: float = 0.5,
+        run_seconds_per_audio_second: float = 0.0,
+        input_errors: str = "async",
+        usage_field: str = "duration",
+        region: str = "cn-beijing",
+        quiet: bool = False,
+        faults: Iterable[Mapping[str, Any]] = (),
+        **settings: Any,
+    ) -> None:
+        """`settings` are further `state.Config` fields (overflow_code, task_ttl, ...)."""
+        if not media.is_loopback(host):
+            raise ValueError(f"the emulator listens on loopback only, not {host!r}")
+        self.host = host
+        self.port = port
+        self.config = Config(
+            time_scale=time_scale,
+            region=region,
+            overflow=overflow,
+            concurrency=concurrency,
+            pending_seconds=pending_seconds,
+            run_seconds_base=run_seconds_base,
+            run_seconds_per_audio_second=run_seconds_per_audio_second,
+            input_errors=input_errors,
+            usage_field=usage_field,
+            **settings,
+        )
+        self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
+        self.quiet = quiet
+        self._initial_faults = [dict(f) for f in faults]
+        for spec in self._initial_faults:
+            build_fault(spec, 0)  # fail early on a bad spec
+        self._owns_data_dir = data_dir is None
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+
+    # Lifecycle
+
+    def start(self) -> Emulator:
+        """Listen and serve in a daemon thread; return once the socket listens."""
+        if self._server is not None:
+            return self
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="dashscope-emulator-"))
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = Store(
+            config=self.config, keys=self.api_keys, data_dir=self._data_dir
+        )
+        if self._initial_faults:
+            self._store.add_faults(self._initial_faults)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        host = self.host.strip("[]")
+        self._server = _Server(
+            (host, self.port), _App(self._store, quiet=self.quiet), family
+        )
+        self.port = self._server.server_address[1]
+        self._store.public_url = self.url
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="dashscope-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end the workers and (if it made it) remove the data dir."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.stopping = True
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._store is not None:
+            self._store.stop()
+            if self._owns_data_dir:
+                self._store.remove_data()
+                self._data_dir = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Addresses
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`, the server root (upload host and results too)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/api/v1"
+
+    @property
+    def qwen_base_url(self) -> str:
+        return self.url + "/qwen/api/v1"
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._data_dir
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._store
+
+    # Test helpers (the same as the control API, without HTTP)
+
+    def faults(self, *specs: Mapping[str, Any], **spec: Any) -> list[dict[str, Any]]:
+        """Queue faults (dicts and/or keyword fields of one); return all queued."""
+        wanted = [*specs, spec] if spec else list(specs)
+        if not wanted:
+            return self.store.list_faults()
+        return self.store.add_faults(wanted)
+
+    def clear_faults(self, kind: str | None = None, account: str | None = None) -> int:
+        return self.store.clear_faults(kind, account)
+
+    def state(self) -> dict[str, Any]:
+        # A JSON round trip, so callers see exactly what the HTTP API gives.
+        result: dict[str, Any] = json.loads(json.dumps(self.store.state()))
+        return result
+
+    def account_state(self, account: str = "acct-1") -> dict[str, Any]:
+        accounts: dict[str, Any] = self.state()["accounts"]
+        return accounts.get(account, {})
+
+    def reset(self) -> None:
+        self.store.reset()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the provider clock (expiry of tasks, URLs, uploads, policies)."""
+        self.store.advance_clock(seconds)
+
+    def configure(self, **changes: Any) -> Config:
+        return self.store.configure(changes)

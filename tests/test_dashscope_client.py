@@ -1,0 +1,258 @@
+"""The DashScope client on the documented wire format (provider-api.md §11 fixtures)."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from studio.engine.dashscope import DashScopeEngine, user_message
+from studio.engine.dashscope_client import (
+    DashScopeClient,
+    DashScopeError,
+    ErrorKind,
+    classify,
+)
+
+BASE = "https://dashscope.test/api/v1"
+F2 = {"output": {"task_id": "a8532587-fa8c-4ef8-82be-xxxxxx", "task_status": "PENDING"},
+      "request_id": "7574ee8f-38a3-4b1e-9280-xxxxxx"}
+F3 = {
+    "output": {
+        "task_id": "bcae8761-f242-4775-a11e-xxxxxx",
+        "task_status": "SUCCEEDED",
+        "submit_time": "2025-09-01 09:37:27.468",
+        "scheduled_time": "2025-09-01 09:37:34.885",
+        "end_time": "2025-09-01 09:40:20.734",
+        "results": {"video_url": "http://dashscope-result-hz.oss-cn-hangzhou.aliyuncs.com/1d/xxx.mp4?Expires=xxxxxx"},
+    },
+    "usage": {"duration": 18.13, "video_count": 1, "SR": 480},
+    "request_id": "28cfedb1-cd60-9e0c-b920-xxxxxx",
+}
+F4 = {
+    "request_id": "8d49f522-f6a4-9eed-b322-xxxxxx",
+    "output": {
+        "task_id": "101ad32f-7653-4ae9-8f22-xxxxxx",
+        "task_status": "FAILED",
+        "code": "InvalidURL",
+        "message": "Required URL is missing or invalid, please check the request URL.",
+    },
+}
+F6 = {"request_id": "a4de7c32-7057-9f82-8581-xxxxxx",
+      "output": {"task_id": "502a00b1-19d9-4839-a82f-xxxxxx", "task_status": "UNKNOWN"}}
+F8 = {
+    "request_id": "52f4383a-c67d-9f8c-xxxxxx",
+    "data": {
+        "policy": "eyJl...1ZSJ=", "signature": "eWy...=",
+        "upload_dir": "dashscope-instant/xxx/2024-07-18/xxx",
+        "upload_host": "https://dashscope-file-xxx.oss-cn-beijing.aliyuncs.com",
+        "expire_in_seconds": 300, "max_file_size_mb": 100, "capacity_limit_mb": 999999999,
+        "oss_access_key_id": "LTA...", "x_oss_object_acl": "private",
+        "x_oss_forbid_overwrite": "true",
+    },
+}
+
+
+def client_for(handler) -> DashScopeClient:
+    return DashScopeClient(base_url=BASE, api_key="sk-secret-key", transport=httpx.MockTransport(handler))
+
+
+def test_submit_sends_the_async_header_and_the_documented_envelope():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=F2)
+
+    task = client_for(handler).submit(
+        image_url="https://s/p.jpg", audio_url="https://s/a.mp3", resolution="720P"
+    )
+
+    request = seen[0]
+    assert str(request.url) == f"{BASE}/services/aigc/image2video/video-synthesis"
+    assert request.headers["X-DashScope-Async"] == "enable"
+    assert request.headers["Authorization"] == "Bearer sk-secret-key"
+    assert "X-DashScope-OssResourceResolve" not in request.headers
+    assert json.loads(request.content) == {
+        "model": "wan2.2-s2v",
+        "input": {"image_url": "https://s/p.jpg", "audio_url": "https://s/a.mp3"},
+        "parameters": {"resolution": "720P"},
+    }
+    assert (task.task_id, task.status) == ("a8532587-fa8c-4ef8-82be-xxxxxx", "PENDING")
+
+
+def test_style_is_sent_only_when_configured_and_oss_urls_get_the_resolve_header():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=F2)
+
+    client_for(handler).submit(
+        image_url="oss://dir/p.png", audio_url="oss://dir/a.wav", resolution="480P", style="sing"
+    )
+
+    assert seen[0].headers["X-DashScope-OssResourceResolve"] == "enable"
+    assert json.loads(seen[0].content)["parameters"] == {"resolution": "480P", "style": "sing"}
+
+
+def test_detect_has_no_async_header_and_reads_pass_and_fail():
+    answers = iter([
+        {"output": {"check_pass": True, "humanoid": True}, "usage": {"image_count": 1}, "request_id": "r"},
+        {"output": {"check_pass": False, "code": "", "message": ""}, "usage": {"image_count": 1}, "request_id": "r"},
+    ])
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=next(answers))
+
+    client = client_for(handler)
+    passed = client.detect(image_url="https://s/p.jpg")
+    failed = client.detect(image_url="https://s/p.jpg")
+
+    assert "X-DashScope-Async" not in seen[0].headers
+    assert json.loads(seen[0].content)["model"] == "wan2.2-s2v-detect"
+    assert passed.check_pass and passed.humanoid
+    assert not failed.check_pass and failed.humanoid is None
+
+
+def test_a_succeeded_task_gives_url_and_billed_seconds():
+    task = client_for(lambda r: httpx.Response(200, json=F3)).get_task("bcae8761")
+
+    assert task.status == "SUCCEEDED"
+    assert task.video_url.startswith("http://dashscope-result-hz")
+    assert task.billed_seconds == Decimal("18.13")
+    assert task.submitted_at is not None and task.submitted_at.utcoffset().total_seconds() == 8 * 3600
+
+
+def test_billed_seconds_fall_back_to_video_duration():
+    body = json.loads(json.dumps(F3))
+    body["usage"] = {"video_duration": 10.23}
+
+    task = client_for(lambda r: httpx.Response(200, json=body)).get_task("t")
+
+    assert task.billed_seconds == Decimal("10.23")
+
+
+def test_failed_and_unknown_tasks_are_read():
+    client = client_for(lambda r: httpx.Response(200, json=F4 if "101ad" in str(r.url) else F6))
+
+    failed = client.get_task("101ad32f")
+    unknown = client.get_task("502a00b1")
+
+    assert (failed.status, failed.code) == ("FAILED", "InvalidURL")
+    assert unknown.status == "UNKNOWN"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (429, {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded"}, ErrorKind.TRANSIENT),
+        (500, {"code": "InternalError", "message": "x"}, ErrorKind.TRANSIENT),
+        (503, {"code": "ModelUnavailable", "message": "x"}, ErrorKind.TRANSIENT),
+        (502, "<html>bad gateway</html>", ErrorKind.TRANSIENT),
+        (400, {"code": "InvalidParameter", "message": "Required parameter(s) missing"}, ErrorKind.INPUT),
+        (400, {"code": "DataInspectionFailed", "message": "x"}, ErrorKind.INPUT),
+        (401, {"code": "InvalidApiKey", "message": "Invalid API-key provided."}, ErrorKind.ACCOUNT),
+        (400, {"code": "Arrearage", "message": "Access denied"}, ErrorKind.ACCOUNT),
+        (403, {"code": "Arrearage", "message": "Access denied"}, ErrorKind.ACCOUNT),
+        (403, {"code": "AccessDenied.Unpurchased", "message": "x"}, ErrorKind.ACCOUNT),
+        (403, {"code": "AccessDenied", "message": "current user api does not support synchronous calls."}, ErrorKind.CLIENT),
+    ],
+)
+def test_http_errors_are_classified_by_what_the_caller_should_do(status, body, kind):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json={"request_id": "r-1", **body})
+
+    with pytest.raises(DashScopeError) as excinfo:
+        client_for(handler).get_task("t-1")
+
+    assert excinfo.value.kind == kind
+    assert excinfo.value.permanent is (kind != ErrorKind.TRANSIENT)
+
+
+def test_transport_errors_are_transient_and_never_show_the_key():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(DashScopeError) as excinfo:
+        client_for(handler).get_task("t-1")
+
+    assert excinfo.value.kind == ErrorKind.TRANSIENT
+    assert "sk-secret-key" not in str(excinfo.value)
+
+
+def test_upload_policy_then_form_upload_gives_an_oss_url(tmp_path):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/uploads"):
+            return httpx.Response(200, json=F8)
+        return httpx.Response(200)
+
+    client = client_for(handler)
+    policy = client.upload_policy(model="wan2.2-s2v")
+    path = tmp_path / "p.png"
+    path.write_bytes(b"png-bytes")
+
+    url = client.upload(policy=policy, path=path, name="face.png")
+
+    assert seen[0].url.params["action"] == "getPolicy" and seen[0].url.params["model"] == "wan2.2-s2v"
+    post = seen[1]
+    assert str(post.url) == F8["data"]["upload_host"]
+    assert "Authorization" not in post.headers  # the key never goes to OSS
+    body = post.content.decode("latin-1")
+    for field in ("OSSAccessKeyId", "Signature", "policy", "key", "x-oss-object-acl",
+                  "x-oss-forbid-overwrite", "success_action_status"):
+        assert f'name="{field}"' in body
+    assert body.rindex('name="file"') > body.rindex('name="success_action_status"')  # file last
+    assert url == "oss://dashscope-instant/xxx/2024-07-18/xxx/face.png"
+
+
+def test_download_refuses_non_video_and_oversized_results():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "html" in str(request.url):
+            return httpx.Response(200, headers={"content-type": "text/html"}, text="<html>")
+        if "expired" in str(request.url):
+            return httpx.Response(403, text="<Error><Code>AccessDenied</Code></Error>")
+        return httpx.Response(200, headers={"content-type": "video/mp4"}, content=b"x" * 5000)
+
+    client = client_for(handler)
+    sink = io.BytesIO()
+    with pytest.raises(DashScopeError, match="not a video"):
+        client.download("https://r/html", sink, max_bytes=10_000)
+    with pytest.raises(DashScopeError, match="larger than"):
+        client.download("https://r/v.mp4", sink, max_bytes=1000)
+    with pytest.raises(DashScopeError, match="expired") as excinfo:
+        client.download("https://r/expired.mp4", sink, max_bytes=10_000)
+    assert excinfo.value.permanent
+
+
+def test_every_documented_code_has_a_kind_and_a_message():
+    codes = [
+        "InvalidParameter", "InvalidParameter.DataInspection", "InvalidURL", "InvalidURL.Timeout",
+        "InvalidFile.NoHuman", "InvalidFile.MultiHuman", "InvalidFile.BodyProportion",
+        "InvalidFile.FacePose", "InvalidFile.Resolution", "InvalidFile.Size", "InvalidFile.Duration",
+        "InvalidImage.NoHumanFace", "DataInspectionFailed", "IPInfringementSuspect", "Arrearage",
+        "InvalidApiKey", "AccessDenied.Unpurchased", "Throttling", "Throttling.RateQuota",
+        "Throttling.AllocationQuota", "InternalError", "InternalError.Timeout", "SystemError",
+        "ModelServingError", "ModelUnavailable", "PrepaidBillOverdue", "ModelNotFound",
+    ]
+    for code in codes:
+        assert classify(code, "") in ErrorKind
+        assert user_message(code, "detail")
+
+
+def test_the_engine_refuses_to_start_without_a_key(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.DASHSCOPE_API_KEY = ""
+    with pytest.raises(ImproperlyConfigured, match="DASHSCOPE_API_KEY"):
+        DashScopeEngine()

@@ -1,0 +1,383 @@
+"""The DashScope engine and dispatcher over real HTTP against the emulator."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from studio import dispatcher, services
+from studio.emulator.server import Emulator
+from studio.engine import get_engine
+from studio.models import FaceCheck, GenerationJob, ProviderAccount, RemoteUpload
+from tests import media_factories
+from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with Emulator(run_seconds_base=0.3, quiet=True) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator, settings):
+    emulator.reset()
+    settings.S2V_PROVIDER = "dashscope"
+    settings.DASHSCOPE_API_KEY = "sk-emulator"
+    settings.S2V_DASHSCOPE_BASE_URL = emulator.base_url
+    settings.S2V_INPUT_URLS = "upload"
+    settings.S2V_CURRENCY = "USD"
+    return emulator
+
+
+def tasks_of(emu) -> list[dict]:
+    return emu.account_state()["tasks"]
+
+
+def counts(emu) -> dict:
+    return emu.account_state().get("counts", {})
+
+
+@pytest.fixture
+def inputs(emu, alice, team, tmp_path):
+    portrait = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+    wav = media_factories.make_wav(tmp_path / "voice.wav", 2.0)
+    audio = services.audio_submit(team=team, user=alice, upload=upload(wav))
+    assert portrait.portrait is not None, portrait.verdict.message
+    assert audio.clip is not None
+    return portrait.portrait, audio.clip
+
+
+def queue(alice, team, inputs, enqueued, *, resolution="480P", user=None):
+    portrait, audio = inputs
+    return services.job_create(
+        team=team, user=user or alice, portrait=portrait, audio=audio, resolution=resolution
+    )
+
+
+def drive(job: GenerationJob, *, timeout: float = 30.0) -> GenerationJob:
+    """Do what the dispatcher process and workers would, without waiting for timers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.is_terminal:
+            return job
+        if job.status == GenerationJob.Status.QUEUED:
+            GenerationJob.objects.filter(pk=job.pk).update(not_before=None)
+            ProviderAccount.objects.filter(engine=job.engine).update(retry_at=None)
+            dispatcher.dispatch_and_submit(engine_name=job.engine)
+        else:
+            dispatcher.job_poll(job_id=job.pk)
+        time.sleep(0.1)
+    raise AssertionError(f"job still {job.status} after {timeout} s")
+
+
+def test_the_remote_check_passes_and_is_cached(emu, alice, team):
+    first = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+    second = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert first.verdict.check_pass and first.verdict.engine == "dashscope"
+    assert second.verdict.pk == first.verdict.pk
+    assert counts(emu)["detect_calls"] == 1  # billed once, never twice
+
+
+def test_a_failed_remote_check_says_what_to_change(emu, alice, team):
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ROCKET))
+
+    assert not outcome.verdict.check_pass and outcome.portrait is None
+    assert outcome.verdict.reason == "InvalidFile.NoHuman"
+    assert "one person" in outcome.verdict.message
+
+
+def test_free_local_checks_run_before_the_paid_call(emu, alice, team, tmp_path):
+    small = media_factories.make_portrait(tmp_path / "small.jpg", size=(300, 300))
+
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(small))
+
+    assert outcome.verdict.reason == "InvalidFile.Resolution.TooSmall"
+    assert counts(emu).get("detect_calls", 0) == 0
+
+
+def test_detect_and_generation_each_upload_under_their_own_model(emu, inputs, alice, team, enqueued):
+    job = drive(queue(alice, team, inputs, enqueued))
+
+    models = sorted({u["model"] for u in emu.state()["uploads"]})
+    assert models == ["wan2.2-s2v", "wan2.2-s2v-detect"]
+    assert job.status == "succeeded"
+    # A second job reuses the uploads that are still valid.
+    uploads_before = len(emu.state()["uploads"])
+    drive(queue(alice, team, inputs, enqueued))
+    assert len(emu.state()["uploads"]) == uploads_before
+    assert RemoteUpload.objects.count() == uploads_before
+
+
+def test_a_job_goes_upload_check_submit_poll_store(emu, inputs, alice, team, enqueued):
+    job = drive(queue(alice, team, inputs, enqueued, resolution="720P"))
+
+    assert job.status == GenerationJob.Status.SUCCEEDED, job.error_message
+    assert len(tasks_of(emu)) == 1  # exactly one remote task per job
+    assert job.remote_task_id == tasks_of(emu)[0]["id"]
+    assert job.video.name.endswith(".mp4") and job.poster.name.endswith(".jpg")
+    assert job.video_duration == pytest.approx(2.0, abs=0.15)
+    assert job.width * job.height == pytest.approx(1280 * 720, rel=0.05)
+    assert job.cost == (job.billed_seconds * Decimal("0.129018")).quantize(Decimal("0.000001"))
+    assert job.currency == "USD"
+
+
+def test_a_redelivered_submit_does_not_make_a_second_task(emu, inputs, alice, team, enqueued):
+    job = queue(alice, team, inputs, enqueued)
+    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+
+    dispatcher.job_submit(job_id=claimed)
+    dispatcher.job_submit(job_id=claimed)
+
+    assert len(tasks_of(emu)) == 1
+    assert drive(job).status == "succeeded"
+
+
+def test_throttled_submits_retry_and_never_fail_the_job_by_themselves(emu, inputs, alice, team, enqueued):
+    emu.faults(kind="throttle", route="submit", count=3)
+    job = queue(alice, team, inputs, enqueued)
+
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    job.refresh_from_db()
+    assert job.status == "queued" and job.not_before > timezone.now()
+
+    job = drive(job)
+    assert job.status == "succeeded" and job.attempts == 1
+    assert len(tasks_of(emu)) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "server_error", "route": "task", "count": 2},
+        {"kind": "server_error", "route": "task", "count": 1, "status": 503},
+        {"kind": "drop", "route": "task", "count": 2},
+        {"kind": "throttle", "route": "task", "count": 2},
+    ],
+    ids=["500", "503", "dropped", "throttled"],
+)
+def test_poll_errors_are_retried(emu, inputs, alice, team, enqueued, fault):
+    emu.faults(fault)
+
+    job = drive(queue(alice, team, inputs, enqueued))
+
+    assert job.status == "succeeded"
+    assert len(tasks_of(emu)) == 1
+
+
+def test_a_provider_failure_is_retried_with_a_new_task_and_not_billed(emu, inputs, alice, team, enqueued):
+    emu.faults(kind="fail_task", count=1)
+
+    job = drive(queue(alice, team, inputs, enqueued))
+
+    statuses = [t["status"] for t in tasks_of(emu)]
+    assert statuses == ["FAILED", "SUCCEEDED"]
+    assert job.status == "succeeded" and job.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [("DataInspectionFailed", "content check"), ("IPInfringementSuspect", "infringes")],
+)
+def test_moderation_fails_the_job_with_a_specific_message(emu, inputs, alice, team, enqueued, code, text):
+    emu.faults(kind="moderation", code=code)
+
+    job = drive(queue(alice, team, inputs, enqueued))
+
+    assert job.status == "failed" and job.error_code == code
+    assert text in job.error_message
+    assert job.cost is None
+
+
+def test_an_account_error_pauses_dispatch_and_tells_admins(emu, inputs, alice, alice_client, team, enqueued):
+    emu.faults(kind="account_error", code="Arrearage")
+    job = queue(alice, team, inputs, enqueued)
+
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+
+    job.refresh_from_db()
+    account = ProviderAccount.objects.get(engine="dashscope")
+    assert job.status == "queued" and job.attempts == 0
+    assert account.is_paused and account.paused_code == "Arrearage"
+    assert dispatcher.dispatch(engine_name="dashscope") == []  # paused: nothing goes out
+    page = alice_client.get(reverse("studio:gallery")).content.decode()
+    assert "Generation is paused" in page and "Arrearage" in page
+    assert "sk-emulator" not in page
+
+    emu.clear_faults()
+    alice_client.post(reverse("studio:provider-resume"), {"engine": "dashscope"})
+    assert drive(job).status == "succeeded"
+    assert not ProviderAccount.objects.get(engine="dashscope").is_paused
+
+
+def test_members_who_are_not_admins_do_not_see_the_account_banner(emu, team):
+    bob = make_member(team, "bob")
+    ProviderAccount.objects.create(engine="dashscope", paused_at=timezone.now(), paused_code="Arrearage")
+    from django.test import Client
+
+    client = Client()
+    client.force_login(bob)
+
+    assert "Generation is paused" not in client.get(reverse("studio:gallery")).content.decode()
+
+
+def test_an_expired_result_link_fails_with_a_clear_message(emu, inputs, alice, team, enqueued):
+    emu.faults(kind="expire_results")
+
+    job = drive(queue(alice, team, inputs, enqueued))
+
+    assert job.status == "failed"
+    assert "could not be saved" in job.error_message
+
+
+def test_an_unknown_task_is_treated_as_expired(emu, inputs, alice, team, enqueued):
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    emu.faults(kind="unknown_task", count=5)
+
+    job = drive(job)
+
+    assert job.status == "failed" and job.error_code == "TaskExpired"
+
+
+def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(emu, inputs, alice, team, enqueued):
+    job = queue(alice, team, inputs, enqueued)
+    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    # The provider accepts the task, then the worker dies before saving its id.
+    engine = get_engine("dashscope")
+    job.refresh_from_db()
+    from studio.engine.base import GenerationRequest, InputFile
+    from studio.files import stored_path
+
+    with stored_path(job.portrait.file.name) as p, stored_path(job.audio.file.name) as a:
+        engine.start(
+            GenerationRequest(
+                job_code=str(job.code),
+                portrait=InputFile(p, job.portrait.sha256, job.portrait.file.name),
+                audio=InputFile(a, job.audio.sha256, job.audio.file.name),
+                resolution="480P",
+            ),
+            lambda f: None,
+        )
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert job.remote_task_id == tasks_of(emu)[0]["id"]
+    assert drive(job).status == "succeeded"
+    assert len(tasks_of(emu)) == 1
+
+
+def test_a_submit_that_never_reached_the_provider_is_queued_again(emu, inputs, alice, team, enqueued):
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch(engine_name="dashscope")
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert job.status == "queued" and job.attempts == 0
+    assert drive(job).status == "succeeded"
+
+
+def test_only_one_job_is_in_flight_and_teams_take_turns(emu, inputs, alice, team, other_team, enqueued, tmp_path):
+    mallory = make_member(other_team, "mallory2")
+    portrait = services.portrait_submit(team=other_team, user=mallory, upload=upload(ASTRONAUT)).portrait
+    audio = services.audio_submit(
+        team=other_team, user=mallory, upload=upload(media_factories.make_wav(tmp_path / "m.wav", 1.0))
+    ).clip
+    a_jobs = [queue(alice, team, inputs, enqueued) for _ in range(3)]
+    b_job = services.job_create(team=other_team, user=mallory, portrait=portrait, audio=audio, resolution="480P")
+
+    deadline = time.monotonic() + 90
+    while GenerationJob.objects.exclude(status__in=GenerationJob.TERMINAL).exists():
+        assert time.monotonic() < deadline, "jobs did not finish"
+        assert len(dispatcher.dispatch_and_submit(engine_name="dashscope")) <= 1
+        assert GenerationJob.objects.filter(dispatcher.holding_slot("dashscope")).count() <= 1
+        for job in GenerationJob.objects.filter(status__in=GenerationJob.IN_FLIGHT):
+            dispatcher.job_poll(job_id=job.pk)
+        time.sleep(0.1)
+
+    order = list(GenerationJob.objects.order_by("started_at").values_list("pk", flat=True))
+    assert order == [a_jobs[0].pk, b_job.pk, a_jobs[1].pk, a_jobs[2].pk]
+    assert emu.account_state()["max_running"] == 1
+
+
+def test_a_pending_task_is_canceled_at_the_provider(emu, inputs, alice, team, enqueued, tmp_path):
+    # Another client of the same account holds the provider's only slot.
+    engine = get_engine("dashscope")
+    from studio.engine.base import InputFile
+
+    long_wav = media_factories.make_wav(tmp_path / "long.wav", 3.0)
+    portrait_url = engine.input_url(InputFile(ASTRONAUT, "a" * 64), model="wan2.2-s2v")
+    audio_url = engine.input_url(InputFile(long_wav, "b" * 64), model="wan2.2-s2v")
+    emu.faults(kind="slow", route="result", delay_ms=10)
+    blocker = engine.client.submit(image_url=portrait_url, audio_url=audio_url, resolution="720P")
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.job_poll(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.remote_status == "PENDING" and job.can_cancel
+
+    services.job_cancel(job=job)
+
+    job.refresh_from_db()
+    statuses = {t["id"]: t["status"] for t in tasks_of(emu)}
+    assert job.status == "canceled" and statuses[job.remote_task_id] == "CANCELED"
+    assert blocker.task_id in statuses
+
+
+def test_a_running_task_cannot_be_canceled(emu, inputs, alice, team, enqueued):
+    job = queue(alice, team, inputs, enqueued)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running", remote_task_id="t-1", remote_status="RUNNING", attempts=1
+    )
+    job.refresh_from_db()
+
+    with pytest.raises(services.Rejected, match="running task cannot be canceled"):
+        services.job_cancel(job=job)
+
+
+def test_inputs_can_reach_the_provider_as_signed_app_links(emu, alice, team, settings, live_server):
+    settings.S2V_INPUT_URLS = "public"
+    settings.S2V_PUBLIC_BASE_URL = live_server.url
+
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert outcome.verdict.check_pass
+    assert emu.state()["uploads"] == []  # fetched from the app, not uploaded
+
+
+def test_a_tampered_public_link_is_404(client):
+    assert client.get(reverse("studio:public-input", args=["not-a-valid-token"])).status_code == 404
+
+
+def test_the_verdict_cache_is_per_engine(emu, alice, team, settings):
+    services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+    settings.S2V_PROVIDER = "local"
+    services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert sorted(FaceCheck.objects.values_list("engine", flat=True)) == ["dashscope", "local"]
+
+
+def test_remote_jobs_wait_for_the_dispatcher_instead_of_rendering(
+    emu, inputs, alice, team, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        queue(alice, team, inputs, enqueued)
+
+    assert enqueued == [("studio.tasks.dispatch", ("dashscope",))]
