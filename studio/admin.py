@@ -1,14 +1,22 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+from decimal import Decimal
 
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from . import billing
 from .models import (
     AudioClip,
+    Budget,
     FaceCheck,
     GenerationJob,
+    LedgerEntry,
     Membership,
     Portrait,
+    Price,
     Team,
     User,
 )
@@ -25,12 +33,154 @@ class StudioUserAdmin(UserAdmin):
     pass
 
 
+class BudgetInline(admin.TabularInline):
+    model = Budget
+    extra = 0
+    fields = [
+        "user",
+        "monthly_amount",
+        "monthly_seconds",
+        "max_resolution",
+        "max_waiting_jobs",
+        "stop_at_limit",
+    ]
+    autocomplete_fields = ["user"]
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "spent_this_month", "held", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, BudgetInline]
+
+    @admin.display(description="Spent this month")
+    def spent_this_month(self, team: Team) -> Decimal:
+        return billing.usage(team=team).spent.quantize(Decimal("0.01"))
+
+    @admin.display(description="Held")
+    def held(self, team: Team) -> Decimal:
+        return billing.usage(team=team).held.quantize(Decimal("0.01"))
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "team",
+        "user",
+        "monthly_amount",
+        "monthly_seconds",
+        "max_resolution",
+        "max_waiting_jobs",
+        "stop_at_limit",
+        "spent",
+        "held",
+        "remaining",
+    ]
+    list_editable = [
+        "monthly_amount",
+        "monthly_seconds",
+        "max_resolution",
+        "max_waiting_jobs",
+        "stop_at_limit",
+    ]
+    list_filter = ["team", "stop_at_limit", "max_resolution"]
+    search_fields = ["team__name", "user__username"]
+    list_select_related = ["team", "user"]
+    autocomplete_fields = ["user"]
+    actions = ["raise_by_a_fifth", "release_stale_holds"]
+
+    def _usage(self, budget: Budget) -> billing.Usage:
+        return billing.usage(team=budget.team, user=budget.user)
+
+    @admin.display(description="Spent this month")
+    def spent(self, budget: Budget) -> Decimal:
+        return self._usage(budget).spent.quantize(Decimal("0.01"))
+
+    @admin.display(description="Held")
+    def held(self, budget: Budget) -> Decimal:
+        return self._usage(budget).held.quantize(Decimal("0.01"))
+
+    @admin.display(description="Remaining")
+    def remaining(self, budget: Budget) -> Decimal | str:
+        if budget.monthly_amount is None:
+            return "no limit"
+        return (budget.monthly_amount - self._usage(budget).committed).quantize(
+            Decimal("0.01")
+        )
+
+    @admin.action(description="Raise the monthly budget by 20 %%")
+    def raise_by_a_fifth(
+        self, request: HttpRequest, queryset: QuerySet[Budget]
+    ) -> None:
+        raised = 0
+        for budget in queryset.exclude(monthly_amount__isnull=True):
+            budget.monthly_amount = (budget.monthly_amount * Decimal("1.2")).quantize(
+                Decimal("0.01")
+            )
+            budget.save(update_fields=["monthly_amount"])
+            raised += 1
+        self.message_user(
+            request, f"Raised {raised} budgets by 20 %.", messages.SUCCESS
+        )
+
+    @admin.action(description="Release holds of finished jobs")
+    def release_stale_holds(
+        self, request: HttpRequest, queryset: QuerySet[Budget]
+    ) -> None:
+        count = billing.release_stale_holds()
+        self.message_user(request, f"Settled {count} finished jobs with a stale hold.")
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = [
+        "provider",
+        "model",
+        "unit",
+        "resolution",
+        "currency",
+        "unit_price",
+        "valid_from",
+        "valid_to",
+    ]
+    list_editable = ["unit_price", "valid_to"]
+    list_filter = ["provider", "currency", "unit"]
+    search_fields = ["provider", "model"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    """Read-only: the ledger is append-only."""
+
+    list_display = [
+        "created_at",
+        "team",
+        "user",
+        "kind",
+        "provider",
+        "resolution",
+        "quantity",
+        "unit_price",
+        "amount",
+        "currency",
+        "billed",
+        "reason",
+    ]
+    list_filter = ["kind", "billed", "provider", "currency", "team"]
+    search_fields = ["remote_id", "reason", "user__username", "job__code"]
+    list_select_related = ["team", "user"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(GenerationJob)

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from . import billing
 from .engine import get_engine
 from .models import Membership, ProviderAccount
 from .selectors import user_teams
@@ -21,6 +22,11 @@ def studio(request: HttpRequest) -> dict[str, Any]:
         "user_teams": lambda: list(user_teams(user=request.user)),  # type: ignore[arg-type]
         "engine": get_engine(),
         "is_team_admin": is_admin,
+        "budget_warnings": (
+            lambda: billing.budget_warnings(team=membership.team, user=request.user)  # type: ignore[arg-type]
+        )
+        if membership
+        else (),
         # Admins see a paused provider account on every page until it is fixed.
         "paused_accounts": (
             lambda: list(ProviderAccount.objects.filter(paused_at__isnull=False))

@@ -23,10 +23,11 @@ from statistics import median
 from django.conf import settings
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F, Max, Min, Q
+from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from . import billing
 from .engine import get_engine
 from .engine.base import (
     Engine,
@@ -307,12 +308,13 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return _store_result(job, engine, video_url=result.video_url)
 
     if result.state == TaskState.CANCELED:
-        mine.update(
+        if mine.update(
             status=GenerationJob.Status.CANCELED,
             finished_at=now,
             next_poll_at=None,
             **fields,
-        )
+        ):
+            billing.job_finished(job_id=job.pk)
     elif result.retryable and job.attempts < settings.S2V_MAX_ATTEMPTS:
         # A provider-side failure is not billed: queue the job for a new task.
         mine.update(
@@ -387,10 +389,11 @@ def _store_result(
             billed = current.billed_seconds
             if billed is None:
                 billed = Decimal(f"{media.duration:.2f}")
-            price = engine.limits.price_per_second.get(current.resolution, Decimal("0"))
             current.billed_seconds = billed
-            current.cost = (billed * price).quantize(Decimal("0.000001"))
-            current.currency = engine.limits.currency
+            current.cost = billing.generation_cost(
+                provider=engine.name, resolution=current.resolution, seconds=billed
+            )
+            current.currency = billing.currency()
             current.video_duration = media.duration
             current.width, current.height = media.width, media.height
             current.status = GenerationJob.Status.SUCCEEDED
@@ -399,6 +402,7 @@ def _store_result(
             current.next_poll_at = None
             current.error_code = current.error_message = ""
             current.save()
+            billing.job_finished(job_id=current.pk)
             return current
 
 
@@ -407,11 +411,12 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
     engine = get_engine(job.engine)
     if not job.remote_task_id:
         # Still being submitted: job_submit withdraws the task when it sees this.
-        return bool(
-            GenerationJob.objects.filter(
-                pk=job.pk, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
-            ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
-        )
+        withdrawn = GenerationJob.objects.filter(
+            pk=job.pk, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+        ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
+        if withdrawn:
+            billing.job_finished(job_id=job.pk)
+        return bool(withdrawn)
     if job.remote_status not in ("", "PENDING") or not _try_cancel(
         engine, job.remote_task_id
     ):
@@ -424,6 +429,8 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
         finished_at=timezone.now(),
         next_poll_at=None,
     )
+    if updated:
+        billing.job_finished(job_id=job.pk)
     _free_slot(engine.name)
     return bool(updated)
 
@@ -443,7 +450,8 @@ def _free_slot(engine_name: str) -> None:
         log.exception("dispatch after a finished task failed")
 
 
-def _fail(current, *, code: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def _fail(current: QuerySet[GenerationJob], *, code: str, message: str) -> None:
+    ids = list(current.values_list("pk", flat=True))
     current.update(
         status=GenerationJob.Status.FAILED,
         finished_at=timezone.now(),
@@ -451,6 +459,8 @@ def _fail(current, *, code: str, message: str) -> None:  # type: ignore[no-untyp
         error_code=(code or "failed")[:64],
         error_message=message,
     )
+    for job_id in ids:
+        billing.job_finished(job_id=job_id)
 
 
 # -- account pause ----------------------------------------------------------------
@@ -492,37 +502,40 @@ def _backoff(failures: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def remote_ratio(*, engine_name: str) -> float:
-    """Provider seconds per second of audio, from this instance's recent tasks."""
+def remote_ratio(*, engine_name: str) -> float | None:
+    """Provider seconds per second of audio from this instance's recent tasks, if any."""
     rows = (
         GenerationJob.objects.filter(engine=engine_name, remote_seconds__isnull=False)
         .order_by("-finished_at")
         .values_list("remote_seconds", "audio__duration")[:20]
     )
     ratios = [seconds / duration for seconds, duration in rows if duration]
-    return median(ratios) if ratios else DEFAULT_REMOTE_RATIO.get(engine_name, 20.0)
+    return median(ratios) if ratios else None
 
 
 def expected_remote_seconds(job: GenerationJob) -> float:
-    return max(remote_ratio(engine_name=job.engine) * job.audio.duration, 1.0)
+    ratio = remote_ratio(engine_name=job.engine)
+    if ratio is None:
+        ratio = DEFAULT_REMOTE_RATIO.get(job.engine, 20.0)
+    return max(ratio * job.audio.duration, 1.0)
 
 
 def plan_next_poll(job: GenerationJob, *, now: datetime) -> datetime:
     """When to ask next: the slow interval far from the expected end, fast near it.
 
     Far from the end this honours the documented ~15 s; the last slow poll lands
-    just before the expected end (learned from history) and then it asks every
-    few seconds, so a finished task frees the slot quickly while a 5-minute
-    task costs about one query per 13 s. A task still PENDING behind someone
-    else's is asked about at the slow pace.
+    just before the expected end (learned from this instance's history) and
+    then it asks every few seconds, so a finished task frees the slot quickly
+    while a 5-minute task costs about one query per 13 s. With no history yet,
+    or for a task still PENDING behind someone else's, it keeps the slow pace.
     """
     slow = float(settings.S2V_POLL_INTERVAL)
     fast = float(settings.S2V_POLL_FAST_INTERVAL)
-    if job.remote_started_at is None:
+    ratio = remote_ratio(engine_name=job.engine)
+    if job.remote_started_at is None or ratio is None:
         return now + timedelta(seconds=slow)
-    remaining = (
-        expected_remote_seconds(job) - (now - job.remote_started_at).total_seconds()
-    )
+    expected = max(ratio * job.audio.duration, 1.0)
+    remaining = expected - (now - job.remote_started_at).total_seconds()
     if remaining > fast:
         delay = min(slow, remaining - fast / 2)
     elif remaining > -4 * fast:

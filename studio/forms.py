@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from .models import GenerationJob
+from .models import Budget, GenerationJob, Membership
 
 _BYTES_IN_MB = 1024 * 1024
 
@@ -47,7 +47,41 @@ class GenerateForm(forms.Form):
         choices=GenerationJob.Resolution.choices, initial=GenerationJob.Resolution.P480
     )
     title = forms.CharField(max_length=120, required=False)
+    budget_override = forms.BooleanField(required=False)
 
 
 class RenameForm(forms.Form):
     title = forms.CharField(max_length=120, required=False)
+
+
+class BudgetForm(forms.ModelForm):
+    class Meta:
+        model = Budget
+        fields = [
+            "monthly_amount",
+            "monthly_seconds",
+            "max_resolution",
+            "max_waiting_jobs",
+        ]
+        labels = {
+            "monthly_amount": "Monthly budget",
+            "monthly_seconds": "Monthly seconds",
+            "max_resolution": "Highest resolution",
+            "max_waiting_jobs": "Most waiting jobs",
+        }
+
+
+class TeamBudgetForm(BudgetForm):
+    class Meta(BudgetForm.Meta):
+        fields = [*BudgetForm.Meta.fields, "stop_at_limit"]
+        labels = {
+            **BudgetForm.Meta.labels,
+            "stop_at_limit": "Stop at the limit (off: only warn)",
+        }
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices, initial=Membership.Role.MEMBER
+    )

@@ -233,6 +233,12 @@ class GenerationJob(models.Model):
     )
     cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
+    # What the form estimated and what was held against the budget at submit.
+    estimate = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    # An admin let this one job past the budget.
+    budget_override = models.BooleanField(default=False)
 
     video = models.FileField(upload_to=result_upload_to, max_length=255, blank=True)
     poster = models.FileField(upload_to=result_upload_to, max_length=255, blank=True)
@@ -324,3 +330,160 @@ class RemoteUpload(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class Price(models.Model):
+    """One line of the price table: what a unit of a provider's model costs.
+
+    Seeded from provider-api.md; admins edit it. A price applies from
+    `valid_from` until `valid_to` (open-ended when empty).
+    """
+
+    class Unit(models.TextChoices):
+        IMAGE = "image", "per image"
+        SECOND = "second", "per second"
+
+    provider = models.CharField(max_length=32)  # the engine name: dashscope, local, ...
+    model = models.CharField(max_length=64)
+    unit = models.CharField(max_length=8, choices=Unit)
+    resolution = models.CharField(
+        max_length=8, blank=True
+    )  # empty for per-image prices
+    currency = models.CharField(max_length=3)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=6)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["provider", "model", "resolution", "currency", "-valid_from"]
+        indexes = [
+            models.Index(
+                fields=["provider", "model", "unit", "currency"], name="price_lookup"
+            )
+        ]
+
+    def __str__(self) -> str:
+        tier = f" {self.resolution}" if self.resolution else ""
+        return f"{self.provider} {self.model}{tier}: {self.unit_price} {self.currency} {self.get_unit_display()}"
+
+
+class LedgerEntry(models.Model):
+    """Append-only record of money: every billable call, and every hold and release.
+
+    Amounts are Decimal with 6 places, rounded half-up once, when the entry is
+    written (studio.billing.amount_for). Charges and holds are positive; a
+    release is the negative of the hold it ends. Entries are never changed.
+    """
+
+    class Kind(models.TextChoices):
+        CHECK = "check", "Portrait check"
+        GENERATION = "generation", "Generation"
+        HOLD = "hold", "Hold"
+        RELEASE = "release", "Release"
+
+    team = models.ForeignKey(Team, models.PROTECT, related_name="ledger")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger",
+    )
+    job = models.ForeignKey(
+        GenerationJob, models.PROTECT, null=True, blank=True, related_name="ledger"
+    )
+    kind = models.CharField(max_length=16, choices=Kind)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=64)
+    resolution = models.CharField(max_length=8, blank=True)
+    unit = models.CharField(max_length=8, choices=Price.Unit)
+    quantity = models.DecimalField(max_digits=12, decimal_places=3)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=6)
+    amount = models.DecimalField(max_digits=14, decimal_places=6)
+    currency = models.CharField(max_length=3)
+    seconds = models.DecimalField(max_digits=12, decimal_places=3, default=0)
+    billed = models.BooleanField(default=False)
+    reason = models.CharField(max_length=255, blank=True)
+    remote_id = models.CharField(
+        max_length=128, blank=True
+    )  # provider task or request id
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A job is held, released and charged once each, however often the
+            # code that finishes it runs.
+            models.UniqueConstraint(
+                fields=["job", "kind"],
+                condition=models.Q(kind__in=["hold", "release", "generation"]),
+                name="one_money_entry_per_job_and_kind",
+            )
+        ]
+        indexes = [models.Index(fields=["team", "created_at"], name="ledger_team_time")]
+        verbose_name_plural = "ledger entries"
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("Ledger entries are append-only.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class Budget(models.Model):
+    """Monthly limits for a team (user empty) or for one member within a team."""
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="budgets")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="budgets",
+    )
+    monthly_amount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Money per calendar month in the site currency; empty means no limit.",
+    )
+    monthly_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds of video per month; empty means no limit.",
+    )
+    max_resolution = models.CharField(
+        max_length=8,
+        blank=True,
+        choices=GenerationJob.Resolution,
+        help_text="Highest resolution allowed; empty means any.",
+    )
+    max_waiting_jobs = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most jobs one user may have waiting or running.",
+    )
+    # Team rows only: refuse work past the limit (on), or only warn (off).
+    stop_at_limit = models.BooleanField(default=True)
+    # The highest alert (80 or 100 %) already sent, and for which month.
+    alerted_level = models.PositiveSmallIntegerField(default=0)
+    alerted_month = models.CharField(max_length=7, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "user"], name="one_budget_per_member"
+            ),
+            models.UniqueConstraint(
+                fields=["team"],
+                condition=models.Q(user__isnull=True),
+                name="one_team_budget",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Budget of {self.user or 'the team'} in {self.team}"

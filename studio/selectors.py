@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 from statistics import median
 
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from . import billing
 from .engine import get_engine
-from .models import GenerationJob, Membership, Team, User
+from .models import GenerationJob, LedgerEntry, Membership, Team, User
 
 # Seconds of work per second of audio when this instance has no history yet.
 DEFAULT_WORK_RATIO = {"local": 0.5}
@@ -147,3 +151,83 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
     return JobProgress(
         position=len(waiting) + 1, eta_seconds=work / slots + own, fraction=0.0
     )
+
+
+# -- spend ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    label: str
+    amount: Decimal
+    seconds: Decimal
+    count: int
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """'2026-11' -> the month's first moment and the next month's, in local time."""
+    try:
+        year, number = (int(part) for part in month.split("-"))
+        start = timezone.make_aware(datetime(year, number, 1))
+    except (ValueError, TypeError):
+        start = billing.month_start()
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def ledger(*, team: Team, start: datetime, end: datetime) -> QuerySet[LedgerEntry]:
+    return (
+        LedgerEntry.objects.filter(team=team, created_at__gte=start, created_at__lt=end)
+        .select_related("user", "job")
+        .order_by("created_at", "id")
+    )
+
+
+def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[SpendRow]:
+    """Billed spend grouped by user, day, resolution, provider or kind."""
+    billed = LedgerEntry.objects.filter(
+        team=team, billed=True, created_at__gte=start, created_at__lt=end
+    )
+    key = {
+        "user": "user__username",
+        "day": "day",
+        "resolution": "resolution",
+        "engine": "provider",
+        "kind": "kind",
+    }[by]
+    if by == "day":
+        billed = billed.annotate(day=TruncDate("created_at"))
+    rows = (
+        billed.values(key)
+        .annotate(amount=Sum("amount"), seconds=Sum("seconds"), count=Count("id"))
+        .order_by(key)
+    )
+    return [
+        SpendRow(
+            label=str(row[key] or "–"),
+            amount=row["amount"] or Decimal(0),
+            seconds=row["seconds"] or Decimal(0),
+            count=row["count"],
+        )
+        for row in rows
+    ]
+
+
+def spend_per_team(*, start: datetime, end: datetime) -> list[SpendRow]:
+    rows = (
+        LedgerEntry.objects.filter(
+            billed=True, created_at__gte=start, created_at__lt=end
+        )
+        .values("team__name")
+        .annotate(amount=Sum("amount"), seconds=Sum("seconds"), count=Count("id"))
+        .order_by("team__name")
+    )
+    return [
+        SpendRow(
+            row["team__name"],
+            row["amount"] or Decimal(0),
+            row["seconds"] or Decimal(0),
+            row["count"],
+        )
+        for row in rows
+    ]

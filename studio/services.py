@@ -19,7 +19,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import dispatcher
+from . import billing, dispatcher
 from .engine import get_engine
 from .engine.audio import AudioInfo, convert_to_wav, probe_audio
 from .engine.base import (
@@ -34,14 +34,23 @@ from .engine.base import (
 from .engine.images import InputError, precheck_image, read_image_info
 from .engine.video import probe_video
 from .files import local_path, sha256_of, stored_path
-from .models import AudioClip, FaceCheck, GenerationJob, Portrait, Team, User
+from .models import (
+    AudioClip,
+    Budget,
+    FaceCheck,
+    GenerationJob,
+    Membership,
+    Portrait,
+    Team,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
 # Formats users may upload; those an engine does not take are converted to WAV.
 UPLOAD_AUDIO_FORMATS = ("wav", "mp3", "m4a", "aac", "ogg", "flac")
 UPLOAD_AUDIO_LABEL = "WAV, MP3, M4A/AAC, OGG/Opus or FLAC"
-COST_PLACES = Decimal("0.000001")
+ZERO = Decimal("0")
 # How often a running job writes its progress (and so proves its worker alive).
 PROGRESS_EVERY = 0.5
 
@@ -82,7 +91,9 @@ def portrait_submit(
         if check is None:
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
-                verdict = _check(engine, InputFile(path=path, sha256=sha256))
+                verdict = _check(
+                    engine, InputFile(path=path, sha256=sha256), team=team, user=user
+                )
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
     if not check.check_pass:
         return PortraitOutcome(verdict=check)
@@ -104,7 +115,9 @@ def portrait_submit(
     return PortraitOutcome(verdict=check, portrait=portrait)
 
 
-def portrait_verdict(*, portrait: Portrait, engine: Engine | None = None) -> FaceCheck:
+def portrait_verdict(
+    *, portrait: Portrait, engine: Engine | None = None, user: User | None = None
+) -> FaceCheck:
     """The portrait's verdict for an engine, checking it only if no verdict is cached."""
     engine = engine or get_engine()
     check = _cached_check(sha256=portrait.sha256, engine=engine)
@@ -118,13 +131,38 @@ def portrait_verdict(*, portrait: Portrait, engine: Engine | None = None) -> Fac
     return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
 
 
-def _check(engine: Engine, image: InputFile) -> Verdict:
-    """Run the engine's check; failures of the call itself are not verdicts."""
+def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdict:
+    """Run the engine's check; failures of the call itself are not verdicts.
+
+    A remote check is paid even when the image fails, so it is recorded in the
+    ledger, and refused when the team's budget has no room for it.
+    """
+    if not engine.remote:
+        try:
+            return engine.check_portrait(image)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+    fee = billing.estimate(
+        provider=engine.name, resolution="480P", audio_seconds=0, needs_check=True
+    ).check
     try:
-        return engine.check_portrait(image)
+        billing.check_budgets(team=team, user=user, amount=fee, lock=False)
+    except billing.OverBudget as exc:
+        raise Rejected(
+            f"The portrait check costs money: {exc.message}", code="budget"
+        ) from exc
+    try:
+        verdict = engine.check_portrait(image)
     except InputError as exc:
         raise Rejected(exc.message, code=exc.code) from exc
     except EngineError as exc:
+        billing.record_check(
+            team=team,
+            user=user,
+            provider=engine.name,
+            billed=False,
+            reason=f"call failed: {exc.code or exc.kind}",
+        )
         if exc.about_account:
             dispatcher.pause_account(
                 engine_name=engine.name, code=exc.code, message=str(exc)
@@ -141,6 +179,16 @@ def _check(engine: Engine, image: InputFile) -> Verdict:
             "choose the file again in a moment.",
             code=exc.code,
         ) from exc
+    billing.record_check(
+        team=team,
+        user=user,
+        provider=engine.name,
+        billed=True,
+        reason="passed"
+        if verdict.check_pass
+        else f"failed: {verdict.reason or 'rejected'}",
+    )
+    return verdict
 
 
 def _cached_check(*, sha256: str, engine: Engine) -> FaceCheck | None:
@@ -277,15 +325,21 @@ def job_create(
     resolution: str,
     title: str = "",
     retry_of: GenerationJob | None = None,
+    budget_override: bool = False,
 ) -> GenerationJob:
-    """Queue a generation. Raises Rejected when the inputs cannot succeed."""
+    """Queue a generation and hold its estimate against the budgets.
+
+    Raises Rejected when the inputs cannot succeed or a budget does not allow
+    it. `budget_override` (team admins only) lets one job past the money and
+    seconds limits; it is recorded in the ledger.
+    """
     engine = get_engine()
     if portrait.team_id != team.pk or audio.team_id != team.pk:
         raise Rejected("These files belong to another team.")
     if resolution not in engine.limits.resolutions:
         choices = " or ".join(engine.limits.resolutions)
         raise Rejected(f"Choose a resolution of {choices}.", code="resolution")
-    verdict = portrait_verdict(portrait=portrait, engine=engine)
+    verdict = portrait_verdict(portrait=portrait, engine=engine, user=user)
     if not verdict.check_pass:
         raise Rejected(verdict.message or "The portrait did not pass the check.")
     if problems := audio_problems(
@@ -293,7 +347,21 @@ def job_create(
     ):
         raise Rejected(" ".join(problems), code="audio")
 
+    est = billing.estimate(
+        provider=engine.name, resolution=resolution, audio_seconds=audio.duration
+    )
     with transaction.atomic():
+        try:
+            billing.check_budgets(
+                team=team,
+                user=user,
+                amount=ZERO if budget_override else est.generation,
+                seconds=ZERO if budget_override else est.seconds,
+                resolution=resolution,
+                new_job=True,
+            )
+        except billing.OverBudget as exc:
+            raise Rejected(exc.message, code="budget") from exc
         job = GenerationJob.objects.create(
             team=team,
             created_by=user,
@@ -303,7 +371,9 @@ def job_create(
             engine=engine.name,
             title=title.strip()[:120],
             retry_of=retry_of,
+            budget_override=budget_override,
         )
+        billing.hold(job=job)
         _enqueue_after_commit(job)
     return job
 
@@ -318,7 +388,10 @@ def _enqueue_after_commit(job: GenerationJob) -> None:
         return
     transaction.on_commit(
         lambda: async_task(
-            "studio.tasks.job_run", job_id, task_name=f"job-{job_id}", group="generation"
+            "studio.tasks.job_run",
+            job_id,
+            task_name=f"job-{job_id}",
+            group="generation",
         )
     )
 
@@ -347,6 +420,7 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
         canceled = dispatcher.job_cancel_remote(job=job)
     job.refresh_from_db()
     if canceled or job.status == GenerationJob.Status.CANCELED:
+        billing.job_finished(job_id=job.pk)
         return job
     if job.is_in_flight:
         raise Rejected(
@@ -485,26 +559,32 @@ def _job_complete(
         job.billed_seconds = (
             billed if billed is not None else Decimal(f"{media.duration:.2f}")
         )
-        price = engine.limits.price_per_second.get(job.resolution, Decimal("0"))
-        job.cost = (job.billed_seconds * price).quantize(COST_PLACES)
-        job.currency = engine.limits.currency
+        job.cost = billing.generation_cost(
+            provider=engine.name, resolution=job.resolution, seconds=job.billed_seconds
+        )
+        job.currency = billing.currency()
         job.status = GenerationJob.Status.SUCCEEDED
         job.progress = 1.0
         job.finished_at = timezone.now()
         job.error_code = job.error_message = ""
         job.save()
+    billing.job_finished(job_id=job.pk)
     return job
 
 
 def _job_fail(
     mine: QuerySet[GenerationJob], *, code: str, message: str
 ) -> GenerationJob | None:
-    mine.filter(status__in=GenerationJob.IN_FLIGHT).update(
+    failing = mine.filter(status__in=GenerationJob.IN_FLIGHT)
+    ids = list(failing.values_list("pk", flat=True))
+    failing.update(
         status=GenerationJob.Status.FAILED,
         finished_at=timezone.now(),
         error_code=code[:64],
         error_message=message,
     )
+    for job_id in ids:
+        billing.job_finished(job_id=job_id)
     return mine.first()
 
 
@@ -545,3 +625,65 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
             recovered.append(job.pk)
             log.error("job %s: worker stopped on every attempt; failed", job.pk)
     return recovered
+
+
+# -- team administration -----------------------------------------------------------
+
+
+def budget_update(*, team: Team, user: User | None, **limits: object) -> Budget:
+    """Set a team's or a member's monthly limits. A member's money stays within the team's."""
+    budget, _ = Budget.objects.get_or_create(team=team, user=user)
+    team_budget, _ = Budget.objects.get_or_create(team=team, user=None)
+    amount = limits.get("monthly_amount")
+    if (
+        user is not None
+        and amount is not None
+        and team_budget.monthly_amount is not None
+        and amount > team_budget.monthly_amount  # type: ignore[operator]
+    ):
+        raise Rejected(
+            f"A member's budget cannot exceed the team's ({team_budget.monthly_amount})."
+        )
+    for name, value in limits.items():
+        setattr(budget, name, value)
+    budget.save()
+    return budget
+
+
+def member_add(*, team: Team, username: str, role: str) -> Membership:
+    user = User.objects.filter(username=username.strip()).first()
+    if user is None:
+        raise Rejected(
+            f"There is no user {username!r}. Ask a site admin to create the account."
+        )
+    membership, created = Membership.objects.get_or_create(
+        user=user, team=team, defaults={"role": role}
+    )
+    if not created:
+        raise Rejected(f"{username} is already in {team.name}.")
+    return membership
+
+
+def member_set_role(*, membership: Membership, role: str) -> Membership:
+    if membership.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN:
+        _keep_an_admin(membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+def member_remove(*, membership: Membership) -> None:
+    if membership.role == Membership.Role.ADMIN:
+        _keep_an_admin(membership)
+    Budget.objects.filter(team=membership.team, user=membership.user).delete()
+    membership.delete()
+
+
+def _keep_an_admin(membership: Membership) -> None:
+    others = Membership.objects.filter(
+        team=membership.team, role=Membership.Role.ADMIN
+    ).exclude(pk=membership.pk)
+    if not others.exists():
+        raise Rejected(
+            "A team needs at least one admin. Make someone else an admin first."
+        )

@@ -11,6 +11,7 @@ urlpatterns = [
     path("new/", views.job_create, name="job-create"),
     path("check/portrait/", views.portrait_check, name="portrait-check"),
     path("check/audio/", views.audio_check, name="audio-check"),
+    path("estimate/", views.job_estimate, name="job-estimate"),
     path("gallery/", views.gallery, name="gallery"),
     path("jobs/<uuid:code>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:code>/status/", views.job_status, name="job-status"),
@@ -23,6 +24,9 @@ urlpatterns = [
     path("files/portraits/<uuid:code>", views.portrait_file, name="portrait-file"),
     path("files/audio/<uuid:code>", views.audio_file, name="audio-file"),
     path("teams/switch/", views.team_switch, name="team-switch"),
+    path("team/", views.team_settings, name="team-settings"),
+    path("spend/", views.spend, name="spend"),
+    path("spend/ledger.csv", views.ledger_csv, name="ledger-csv"),
     path("provider/resume/", views.provider_resume, name="provider-resume"),
     path("inputs/<str:token>", views.public_input, name="public-input"),
 ]

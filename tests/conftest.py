@@ -130,3 +130,24 @@ def checked_inputs(alice: User, team: Team, wav: Path) -> Iterator[tuple[Any, An
     audio = services.audio_submit(team=team, user=alice, upload=upload(wav))
     assert portrait.portrait is not None and audio.clip is not None
     yield portrait.portrait, audio.clip
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Any]:
+    """One DashScope emulator on loopback for the session; tests reset it."""
+    from studio.emulator.server import Emulator
+
+    with Emulator(run_seconds_base=0.3, quiet=True) as running:
+        yield running
+
+
+@pytest.fixture
+def emu(emulator: Any, settings: Any) -> Any:
+    """The studio configured for DashScope, talking to a freshly reset emulator."""
+    emulator.reset()
+    settings.S2V_PROVIDER = "dashscope"
+    settings.DASHSCOPE_API_KEY = "sk-emulator"
+    settings.S2V_DASHSCOPE_BASE_URL = emulator.base_url
+    settings.S2V_INPUT_URLS = "upload"
+    settings.S2V_CURRENCY = "USD"
+    return emulator

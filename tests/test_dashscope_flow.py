@@ -11,30 +11,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio import dispatcher, services
-from studio.emulator.server import Emulator
 from studio.engine import get_engine
 from studio.models import FaceCheck, GenerationJob, ProviderAccount, RemoteUpload
 from tests import media_factories
 from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with Emulator(run_seconds_base=0.3, quiet=True) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator, settings):
-    emulator.reset()
-    settings.S2V_PROVIDER = "dashscope"
-    settings.DASHSCOPE_API_KEY = "sk-emulator"
-    settings.S2V_DASHSCOPE_BASE_URL = emulator.base_url
-    settings.S2V_INPUT_URLS = "upload"
-    settings.S2V_CURRENCY = "USD"
-    return emulator
 
 
 def tasks_of(emu) -> list[dict]:
@@ -58,7 +40,11 @@ def inputs(emu, alice, team, tmp_path):
 def queue(alice, team, inputs, enqueued, *, resolution="480P", user=None):
     portrait, audio = inputs
     return services.job_create(
-        team=team, user=user or alice, portrait=portrait, audio=audio, resolution=resolution
+        team=team,
+        user=user or alice,
+        portrait=portrait,
+        audio=audio,
+        resolution=resolution,
     )
 
 
@@ -105,7 +91,9 @@ def test_free_local_checks_run_before_the_paid_call(emu, alice, team, tmp_path):
     assert counts(emu).get("detect_calls", 0) == 0
 
 
-def test_detect_and_generation_each_upload_under_their_own_model(emu, inputs, alice, team, enqueued):
+def test_detect_and_generation_each_upload_under_their_own_model(
+    emu, inputs, alice, team, enqueued
+):
     job = drive(queue(alice, team, inputs, enqueued))
 
     models = sorted({u["model"] for u in emu.state()["uploads"]})
@@ -127,11 +115,15 @@ def test_a_job_goes_upload_check_submit_poll_store(emu, inputs, alice, team, enq
     assert job.video.name.endswith(".mp4") and job.poster.name.endswith(".jpg")
     assert job.video_duration == pytest.approx(2.0, abs=0.15)
     assert job.width * job.height == pytest.approx(1280 * 720, rel=0.05)
-    assert job.cost == (job.billed_seconds * Decimal("0.129018")).quantize(Decimal("0.000001"))
+    assert job.cost == (job.billed_seconds * Decimal("0.129018")).quantize(
+        Decimal("0.000001")
+    )
     assert job.currency == "USD"
 
 
-def test_a_redelivered_submit_does_not_make_a_second_task(emu, inputs, alice, team, enqueued):
+def test_a_redelivered_submit_does_not_make_a_second_task(
+    emu, inputs, alice, team, enqueued
+):
     job = queue(alice, team, inputs, enqueued)
     [claimed] = dispatcher.dispatch(engine_name="dashscope")
 
@@ -142,7 +134,9 @@ def test_a_redelivered_submit_does_not_make_a_second_task(emu, inputs, alice, te
     assert drive(job).status == "succeeded"
 
 
-def test_throttled_submits_retry_and_never_fail_the_job_by_themselves(emu, inputs, alice, team, enqueued):
+def test_throttled_submits_retry_and_never_fail_the_job_by_themselves(
+    emu, inputs, alice, team, enqueued
+):
     emu.faults(kind="throttle", route="submit", count=3)
     job = queue(alice, team, inputs, enqueued)
 
@@ -174,7 +168,9 @@ def test_poll_errors_are_retried(emu, inputs, alice, team, enqueued, fault):
     assert len(tasks_of(emu)) == 1
 
 
-def test_a_provider_failure_is_retried_with_a_new_task_and_not_billed(emu, inputs, alice, team, enqueued):
+def test_a_provider_failure_is_retried_with_a_new_task_and_not_billed(
+    emu, inputs, alice, team, enqueued
+):
     emu.faults(kind="fail_task", count=1)
 
     job = drive(queue(alice, team, inputs, enqueued))
@@ -188,7 +184,9 @@ def test_a_provider_failure_is_retried_with_a_new_task_and_not_billed(emu, input
     ("code", "text"),
     [("DataInspectionFailed", "content check"), ("IPInfringementSuspect", "infringes")],
 )
-def test_moderation_fails_the_job_with_a_specific_message(emu, inputs, alice, team, enqueued, code, text):
+def test_moderation_fails_the_job_with_a_specific_message(
+    emu, inputs, alice, team, enqueued, code, text
+):
     emu.faults(kind="moderation", code=code)
 
     job = drive(queue(alice, team, inputs, enqueued))
@@ -198,7 +196,9 @@ def test_moderation_fails_the_job_with_a_specific_message(emu, inputs, alice, te
     assert job.cost is None
 
 
-def test_an_account_error_pauses_dispatch_and_tells_admins(emu, inputs, alice, alice_client, team, enqueued):
+def test_an_account_error_pauses_dispatch_and_tells_admins(
+    emu, inputs, alice, alice_client, team, enqueued
+):
     emu.faults(kind="account_error", code="Arrearage")
     job = queue(alice, team, inputs, enqueued)
 
@@ -208,7 +208,9 @@ def test_an_account_error_pauses_dispatch_and_tells_admins(emu, inputs, alice, a
     account = ProviderAccount.objects.get(engine="dashscope")
     assert job.status == "queued" and job.attempts == 0
     assert account.is_paused and account.paused_code == "Arrearage"
-    assert dispatcher.dispatch(engine_name="dashscope") == []  # paused: nothing goes out
+    assert (
+        dispatcher.dispatch(engine_name="dashscope") == []
+    )  # paused: nothing goes out
     page = alice_client.get(reverse("studio:gallery")).content.decode()
     assert "Generation is paused" in page and "Arrearage" in page
     assert "sk-emulator" not in page
@@ -221,16 +223,23 @@ def test_an_account_error_pauses_dispatch_and_tells_admins(emu, inputs, alice, a
 
 def test_members_who_are_not_admins_do_not_see_the_account_banner(emu, team):
     bob = make_member(team, "bob")
-    ProviderAccount.objects.create(engine="dashscope", paused_at=timezone.now(), paused_code="Arrearage")
+    ProviderAccount.objects.create(
+        engine="dashscope", paused_at=timezone.now(), paused_code="Arrearage"
+    )
     from django.test import Client
 
     client = Client()
     client.force_login(bob)
 
-    assert "Generation is paused" not in client.get(reverse("studio:gallery")).content.decode()
+    assert (
+        "Generation is paused"
+        not in client.get(reverse("studio:gallery")).content.decode()
+    )
 
 
-def test_an_expired_result_link_fails_with_a_clear_message(emu, inputs, alice, team, enqueued):
+def test_an_expired_result_link_fails_with_a_clear_message(
+    emu, inputs, alice, team, enqueued
+):
     emu.faults(kind="expire_results")
 
     job = drive(queue(alice, team, inputs, enqueued))
@@ -249,16 +258,21 @@ def test_an_unknown_task_is_treated_as_expired(emu, inputs, alice, team, enqueue
     assert job.status == "failed" and job.error_code == "TaskExpired"
 
 
-def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(emu, inputs, alice, team, enqueued):
+def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
+    emu, inputs, alice, team, enqueued
+):
     job = queue(alice, team, inputs, enqueued)
-    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    [_claimed] = dispatcher.dispatch(engine_name="dashscope")
     # The provider accepts the task, then the worker dies before saving its id.
     engine = get_engine("dashscope")
     job.refresh_from_db()
     from studio.engine.base import GenerationRequest, InputFile
     from studio.files import stored_path
 
-    with stored_path(job.portrait.file.name) as p, stored_path(job.audio.file.name) as a:
+    with (
+        stored_path(job.portrait.file.name) as p,
+        stored_path(job.audio.file.name) as a,
+    ):
         engine.start(
             GenerationRequest(
                 job_code=str(job.code),
@@ -280,7 +294,9 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(emu, inputs
     assert len(tasks_of(emu)) == 1
 
 
-def test_a_submit_that_never_reached_the_provider_is_queued_again(emu, inputs, alice, team, enqueued):
+def test_a_submit_that_never_reached_the_provider_is_queued_again(
+    emu, inputs, alice, team, enqueued
+):
     job = queue(alice, team, inputs, enqueued)
     dispatcher.dispatch(engine_name="dashscope")
     GenerationJob.objects.filter(pk=job.pk).update(
@@ -294,30 +310,45 @@ def test_a_submit_that_never_reached_the_provider_is_queued_again(emu, inputs, a
     assert drive(job).status == "succeeded"
 
 
-def test_only_one_job_is_in_flight_and_teams_take_turns(emu, inputs, alice, team, other_team, enqueued, tmp_path):
+def test_only_one_job_is_in_flight_and_teams_take_turns(
+    emu, inputs, alice, team, other_team, enqueued, tmp_path
+):
     mallory = make_member(other_team, "mallory2")
-    portrait = services.portrait_submit(team=other_team, user=mallory, upload=upload(ASTRONAUT)).portrait
+    portrait = services.portrait_submit(
+        team=other_team, user=mallory, upload=upload(ASTRONAUT)
+    ).portrait
     audio = services.audio_submit(
-        team=other_team, user=mallory, upload=upload(media_factories.make_wav(tmp_path / "m.wav", 1.0))
+        team=other_team,
+        user=mallory,
+        upload=upload(media_factories.make_wav(tmp_path / "m.wav", 1.0)),
     ).clip
     a_jobs = [queue(alice, team, inputs, enqueued) for _ in range(3)]
-    b_job = services.job_create(team=other_team, user=mallory, portrait=portrait, audio=audio, resolution="480P")
+    b_job = services.job_create(
+        team=other_team, user=mallory, portrait=portrait, audio=audio, resolution="480P"
+    )
 
     deadline = time.monotonic() + 90
     while GenerationJob.objects.exclude(status__in=GenerationJob.TERMINAL).exists():
         assert time.monotonic() < deadline, "jobs did not finish"
         assert len(dispatcher.dispatch_and_submit(engine_name="dashscope")) <= 1
-        assert GenerationJob.objects.filter(dispatcher.holding_slot("dashscope")).count() <= 1
+        assert (
+            GenerationJob.objects.filter(dispatcher.holding_slot("dashscope")).count()
+            <= 1
+        )
         for job in GenerationJob.objects.filter(status__in=GenerationJob.IN_FLIGHT):
             dispatcher.job_poll(job_id=job.pk)
         time.sleep(0.1)
 
-    order = list(GenerationJob.objects.order_by("started_at").values_list("pk", flat=True))
+    order = list(
+        GenerationJob.objects.order_by("started_at").values_list("pk", flat=True)
+    )
     assert order == [a_jobs[0].pk, b_job.pk, a_jobs[1].pk, a_jobs[2].pk]
     assert emu.account_state()["max_running"] == 1
 
 
-def test_a_pending_task_is_canceled_at_the_provider(emu, inputs, alice, team, enqueued, tmp_path):
+def test_a_pending_task_is_canceled_at_the_provider(
+    emu, inputs, alice, team, enqueued, tmp_path
+):
     # Another client of the same account holds the provider's only slot.
     engine = get_engine("dashscope")
     from studio.engine.base import InputFile
@@ -326,7 +357,9 @@ def test_a_pending_task_is_canceled_at_the_provider(emu, inputs, alice, team, en
     portrait_url = engine.input_url(InputFile(ASTRONAUT, "a" * 64), model="wan2.2-s2v")
     audio_url = engine.input_url(InputFile(long_wav, "b" * 64), model="wan2.2-s2v")
     emu.faults(kind="slow", route="result", delay_ms=10)
-    blocker = engine.client.submit(image_url=portrait_url, audio_url=audio_url, resolution="720P")
+    blocker = engine.client.submit(
+        image_url=portrait_url, audio_url=audio_url, resolution="720P"
+    )
     job = queue(alice, team, inputs, enqueued)
     dispatcher.dispatch_and_submit(engine_name="dashscope")
     dispatcher.job_poll(job_id=job.pk)
@@ -352,7 +385,9 @@ def test_a_running_task_cannot_be_canceled(emu, inputs, alice, team, enqueued):
         services.job_cancel(job=job)
 
 
-def test_inputs_can_reach_the_provider_as_signed_app_links(emu, alice, team, settings, live_server):
+def test_inputs_can_reach_the_provider_as_signed_app_links(
+    emu, alice, team, settings, live_server
+):
     settings.S2V_INPUT_URLS = "public"
     settings.S2V_PUBLIC_BASE_URL = live_server.url
 
@@ -363,7 +398,12 @@ def test_inputs_can_reach_the_provider_as_signed_app_links(emu, alice, team, set
 
 
 def test_a_tampered_public_link_is_404(client):
-    assert client.get(reverse("studio:public-input", args=["not-a-valid-token"])).status_code == 404
+    assert (
+        client.get(
+            reverse("studio:public-input", args=["not-a-valid-token"])
+        ).status_code
+        == 404
+    )
 
 
 def test_the_verdict_cache_is_per_engine(emu, alice, team, settings):
@@ -371,7 +411,10 @@ def test_the_verdict_cache_is_per_engine(emu, alice, team, settings):
     settings.S2V_PROVIDER = "local"
     services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
 
-    assert sorted(FaceCheck.objects.values_list("engine", flat=True)) == ["dashscope", "local"]
+    assert sorted(FaceCheck.objects.values_list("engine", flat=True)) == [
+        "dashscope",
+        "local",
+    ]
 
 
 def test_remote_jobs_wait_for_the_dispatcher_instead_of_rendering(

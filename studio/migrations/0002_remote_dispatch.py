@@ -4,82 +4,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('studio', '0001_initial'),
+        ("studio", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProviderAccount',
+            name="ProviderAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('engine', models.CharField(max_length=32, unique=True)),
-                ('paused_code', models.CharField(blank=True, max_length=64)),
-                ('paused_message', models.TextField(blank=True)),
-                ('paused_at', models.DateTimeField(blank=True, null=True)),
-                ('retry_at', models.DateTimeField(blank=True, null=True)),
-                ('last_dispatch_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("engine", models.CharField(max_length=32, unique=True)),
+                ("paused_code", models.CharField(blank=True, max_length=64)),
+                ("paused_message", models.TextField(blank=True)),
+                ("paused_at", models.DateTimeField(blank=True, null=True)),
+                ("retry_at", models.DateTimeField(blank=True, null=True)),
+                ("last_dispatch_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='next_poll_at',
+            model_name="generationjob",
+            name="next_poll_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='not_before',
+            model_name="generationjob",
+            name="not_before",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='polls',
+            model_name="generationjob",
+            name="polls",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='remote_seconds',
+            model_name="generationjob",
+            name="remote_seconds",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='remote_started_at',
+            model_name="generationjob",
+            name="remote_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='remote_status',
+            model_name="generationjob",
+            name="remote_status",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='result_url',
+            model_name="generationjob",
+            name="result_url",
             field=models.URLField(blank=True, max_length=2000),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='submit_started_at',
+            model_name="generationjob",
+            name="submit_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='generationjob',
-            name='remote_task_id',
+            model_name="generationjob",
+            name="remote_task_id",
             field=models.CharField(blank=True, db_index=True, max_length=128),
         ),
         migrations.CreateModel(
-            name='RemoteUpload',
+            name="RemoteUpload",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('account', models.CharField(max_length=64)),
-                ('model', models.CharField(max_length=64)),
-                ('sha256', models.CharField(max_length=64)),
-                ('url', models.CharField(max_length=1000)),
-                ('expires_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("account", models.CharField(max_length=64)),
+                ("model", models.CharField(max_length=64)),
+                ("sha256", models.CharField(max_length=64)),
+                ("url", models.CharField(max_length=1000)),
+                ("expires_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['account', 'model', 'sha256'], name='upload_lookup')],
+                "indexes": [
+                    models.Index(
+                        fields=["account", "model", "sha256"], name="upload_lookup"
+                    )
+                ],
             },
         ),
     ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import template
+from django.conf import settings
 
 register = template.Library()
 
@@ -20,10 +21,11 @@ def clock(seconds: float | int | str | None) -> str:
 
 
 @register.filter
-def money(amount: Decimal | None, currency: str = "USD") -> str:
-    if amount is None:
+def money(amount: Decimal | None, currency: str = "") -> str:
+    if amount is None or amount == "":
         return "–"
-    symbol = {"USD": "$", "CNY": "¥"}.get(currency or "USD", "")
+    currency = currency or settings.S2V_CURRENCY
+    symbol = {"USD": "$", "CNY": "¥"}.get(currency, "")
     places = Decimal("0.01") if amount == 0 or abs(amount) >= 1 else Decimal("0.0001")
     text = f"{amount.quantize(places)}"
     return f"{symbol}{text}" if symbol else f"{text} {currency}"

@@ -26,8 +26,15 @@ class Command(BaseCommand):
             procs.append(
                 subprocess.Popen(
                     # A few seconds per task, so the queue and the live status show.
-                    [*manage, "dashscope_emulator", "--port", str(settings.S2V_EMULATOR_PORT),
-                     "--run-seconds-base", "4", "--quiet"]
+                    [
+                        *manage,
+                        "dashscope_emulator",
+                        "--port",
+                        str(settings.S2V_EMULATOR_PORT),
+                        "--run-seconds-base",
+                        "4",
+                        "--quiet",
+                    ]
                 )
             )
         procs += [
