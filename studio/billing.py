@@ -328,15 +328,9 @@ def hold(*, job: GenerationJob) -> LedgerEntry:
     )
     job.estimate = est.generation
     job.save(update_fields=["estimate"])
-    return LedgerEntry.objects.create(
-        team=job.team,
-        user=job.created_by,
-        job=job,
-        kind=LedgerEntry.Kind.HOLD,
-        provider=job.engine,
-        model=GENERATION_MODEL.get(job.engine, job.engine),
-        resolution=job.resolution,
-        unit=Price.Unit.SECOND,
+    return _job_entry(
+        job,
+        LedgerEntry.Kind.HOLD,
         quantity=est.seconds,
         unit_price=est.per_second,
         amount=est.generation,
@@ -345,6 +339,21 @@ def hold(*, job: GenerationJob) -> LedgerEntry:
         reason="admin override of the budget"
         if job.budget_override
         else "estimate held at submit",
+    )
+
+
+def _job_entry(job: GenerationJob, kind: str, **fields: object) -> LedgerEntry:
+    """A money entry about one job's generation, with the job's own facts filled in."""
+    return LedgerEntry.objects.create(
+        team=job.team,
+        user=job.created_by,
+        job=job,
+        kind=kind,
+        provider=job.engine,
+        model=GENERATION_MODEL.get(job.engine, job.engine),
+        resolution=job.resolution,
+        unit=Price.Unit.SECOND,
+        **fields,
     )
 
 
@@ -364,15 +373,9 @@ def job_finished(*, job_id: int) -> None:
     try:
         with transaction.atomic():
             if held is not None:
-                LedgerEntry.objects.create(
-                    team=job.team,
-                    user=job.created_by,
-                    job=job,
-                    kind=LedgerEntry.Kind.RELEASE,
-                    provider=held.provider,
-                    model=held.model,
-                    resolution=held.resolution,
-                    unit=held.unit,
+                _job_entry(
+                    job,
+                    LedgerEntry.Kind.RELEASE,
                     quantity=-held.quantity,
                     unit_price=held.unit_price,
                     amount=-held.amount,
@@ -381,32 +384,24 @@ def job_finished(*, job_id: int) -> None:
                     reason=f"job {job.get_status_display().lower()}",
                 )
             billed = job.status == GenerationJob.Status.SUCCEEDED
-            seconds = job.billed_seconds or ZERO
+            seconds = (job.billed_seconds or ZERO) if billed else ZERO
             price = price_for(
                 provider=job.engine, unit=Price.Unit.SECOND, resolution=job.resolution
             )
             unit_price = _unit_price(price)
-            LedgerEntry.objects.create(
-                team=job.team,
-                user=job.created_by,
-                job=job,
-                kind=LedgerEntry.Kind.GENERATION,
-                provider=job.engine,
-                model=GENERATION_MODEL.get(job.engine, job.engine),
-                resolution=job.resolution,
-                unit=Price.Unit.SECOND,
-                quantity=seconds if billed else ZERO,
+            _job_entry(
+                job,
+                LedgerEntry.Kind.GENERATION,
+                quantity=seconds,
                 unit_price=unit_price,
-                amount=amount_for(seconds, unit_price) if billed else ZERO,
-                seconds=seconds if billed else ZERO,
+                amount=amount_for(seconds, unit_price),
+                seconds=seconds,
                 currency=currency(),
                 billed=billed,
                 reason="billed seconds × unit price"
                 if billed
-                else (
-                    f"not billed: {job.get_status_display().lower()}"
-                    + (f" ({job.error_code})" if job.error_code else "")
-                ),
+                else f"not billed: {job.get_status_display().lower()}"
+                + (f" ({job.error_code})" if job.error_code else ""),
                 remote_id=job.remote_task_id,
             )
     except IntegrityError:

@@ -229,22 +229,14 @@ def job_estimate(request: HttpRequest, membership: Membership) -> HttpResponse:
 
 
 def _audio_ok(membership: Membership, code: str) -> bool:
-    try:
-        clip = AudioClip.objects.filter(team=membership.team, code=UUID(code)).first()
-    except ValueError:
-        return False
+    clip = _team_object(AudioClip, membership, code)
     return clip is not None and not services.audio_problems(
         duration=clip.duration, size=clip.size, engine=get_engine()
     )
 
 
 def _portrait_ok(membership: Membership, code: str) -> bool:
-    try:
-        portrait = Portrait.objects.filter(
-            team=membership.team, code=UUID(code)
-        ).first()
-    except ValueError:
-        return False
+    portrait = _team_object(Portrait, membership, code)
     return (
         portrait is not None and services.portrait_verdict(portrait=portrait).check_pass
     )
