@@ -45,9 +45,11 @@ class Command(BaseCommand):
         self.stdout.write(f"S2V Studio on http://{addrport}/ (Ctrl-C stops it)")
 
         def stop(*_: object) -> None:
+            # SIGTERM, not SIGINT: a process started in the background may
+            # ignore SIGINT, and both runserver and qcluster stop cleanly on TERM.
             for proc in procs:
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
+                    proc.terminate()
             deadline = time.monotonic() + 15
             for proc in procs:
                 try:
@@ -56,6 +58,8 @@ class Command(BaseCommand):
                     proc.kill()
 
         signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+        # Ctrl-C must work even when this process was started with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             # If either process dies, stop the other: half a studio is worse than none.
             while all(proc.poll() is None for proc in procs):
