@@ -26,8 +26,20 @@ chromium:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
+# The whole suite twice: on the embedded default, then on PostgreSQL + Redis +
+# S3 (moto's server on loopback). tests/infra.py starts PostgreSQL and Redis
+# when they are down and sets the S2V_* variables of each run. Fails if either
+# run fails. PYTEST_ARGS="-k healthz" narrows both runs.
+PYTEST_ARGS ?=
 test: install chromium
-	$(PY) -m pytest -q
+	$(PY) -m tests.infra ensure
+	@one=passed; two=passed; \
+	$(PY) -m tests.infra run embedded --label "make test, run 1 of 2" -- \
+	  $(PY) -m pytest -q $(PYTEST_ARGS) || one=FAILED; \
+	$(PY) -m tests.infra run services --label "make test, run 2 of 2" -- \
+	  $(PY) -m pytest -q $(PYTEST_ARGS) || two=FAILED; \
+	echo "make test: embedded default $$one; PostgreSQL + Redis + S3 $$two"; \
+	[ $$one = passed ] && [ $$two = passed ]
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,10 @@
 """S2V Studio settings: one file, every deploy-specific value an S2V_* variable.
 
 With nothing set, this is the embedded default: SQLite, django-q2's ORM broker,
-local files under S2V_DATA_DIR and the local engine.
+local files under S2V_DATA_DIR and the local engine. S2V_DATABASE_URL,
+S2V_REDIS_URL and S2V_S3_BUCKET switch to PostgreSQL, Redis and S3-compatible
+storage; S2V_PRODUCTION (implied by S2V_DATABASE_URL) hardens the site for HTTPS
+(README, "Deployment").
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -47,15 +52,81 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value
+
+
+def env_secret(name: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (mounted secrets)."""
+    if path := env_str(f"{name}_FILE"):
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}") from exc
+    return env_str(name)
+
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """DATABASES["default"] from postgresql://user:password@host:port/name?options.
+
+    Query parameters become connection options (sslmode=require, ...); a host
+    that starts with %2F is a Unix socket directory.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise ImproperlyConfigured(
+            f"S2V_DATABASE_URL: unsupported scheme {parts.scheme!r}; "
+            "use postgresql://user:password@host:5432/name"
+        )
+    name = unquote(parts.path.lstrip("/"))
+    if not name:
+        raise ImproperlyConfigured("S2V_DATABASE_URL: the database name is missing")
+    return {
+        # Django picks psycopg 3 when it is installed (it is a dependency).
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": unquote(parts.hostname or ""),
+        "PORT": str(parts.port or ""),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+        # Keep connections between requests, but check them before reuse: a
+        # restarted server or a failover must not cost a failed request.
+        "CONN_MAX_AGE": env_int("S2V_DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
 DATA_DIR = Path(env_str("S2V_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("S2V_DEBUG", default=False)
 
+DATABASE_URL = env_secret("S2V_DATABASE_URL")
+REDIS_URL = env_secret("S2V_REDIS_URL")
+S3_BUCKET = env_str("S2V_S3_BUCKET")
+
+# Production: a required secret key and host list, secure cookies, HSTS and
+# HTTPS redirects. A shared database means a real deployment, so it implies
+# production unless S2V_PRODUCTION=false (or S2V_DEBUG=true) says otherwise.
+PRODUCTION = env_bool("S2V_PRODUCTION", default=bool(DATABASE_URL) and not DEBUG)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("S2V_DEBUG=true cannot be used with S2V_PRODUCTION=true")
+
 
 def _secret_key() -> str:
-    if key := env_str("S2V_SECRET_KEY"):
+    if key := env_secret("S2V_SECRET_KEY"):
         return key
+    if PRODUCTION:
+        # Every web process of a deployment must sign with the same key.
+        raise ImproperlyConfigured(
+            "S2V_SECRET_KEY (or S2V_SECRET_KEY_FILE) must be set in production, "
+            "e.g. to the output of: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'"
+        )
     # The embedded default keeps a generated key beside its database, so sessions
     # survive restarts without anyone having to invent a secret.
     path = DATA_DIR / "secret_key"
@@ -66,8 +137,52 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+if PRODUCTION and not env_str("S2V_ALLOWED_HOSTS"):
+    raise ImproperlyConfigured(
+        "S2V_ALLOWED_HOSTS must be set in production, e.g. studio.example.com"
+    )
 ALLOWED_HOSTS = env_list("S2V_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("S2V_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS. Behind a proxy that terminates TLS, S2V_PROXY_SSL_HEADER names the
+# header it sets (X-Forwarded-Proto: https); only set it when the proxy always
+# overwrites that header, or clients could claim HTTPS.
+if proxy_header := env_str("S2V_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + proxy_header.strip().upper().replace("-", "_"),
+        "https",
+    )
+SECURE_SSL_REDIRECT = env_bool("S2V_SSL_REDIRECT", default=PRODUCTION)
+# Load balancers probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_HSTS_SECONDS = env_int("S2V_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("S2V_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("S2V_HSTS_PRELOAD", default=False)
+# Preloading is a commitment for the whole domain: opt-in, and not a warning.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# The content security policy of every page (studio/security.py): only our own
+# scripts and styles, no inline code. Spelled like Django 6's SECURE_CSP so the
+# upgrade can drop the middleware. Images allow blob: (the upload preview) and
+# data: (Pico's icons).
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "blob:", "data:"],
+    "media-src": ["'self'"],
+    "connect-src": ["'self'"],
+    "font-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+if PRODUCTION:
+    SECURE_CSP["upgrade-insecure-requests"] = []
+# Added to the policy under /admin/ (studio/security.py).
+S2V_CSP_ADMIN: dict[str, list[str]] = {}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -84,7 +199,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: load balancers probe /healthz by IP, before host checks and redirects.
+    "studio.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "studio.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -117,19 +235,37 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "db.sqlite3",
-        # Web and worker processes share the file: wait for locks instead of
-        # failing at once, and let readers run beside the writer (WAL).
-        "OPTIONS": {
-            "timeout": 20,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "db.sqlite3",
+            # Web and worker processes share the file: wait for locks instead of
+            # failing at once, and let readers run beside the writer (WAL).
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
     }
-}
+
+# Several studios may share one Redis: each keeps its queue and cache keys under
+# its own prefix.
+REDIS_PREFIX = env_str("S2V_REDIS_PREFIX", "s2v")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 5, "socket_timeout": 5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "studio.User"
 LOGIN_URL = "login"
@@ -155,16 +291,73 @@ STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = DATA_DIR / "media"
 # No MEDIA_URL on purpose: media is served only through permission-checked views.
 
+
+def s3_storage() -> dict[str, Any]:
+    """STORAGES["default"] for S3-compatible storage (AWS S3, Alibaba OSS, MinIO).
+
+    Objects stay private: url() gives presigned links (querystring_auth), which
+    S2V_INPUT_URLS=storage hands to the provider; pages stream media through
+    permission-checked views.
+    """
+    from botocore.config import Config
+
+    config = Config(
+        # virtual (bucket.host) for OSS and AWS, path (host/bucket) for MinIO.
+        s3={
+            "addressing_style": env_choice(
+                "S2V_S3_ADDRESSING_STYLE", "auto", ("auto", "virtual", "path")
+            )
+        },
+        # s3v4 everywhere; OSS's guide for boto3 also documents "s3" (V2).
+        signature_version=env_choice(
+            "S2V_S3_SIGNATURE_VERSION", "s3v4", ("s3v4", "s3")
+        ),
+        # botocore >= 1.36 adds CRC checksums and aws-chunked uploads by default,
+        # which OSS, MinIO and other S3-compatible servers refuse; AWS does not
+        # need them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": env_str("S2V_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("S2V_S3_REGION") or None,
+            # Empty keys: boto3's own chain (AWS_* variables, the machine's role).
+            "access_key": env_str("S2V_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_secret("S2V_S3_SECRET_ACCESS_KEY") or None,
+            "custom_domain": env_str("S2V_S3_CUSTOM_DOMAIN") or None,
+            "location": env_str("S2V_S3_LOCATION").strip("/"),
+            "querystring_auth": True,
+            "querystring_expire": env_int("S2V_S3_URL_EXPIRE_SECONDS", 3600),
+            # Never replace an object: the same names mean the same files, as on disk.
+            "file_overwrite": False,
+            "default_acl": None,  # the bucket's own (private) policy
+            "client_config": config,
+        },
+    }
+
+
 STORAGES = {
-    "default": {
+    "default": s3_storage()
+    if S3_BUCKET
+    else {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT},
     },
+    # Production serves collected, hashed and compressed files (collectstatic on
+    # each web machine); the embedded default serves static/ as it is.
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage",
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage",
     },
 }
-WHITENOISE_USE_FINDERS = True  # serve from static/ without collectstatic in dev
+WHITENOISE_USE_FINDERS = not PRODUCTION
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CSRF_FAILURE_VIEW = "studio.views.csrf_failure"
@@ -174,12 +367,14 @@ CSRF_FAILURE_VIEW = "studio.views.csrf_failure"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
 
-# django-q2 with the ORM broker. `retry` must exceed `timeout`, or a long render
-# is handed to a second worker while the first is still on it. A render of the
-# longest allowed clip at 720P stays well inside `timeout`.
+# django-q2: the ORM broker, or Redis with S2V_REDIS_URL. `retry` must exceed
+# `timeout`, or a long render is handed to a second worker while the first is
+# still on it (ORM broker). A render of the longest allowed clip at 720P stays
+# well inside `timeout`. The Redis broker hands each message out once and never
+# redelivers it; a job whose worker died is taken back by the studio's sweep.
 Q_CLUSTER = {
-    "name": "s2v",
-    "orm": "default",
+    "name": REDIS_PREFIX if REDIS_URL else "s2v",
+    **({"redis": REDIS_URL} if REDIS_URL else {"orm": "default"}),
     "workers": env_int("S2V_Q_WORKERS", 2),
     "timeout": 900,
     "retry": 960,
@@ -206,7 +401,9 @@ def _dashscope_api_key() -> str:
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"DASHSCOPE_API_KEY_FILE: cannot read {path}") from exc
+            raise ImproperlyConfigured(
+                f"DASHSCOPE_API_KEY_FILE: cannot read {path}"
+            ) from exc
     return env_str("DASHSCOPE_API_KEY")
 
 
@@ -216,7 +413,8 @@ S2V_DASHSCOPE_BASE_URL = env_str(
     "S2V_DASHSCOPE_BASE_URL", "https://dashscope.aliyuncs.com/api/v1"
 )
 S2V_DASHSCOPE_WORKSPACE = env_str("S2V_DASHSCOPE_WORKSPACE")
-S2V_DASHSCOPE_STYLE = env_str("S2V_DASHSCOPE_STYLE")  # speech | sing | perform; off if unset
+# parameters.style: speech | sing | perform; not sent unless set.
+S2V_DASHSCOPE_STYLE = env_str("S2V_DASHSCOPE_STYLE")
 # Tasks one account runs at once (provider-api.md §3.3: 1 for wan2.2-s2v).
 S2V_DASHSCOPE_CONCURRENCY = env_int("S2V_DASHSCOPE_CONCURRENCY", 1)
 # How inputs reach the provider: upload (DashScope temporary upload), storage
@@ -232,13 +430,29 @@ S2V_RESULT_MAX_MB = env_int("S2V_RESULT_MAX_MB", 500)
 # S2V_PROVIDER=emulator: `runstudio` starts the DashScope emulator on this port.
 S2V_EMULATOR_PORT = env_int("S2V_EMULATOR_PORT", 8765)
 
+# S2V_LOG_JSON: one JSON object a line (time, level, logger, message), for log
+# collectors; runserver's request lines too.
+S2V_LOG_JSON = env_bool("S2V_LOG_JSON", default=False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "studio.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if S2V_LOG_JSON else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("S2V_LOG_LEVEL", "INFO")},
-    "loggers": {"django_q": {"level": "WARNING"}},
+    "loggers": {
+        "django_q": {"level": "WARNING"},
+        **(
+            {"django.server": {"handlers": ["console"], "propagate": False}}
+            if S2V_LOG_JSON
+            else {}
+        ),
+    },
 }

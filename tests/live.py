@@ -4,6 +4,12 @@
 `qcluster` as separate subprocesses, each in its own process group so a test can
 SIGKILL a whole worker tree, and stops everything on teardown.
 
+On the embedded default each studio has its own SQLite file under its data dir.
+When the tests run against the production services (S2V_DATABASE_URL set, see
+tests/infra.py), each studio gets its own PostgreSQL database, Redis prefix and
+S3 key prefix on those same servers; the databases and keys are removed when
+the test process exits (a finished studio's rows can still be queried).
+
 Fixtures (import the *_fixture functions into a test module to use them):
     live_studio          one studio shared by every module of the session
     studio               live_studio, printing its logs when the test fails
@@ -12,6 +18,7 @@ Fixtures (import the *_fixture functions into a test module to use them):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -25,9 +32,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+
+from tests import infra
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_TEAM, DEMO_USER, DEMO_PASSWORD = "demo", "demo", "demo-studio"
@@ -46,6 +56,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Back-end variables a studio inherits when the tests run on the services.
+_SERVICE_VARS = ("S2V_REDIS_URL", "S2V_S3_")
+# Databases and Redis prefixes made for studios, removed when the process exits.
+_made_databases: list[str] = []
+_made_prefixes: list[tuple[str, str]] = []
+
+
+def _clean_up_services() -> None:
+    for name in _made_databases:
+        with contextlib.suppress(Exception):
+            infra.drop_database(name)
+    for url, prefix in _made_prefixes:
+        with contextlib.suppress(Exception):
+            infra.redis_delete_prefix(prefix, url)
+
+
+atexit.register(_clean_up_services)
+
+
 class LiveStudio:
     """One studio instance: a data dir, a web server and any number of clusters over time."""
 
@@ -62,6 +91,9 @@ class LiveStudio:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # PostgreSQL + Redis + S3 when the test run has them, else SQLite.
+        self.services = bool(os.environ.get("S2V_DATABASE_URL"))
+        self.database = ""
         self.env = self._make_env(env or {})
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
@@ -89,7 +121,28 @@ class LiveStudio:
             TMPDIR=str(tmp),
             PYTHONUNBUFFERED="1",
         )
+        if self.services:
+            env.update(self._service_env())
         env.update(extra)
+        # A studio on Redis (the run's, or one a test asked for) keeps its queue
+        # and cache under its own prefix.
+        if env.get("S2V_REDIS_URL") and "S2V_REDIS_PREFIX" not in extra:
+            env["S2V_REDIS_PREFIX"] = f"s2v-live-{uuid.uuid4().hex[:10]}"
+            _made_prefixes.append((env["S2V_REDIS_URL"], env["S2V_REDIS_PREFIX"]))
+        return env
+
+    def _service_env(self) -> dict[str, str]:
+        """The run's servers, with this studio's own database and S3 key prefix."""
+        own = f"live_{uuid.uuid4().hex[:10]}"
+        self.database = f"s2v_{own}"
+        infra.create_database(self.database)
+        _made_databases.append(self.database)
+        env = {k: v for k, v in os.environ.items() if k.startswith(_SERVICE_VARS)}
+        url = urlsplit(os.environ["S2V_DATABASE_URL"])
+        env["S2V_DATABASE_URL"] = urlunsplit(url._replace(path=f"/{self.database}"))
+        env["S2V_PRODUCTION"] = "false"  # plain HTTP on loopback
+        if env.get("S2V_S3_BUCKET"):
+            env["S2V_S3_LOCATION"] = own
         return env
 
     # -- lifecycle ------------------------------------------------------------
@@ -166,12 +219,18 @@ class LiveStudio:
         """Start another long-running process of this studio (a second cluster, a dispatcher)."""
         return self._spawn(label, list(args))
 
-    def _spawn(self, label: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn_command(self, label: str, *argv: str) -> subprocess.Popen[bytes]:
+        """Start any long-running command (gunicorn, a shell line) with this studio's env."""
+        return self._spawn(label, list(argv), manage=False)
+
+    def _spawn(
+        self, label: str, args: list[str], *, manage: bool = True
+    ) -> subprocess.Popen[bytes]:
         log_path = self.log_dir / f"{label}.log"
         log = log_path.open("ab")
         self._log_files.append(log)
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
+            [sys.executable, "manage.py", *args] if manage else args,
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -225,9 +284,26 @@ class LiveStudio:
 
     @property
     def db_path(self) -> Path:
+        """The SQLite file (on the embedded default)."""
         return self.data_dir / "db.sqlite3"
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    @property
+    def db_label(self) -> str:
+        return (
+            f"PostgreSQL database {self.database}"
+            if self.services
+            else str(self.db_path)
+        )
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Mapping[str, Any]]:
+        """Rows as mappings; `?` placeholders on both SQLite and PostgreSQL."""
+        if self.services:
+            from psycopg.rows import dict_row
+
+            with infra.pg_connect(self.database, row_factory=dict_row) as conn:
+                return conn.execute(
+                    sql.replace("%", "%%").replace("?", "%s"), params
+                ).fetchall()
         conn = sqlite3.connect(self.db_path, timeout=20)
         try:
             conn.row_factory = sqlite3.Row
@@ -236,14 +312,46 @@ class LiveStudio:
             conn.close()
 
     def job(self, code: str | uuid.UUID) -> dict[str, Any]:
-        """The job's row in studio_generationjob (UUIDs are stored as 32 hex digits)."""
+        """The job's row in studio_generationjob."""
+        code = uuid.UUID(str(code))
+        # SQLite stores UUIDs as 32 hex digits, PostgreSQL as its uuid type.
         rows = self.query(
             "SELECT * FROM studio_generationjob WHERE code = ?",
-            (uuid.UUID(str(code)).hex,),
+            (code if self.services else code.hex,),
         )
         if not rows:
-            raise StudioError(f"No job {code} in {self.db_path}")
+            raise StudioError(f"No job {code} in {self.db_label}")
         return dict(rows[0])
+
+    def stored_names(self) -> list[str]:
+        """Every file name in the studio's default storage."""
+        if not self.env.get("S2V_S3_BUCKET"):
+            media = self.data_dir / "media"
+            return sorted(
+                p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()
+            )
+        s3 = infra.S3Server.client_for(self.env)
+        prefix = self.env["S2V_S3_LOCATION"] + "/"
+        names = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.env["S2V_S3_BUCKET"], Prefix=prefix
+        ):
+            names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+        return sorted(names)
+
+    def stored_file(self, name: str) -> bytes | None:
+        """A file in the studio's default storage (media dir or S3), or None."""
+        if not self.env.get("S2V_S3_BUCKET"):
+            path = self.data_dir / "media" / name
+            return path.read_bytes() if path.is_file() else None
+        s3 = infra.S3Server.client_for(self.env)
+        key = f"{self.env['S2V_S3_LOCATION']}/{name}"
+        try:
+            return s3.get_object(Bucket=self.env["S2V_S3_BUCKET"], Key=key)[
+                "Body"
+            ].read()
+        except s3.exceptions.NoSuchKey:
+            return None
 
     # -- waiting and logs -----------------------------------------------------
 
