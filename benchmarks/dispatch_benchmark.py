@@ -76,19 +76,27 @@ def main() -> None:
     gaps = [start - end for end, start in account["idle_gaps"]]
     queries = account["counts"].get("task_queries", 0)
     run_time = sum(
-        (t["end_time"] or 0) - (t["start_time"] or 0) for t in tasks if t.get("end_time")
+        (t["end_time"] or 0) - (t["start_time"] or 0)
+        for t in tasks
+        if t.get("end_time")
     )
-    print(f"jobs: {args.jobs}, tasks at the provider: {len(tasks)}, "
-          f"most running at once: {account['max_running']}")
+    print(
+        f"jobs: {args.jobs}, tasks at the provider: {len(tasks)}, "
+        f"most running at once: {account['max_running']}"
+    )
     print(f"wall time: {wall:.1f} s for {args.jobs} tasks of ~{args.task_seconds:g} s")
     if gaps:
         later = gaps[1:] or gaps
-        print(f"idle gap between tasks: median {statistics.median(gaps):.2f} s, "
-              f"max {max(gaps):.2f} s (after the first task: median "
-              f"{statistics.median(later):.2f} s)  target: median <= 2 s")
+        print(
+            f"idle gap between tasks: median {statistics.median(gaps):.2f} s, "
+            f"max {max(gaps):.2f} s (after the first task: median "
+            f"{statistics.median(later):.2f} s)  target: median <= 2 s"
+        )
     if run_time:
-        print(f"task queries: {queries} over {run_time:.0f} s of task time = "
-              f"{queries / (run_time / 10):.2f} per task per 10 s  target: <= 1")
+        print(
+            f"task queries: {queries} over {run_time:.0f} s of task time = "
+            f"{queries / (run_time / 10):.2f} per task per 10 s  target: <= 1"
+        )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -599,6 +599,8 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
     # Without a running dispatcher process, this minute sweep still moves remote
     # jobs along, only more slowly.
     dispatcher.tick(now=now)
+    if settings.Q_CLUSTER.get("redis"):
+        recovered += _resend_lost_messages(now=now)
     cutoff = now - timedelta(seconds=settings.S2V_STALE_SECONDS)
     stale = GenerationJob.objects.filter(
         status__in=GenerationJob.IN_FLIGHT, heartbeat_at__lt=cutoff
@@ -687,3 +689,31 @@ def _keep_an_admin(membership: Membership) -> None:
         raise Rejected(
             "A team needs at least one admin. Make someone else an admin first."
         )
+
+
+def _resend_lost_messages(*, now: datetime) -> list[int]:
+    """Send again the queued local jobs whose task message may be lost.
+
+    The Redis broker never redelivers: a message a cluster had pulled but not
+    started is gone when that cluster is killed. A job queued for longer than
+    the broker's retry period is sent again, at most once a period; a duplicate
+    message is harmless because the claim is conditional. (`heartbeat_at` of a
+    queued job records when it was last sent.)
+    """
+    period = timedelta(seconds=settings.Q_CLUSTER.get("retry", 960))
+    waiting = GenerationJob.objects.filter(
+        status=GenerationJob.Status.QUEUED, queued_at__lt=now - period
+    ).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - period))
+    resent = []
+    for job in waiting.only("pk", "engine"):
+        if dispatcher.is_remote(job.engine):
+            continue  # remote jobs wait in the table, not in the broker
+        with transaction.atomic():
+            if GenerationJob.objects.filter(
+                pk=job.pk, status=GenerationJob.Status.QUEUED
+            ).update(heartbeat_at=now):
+                _enqueue_after_commit(job)
+                resent.append(job.pk)
+    if resent:
+        log.warning("re-sent %d queued jobs whose messages may be lost", len(resent))
+    return resent

@@ -176,7 +176,7 @@ def test_worker_killed_mid_render_job_still_completes(
     assert done["attempts"] == 2
     assert done["video_duration"] == pytest.approx(INTERRUPTED_AUDIO_SECONDS, abs=0.5)
     assert done["video"]
-    assert (studio.data_dir / "media" / str(done["video"])).is_file()
+    assert studio.stored_file(str(done["video"]))  # local disk or S3
 
 
 def test_generate_command_waits_and_prints_the_stored_video(
@@ -202,10 +202,12 @@ def test_generate_command_waits_and_prints_the_stored_video(
     )
     assert match, result.stdout
     assert float(match[1]) == pytest.approx(3.0, abs=0.5)
-    video = Path(match[4])
-    assert video.is_file()
-    assert video.is_relative_to(studio.data_dir / "media")
+    video = Path(match[4])  # a path on local disk, a storage name on S3
     assert video.suffix == ".mp4"
+    if video.is_absolute():
+        assert video.is_relative_to(studio.data_dir / "media")
+        video = video.relative_to(studio.data_dir / "media")
+    assert studio.stored_file(video.as_posix())
 
 
 def test_generate_command_refuses_a_portrait_without_a_face(

@@ -18,8 +18,10 @@ from studio.engine.dashscope_client import (
 )
 
 BASE = "https://dashscope.test/api/v1"
-F2 = {"output": {"task_id": "a8532587-fa8c-4ef8-82be-xxxxxx", "task_status": "PENDING"},
-      "request_id": "7574ee8f-38a3-4b1e-9280-xxxxxx"}
+F2 = {
+    "output": {"task_id": "a8532587-fa8c-4ef8-82be-xxxxxx", "task_status": "PENDING"},
+    "request_id": "7574ee8f-38a3-4b1e-9280-xxxxxx",
+}
 F3 = {
     "output": {
         "task_id": "bcae8761-f242-4775-a11e-xxxxxx",
@@ -27,7 +29,9 @@ F3 = {
         "submit_time": "2025-09-01 09:37:27.468",
         "scheduled_time": "2025-09-01 09:37:34.885",
         "end_time": "2025-09-01 09:40:20.734",
-        "results": {"video_url": "http://dashscope-result-hz.oss-cn-hangzhou.aliyuncs.com/1d/xxx.mp4?Expires=xxxxxx"},
+        "results": {
+            "video_url": "http://dashscope-result-hz.oss-cn-hangzhou.aliyuncs.com/1d/xxx.mp4?Expires=xxxxxx"
+        },
     },
     "usage": {"duration": 18.13, "video_count": 1, "SR": 480},
     "request_id": "28cfedb1-cd60-9e0c-b920-xxxxxx",
@@ -41,23 +45,31 @@ F4 = {
         "message": "Required URL is missing or invalid, please check the request URL.",
     },
 }
-F6 = {"request_id": "a4de7c32-7057-9f82-8581-xxxxxx",
-      "output": {"task_id": "502a00b1-19d9-4839-a82f-xxxxxx", "task_status": "UNKNOWN"}}
+F6 = {
+    "request_id": "a4de7c32-7057-9f82-8581-xxxxxx",
+    "output": {"task_id": "502a00b1-19d9-4839-a82f-xxxxxx", "task_status": "UNKNOWN"},
+}
 F8 = {
     "request_id": "52f4383a-c67d-9f8c-xxxxxx",
     "data": {
-        "policy": "eyJl...1ZSJ=", "signature": "eWy...=",
+        "policy": "eyJl...1ZSJ=",
+        "signature": "eWy...=",
         "upload_dir": "dashscope-instant/xxx/2024-07-18/xxx",
         "upload_host": "https://dashscope-file-xxx.oss-cn-beijing.aliyuncs.com",
-        "expire_in_seconds": 300, "max_file_size_mb": 100, "capacity_limit_mb": 999999999,
-        "oss_access_key_id": "LTA...", "x_oss_object_acl": "private",
+        "expire_in_seconds": 300,
+        "max_file_size_mb": 100,
+        "capacity_limit_mb": 999999999,
+        "oss_access_key_id": "LTA...",
+        "x_oss_object_acl": "private",
         "x_oss_forbid_overwrite": "true",
     },
 }
 
 
 def client_for(handler) -> DashScopeClient:
-    return DashScopeClient(base_url=BASE, api_key="sk-secret-key", transport=httpx.MockTransport(handler))
+    return DashScopeClient(
+        base_url=BASE, api_key="sk-secret-key", transport=httpx.MockTransport(handler)
+    )
 
 
 def test_submit_sends_the_async_header_and_the_documented_envelope():
@@ -92,18 +104,34 @@ def test_style_is_sent_only_when_configured_and_oss_urls_get_the_resolve_header(
         return httpx.Response(200, json=F2)
 
     client_for(handler).submit(
-        image_url="oss://dir/p.png", audio_url="oss://dir/a.wav", resolution="480P", style="sing"
+        image_url="oss://dir/p.png",
+        audio_url="oss://dir/a.wav",
+        resolution="480P",
+        style="sing",
     )
 
     assert seen[0].headers["X-DashScope-OssResourceResolve"] == "enable"
-    assert json.loads(seen[0].content)["parameters"] == {"resolution": "480P", "style": "sing"}
+    assert json.loads(seen[0].content)["parameters"] == {
+        "resolution": "480P",
+        "style": "sing",
+    }
 
 
 def test_detect_has_no_async_header_and_reads_pass_and_fail():
-    answers = iter([
-        {"output": {"check_pass": True, "humanoid": True}, "usage": {"image_count": 1}, "request_id": "r"},
-        {"output": {"check_pass": False, "code": "", "message": ""}, "usage": {"image_count": 1}, "request_id": "r"},
-    ])
+    answers = iter(
+        [
+            {
+                "output": {"check_pass": True, "humanoid": True},
+                "usage": {"image_count": 1},
+                "request_id": "r",
+            },
+            {
+                "output": {"check_pass": False, "code": "", "message": ""},
+                "usage": {"image_count": 1},
+                "request_id": "r",
+            },
+        ]
+    )
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -126,7 +154,10 @@ def test_a_succeeded_task_gives_url_and_billed_seconds():
     assert task.status == "SUCCEEDED"
     assert task.video_url.startswith("http://dashscope-result-hz")
     assert task.billed_seconds == Decimal("18.13")
-    assert task.submitted_at is not None and task.submitted_at.utcoffset().total_seconds() == 8 * 3600
+    assert (
+        task.submitted_at is not None
+        and task.submitted_at.utcoffset().total_seconds() == 8 * 3600
+    )
 
 
 def test_billed_seconds_fall_back_to_video_duration():
@@ -139,7 +170,9 @@ def test_billed_seconds_fall_back_to_video_duration():
 
 
 def test_failed_and_unknown_tasks_are_read():
-    client = client_for(lambda r: httpx.Response(200, json=F4 if "101ad" in str(r.url) else F6))
+    client = client_for(
+        lambda r: httpx.Response(200, json=F4 if "101ad" in str(r.url) else F6)
+    )
 
     failed = client.get_task("101ad32f")
     unknown = client.get_task("502a00b1")
@@ -151,17 +184,36 @@ def test_failed_and_unknown_tasks_are_read():
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [
-        (429, {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded"}, ErrorKind.TRANSIENT),
+        (
+            429,
+            {"code": "Throttling.RateQuota", "message": "Requests rate limit exceeded"},
+            ErrorKind.TRANSIENT,
+        ),
         (500, {"code": "InternalError", "message": "x"}, ErrorKind.TRANSIENT),
         (503, {"code": "ModelUnavailable", "message": "x"}, ErrorKind.TRANSIENT),
         (502, "<html>bad gateway</html>", ErrorKind.TRANSIENT),
-        (400, {"code": "InvalidParameter", "message": "Required parameter(s) missing"}, ErrorKind.INPUT),
+        (
+            400,
+            {"code": "InvalidParameter", "message": "Required parameter(s) missing"},
+            ErrorKind.INPUT,
+        ),
         (400, {"code": "DataInspectionFailed", "message": "x"}, ErrorKind.INPUT),
-        (401, {"code": "InvalidApiKey", "message": "Invalid API-key provided."}, ErrorKind.ACCOUNT),
+        (
+            401,
+            {"code": "InvalidApiKey", "message": "Invalid API-key provided."},
+            ErrorKind.ACCOUNT,
+        ),
         (400, {"code": "Arrearage", "message": "Access denied"}, ErrorKind.ACCOUNT),
         (403, {"code": "Arrearage", "message": "Access denied"}, ErrorKind.ACCOUNT),
         (403, {"code": "AccessDenied.Unpurchased", "message": "x"}, ErrorKind.ACCOUNT),
-        (403, {"code": "AccessDenied", "message": "current user api does not support synchronous calls."}, ErrorKind.CLIENT),
+        (
+            403,
+            {
+                "code": "AccessDenied",
+                "message": "current user api does not support synchronous calls.",
+            },
+            ErrorKind.CLIENT,
+        ),
     ],
 )
 def test_http_errors_are_classified_by_what_the_caller_should_do(status, body, kind):
@@ -204,25 +256,41 @@ def test_upload_policy_then_form_upload_gives_an_oss_url(tmp_path):
 
     url = client.upload(policy=policy, path=path, name="face.png")
 
-    assert seen[0].url.params["action"] == "getPolicy" and seen[0].url.params["model"] == "wan2.2-s2v"
+    assert (
+        seen[0].url.params["action"] == "getPolicy"
+        and seen[0].url.params["model"] == "wan2.2-s2v"
+    )
     post = seen[1]
     assert str(post.url) == F8["data"]["upload_host"]
     assert "Authorization" not in post.headers  # the key never goes to OSS
     body = post.content.decode("latin-1")
-    for field in ("OSSAccessKeyId", "Signature", "policy", "key", "x-oss-object-acl",
-                  "x-oss-forbid-overwrite", "success_action_status"):
+    for field in (
+        "OSSAccessKeyId",
+        "Signature",
+        "policy",
+        "key",
+        "x-oss-object-acl",
+        "x-oss-forbid-overwrite",
+        "success_action_status",
+    ):
         assert f'name="{field}"' in body
-    assert body.rindex('name="file"') > body.rindex('name="success_action_status"')  # file last
+    assert body.rindex('name="file"') > body.rindex(
+        'name="success_action_status"'
+    )  # file last
     assert url == "oss://dashscope-instant/xxx/2024-07-18/xxx/face.png"
 
 
 def test_download_refuses_non_video_and_oversized_results():
     def handler(request: httpx.Request) -> httpx.Response:
         if "html" in str(request.url):
-            return httpx.Response(200, headers={"content-type": "text/html"}, text="<html>")
+            return httpx.Response(
+                200, headers={"content-type": "text/html"}, text="<html>"
+            )
         if "expired" in str(request.url):
             return httpx.Response(403, text="<Error><Code>AccessDenied</Code></Error>")
-        return httpx.Response(200, headers={"content-type": "video/mp4"}, content=b"x" * 5000)
+        return httpx.Response(
+            200, headers={"content-type": "video/mp4"}, content=b"x" * 5000
+        )
 
     client = client_for(handler)
     sink = io.BytesIO()
@@ -237,13 +305,33 @@ def test_download_refuses_non_video_and_oversized_results():
 
 def test_every_documented_code_has_a_kind_and_a_message():
     codes = [
-        "InvalidParameter", "InvalidParameter.DataInspection", "InvalidURL", "InvalidURL.Timeout",
-        "InvalidFile.NoHuman", "InvalidFile.MultiHuman", "InvalidFile.BodyProportion",
-        "InvalidFile.FacePose", "InvalidFile.Resolution", "InvalidFile.Size", "InvalidFile.Duration",
-        "InvalidImage.NoHumanFace", "DataInspectionFailed", "IPInfringementSuspect", "Arrearage",
-        "InvalidApiKey", "AccessDenied.Unpurchased", "Throttling", "Throttling.RateQuota",
-        "Throttling.AllocationQuota", "InternalError", "InternalError.Timeout", "SystemError",
-        "ModelServingError", "ModelUnavailable", "PrepaidBillOverdue", "ModelNotFound",
+        "InvalidParameter",
+        "InvalidParameter.DataInspection",
+        "InvalidURL",
+        "InvalidURL.Timeout",
+        "InvalidFile.NoHuman",
+        "InvalidFile.MultiHuman",
+        "InvalidFile.BodyProportion",
+        "InvalidFile.FacePose",
+        "InvalidFile.Resolution",
+        "InvalidFile.Size",
+        "InvalidFile.Duration",
+        "InvalidImage.NoHumanFace",
+        "DataInspectionFailed",
+        "IPInfringementSuspect",
+        "Arrearage",
+        "InvalidApiKey",
+        "AccessDenied.Unpurchased",
+        "Throttling",
+        "Throttling.RateQuota",
+        "Throttling.AllocationQuota",
+        "InternalError",
+        "InternalError.Timeout",
+        "SystemError",
+        "ModelServingError",
+        "ModelUnavailable",
+        "PrepaidBillOverdue",
+        "ModelNotFound",
     ]
     for code in codes:
         assert classify(code, "") in ErrorKind

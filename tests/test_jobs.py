@@ -353,3 +353,20 @@ def test_a_portrait_passes_then_is_reused_by_job_create(alice, team, checked_inp
     again = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
 
     assert again.portrait == checked_inputs[0]
+
+
+def test_with_redis_the_sweep_resends_jobs_queued_too_long(
+    job, enqueued, settings, django_capture_on_commit_callbacks
+):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "redis": "redis://127.0.0.1:6379/0"}
+    enqueued.clear()
+    old = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["retry"] + 60)
+    GenerationJob.objects.filter(pk=job.pk).update(queued_at=old)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.jobs_sweep()
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.jobs_sweep()  # within the period: not again
+
+    assert first == [job.pk] and second == []
+    assert enqueued == [("studio.tasks.job_run", (job.pk,))]
