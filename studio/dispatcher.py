@@ -41,6 +41,7 @@ from .engine.posters import make_poster
 from .engine.video import probe_video
 from .files import stored_path
 from .models import GenerationJob, ProviderAccount
+from .notifications import notify_job_finished
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +400,8 @@ def _store_result(
             current.next_poll_at = None
             current.error_code = current.error_message = ""
             current.save()
-            return current
+        notify_job_finished(current.pk)
+        return current
 
 
 def job_cancel_remote(*, job: GenerationJob) -> bool:
@@ -444,13 +446,16 @@ def _free_slot(engine_name: str) -> None:
 
 
 def _fail(current, *, code: str, message: str) -> None:  # type: ignore[no-untyped-def]
-    current.update(
+    job_ids = list(current.values_list("pk", flat=True))
+    if current.update(
         status=GenerationJob.Status.FAILED,
         finished_at=timezone.now(),
         next_poll_at=None,
         error_code=(code or "failed")[:64],
         error_message=message,
-    )
+    ):
+        for job_id in job_ids:
+            notify_job_finished(job_id)
 
 
 # -- account pause ----------------------------------------------------------------

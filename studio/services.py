@@ -35,6 +35,7 @@ from .engine.images import InputError, precheck_image, read_image_info
 from .engine.video import probe_video
 from .files import local_path, sha256_of, stored_path
 from .models import AudioClip, FaceCheck, GenerationJob, Portrait, Team, User
+from .notifications import notify_job_finished
 
 log = logging.getLogger(__name__)
 
@@ -493,18 +494,23 @@ def _job_complete(
         job.finished_at = timezone.now()
         job.error_code = job.error_message = ""
         job.save()
+    notify_job_finished(job.pk)
     return job
 
 
 def _job_fail(
     mine: QuerySet[GenerationJob], *, code: str, message: str
 ) -> GenerationJob | None:
-    mine.filter(status__in=GenerationJob.IN_FLIGHT).update(
+    in_flight = mine.filter(status__in=GenerationJob.IN_FLIGHT)
+    job_ids = list(in_flight.values_list("pk", flat=True))
+    if in_flight.update(
         status=GenerationJob.Status.FAILED,
         finished_at=timezone.now(),
         error_code=code[:64],
         error_message=message,
-    )
+    ):
+        for job_id in job_ids:
+            notify_job_finished(job_id)
     return mine.first()
 
 
