@@ -66,6 +66,41 @@
     }
   });
 
+  // Gallery cards: hovering plays a muted preview, leaving pauses it. A video
+  // someone started with its own controls (or unmuted) is left alone.
+  document.addEventListener("mouseenter", function (event) {
+    var card = event.target;
+    if (!(card instanceof Element) || !card.matches("article.card")) return;
+    var video = card.querySelector("video[data-hover-preview]");
+    if (!video || !video.paused) return;
+    video.muted = true;
+    video.dataset.hoverPlaying = "1";
+    var playing = video.play();
+    if (playing && playing.catch) playing.catch(function () {});
+  }, true);
+  document.addEventListener("mouseleave", function (event) {
+    var card = event.target;
+    if (!(card instanceof Element) || !card.matches("article.card")) return;
+    var video = card.querySelector("video[data-hover-preview]");
+    if (!video || !video.dataset.hoverPlaying) return;
+    delete video.dataset.hoverPlaying;
+    if (video.muted) video.pause();
+  }, true);
+  // Controls used during a hover preview make it the viewer's own playback.
+  document.addEventListener("volumechange", function (event) {
+    var video = event.target;
+    if (video instanceof HTMLVideoElement && !video.muted) delete video.dataset.hoverPlaying;
+  }, true);
+
+  // "Copy" beside a share link.
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element && event.target.closest("[data-copy]");
+    if (!button || !navigator.clipboard) return;
+    navigator.clipboard.writeText(button.dataset.copy).then(function () {
+      button.textContent = "Copied";
+    }, function () {});
+  });
+
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail.xhr.status;
     if (status === 403) {
