@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+import stat
 import zipfile
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -105,6 +106,7 @@ def zip_stream(members: Iterable[tuple[str, str]]) -> Iterator[bytes]:
         for arcname, name in members:
             info = zipfile.ZipInfo(arcname, date_time=_zip_time(name))
             info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16  # a plain readable file
             info.file_size = default_storage.size(name)  # picks ZIP64 when needed
             with (
                 default_storage.open(name, "rb") as src,

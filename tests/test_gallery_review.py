@@ -336,6 +336,7 @@ def test_selected_videos_download_as_one_streamed_zip(alice_client, make):
     ]
     assert archive.read("Intro 480P.mp4") == b"A" * 300_000
     assert archive.read("Outro 720P.mp4") == b"C" * 10
+    assert archive.getinfo("Outro 720P.mp4").external_attr >> 16 == 0o100644
 
 
 def test_the_zip_stream_keeps_memory_flat_however_large_the_files(db):
