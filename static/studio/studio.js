@@ -92,13 +92,21 @@
     if (video instanceof HTMLVideoElement && !video.muted) delete video.dataset.hoverPlaying;
   }, true);
 
-  // "Copy" beside a share link.
+  // "Copy" beside a share link. Without the Clipboard API (plain http on another
+  // host), select the link so the usual shortcut copies it.
   document.addEventListener("click", function (event) {
     var button = event.target instanceof Element && event.target.closest("[data-copy]");
-    if (!button || !navigator.clipboard) return;
+    if (!button) return;
+    var field = button.parentElement && button.parentElement.querySelector(".share-url");
+    if (!navigator.clipboard) {
+      if (field) field.select();
+      return;
+    }
     navigator.clipboard.writeText(button.dataset.copy).then(function () {
       button.textContent = "Copied";
-    }, function () {});
+    }, function () {
+      if (field) field.select();
+    });
   });
 
   document.addEventListener("htmx:responseError", function (event) {
