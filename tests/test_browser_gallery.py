@@ -41,7 +41,9 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    studio = LiveStudio(tmp_path_factory.mktemp("gallery-studio"), name="gallery studio")
+    studio = LiveStudio(
+        tmp_path_factory.mktemp("gallery-studio"), name="gallery studio"
+    )
     try:
         studio.start()
         wav = make_wav(tmp_path_factory.mktemp("gallery-audio") / "voice.wav", 3.0)
@@ -89,7 +91,9 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def _signed_in(browser: Browser, url: str, username: str, password: str) -> StorageState:
+def _signed_in(
+    browser: Browser, url: str, username: str, password: str
+) -> StorageState:
     context = browser.new_context(base_url=url)
     page = context.new_page()
     sign_in(page, username, password)
