@@ -456,3 +456,17 @@ LOGGING = {
         ),
     },
 }
+
+# Email for notifications: printed to the console unless an SMTP server is set.
+if env_str("S2V_SMTP_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("S2V_SMTP_HOST")
+    EMAIL_PORT = env_int("S2V_SMTP_PORT", 587)
+    EMAIL_HOST_USER = env_str("S2V_SMTP_USER")
+    EMAIL_HOST_PASSWORD = env_str("S2V_SMTP_PASSWORD")
+    EMAIL_USE_SSL = env_bool("S2V_SMTP_SSL", default=False)  # implicit TLS, port 465
+    EMAIL_USE_TLS = env_bool("S2V_SMTP_TLS", default=not EMAIL_USE_SSL)  # STARTTLS
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("S2V_EMAIL_FROM", "S2V Studio <studio@localhost>")

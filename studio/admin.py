@@ -13,10 +13,12 @@ from .models import (
     Budget,
     FaceCheck,
     GenerationJob,
+    JobReview,
     LedgerEntry,
     Membership,
     Portrait,
     Price,
+    ShareLink,
     Team,
     User,
 )
@@ -232,3 +234,18 @@ class AudioClipAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_select_related = ["team"]
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    list_display = ["job", "created_by", "created_at", "expires_at", "revoked_at"]
+    list_select_related = ["job", "created_by"]
+    readonly_fields = ["code", "job", "created_by", "created_at", "revoked_by"]
+
+
+@admin.register(JobReview)
+class JobReviewAdmin(admin.ModelAdmin):
+    list_display = ["job", "reviewer", "decision", "created_at"]
+    list_filter = ["decision"]
+    list_select_related = ["job", "reviewer"]
+    readonly_fields = [f.name for f in JobReview._meta.fields]

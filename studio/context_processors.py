@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from . import billing
 from .engine import get_engine
 from .models import Membership, ProviderAccount
-from .selectors import user_teams
+from .selectors import unread_count, user_teams
 
 
 def studio(request: HttpRequest) -> dict[str, Any]:
@@ -19,6 +19,12 @@ def studio(request: HttpRequest) -> dict[str, Any]:
     )
     return {
         "active_membership": membership if membership else None,
+        # Evaluated only by pages that show the badge: one COUNT query.
+        "unread_notifications": lambda: (
+            unread_count(user=request.user, team_id=membership.team_id)  # type: ignore[arg-type]
+            if membership
+            else 0
+        ),
         "user_teams": lambda: list(user_teams(user=request.user)),  # type: ignore[arg-type]
         "engine": get_engine(),
         "is_team_admin": is_admin,

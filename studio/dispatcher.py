@@ -42,6 +42,7 @@ from .engine.posters import make_poster
 from .engine.video import probe_video
 from .files import stored_path
 from .models import GenerationJob, ProviderAccount
+from .notifications import notify_job_finished
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +404,8 @@ def _store_result(
             current.error_code = current.error_message = ""
             current.save()
             billing.job_finished(job_id=current.pk)
-            return current
+        notify_job_finished(current.pk)
+        return current
 
 
 def job_cancel_remote(*, job: GenerationJob) -> bool:
@@ -452,15 +454,16 @@ def _free_slot(engine_name: str) -> None:
 
 def _fail(current: QuerySet[GenerationJob], *, code: str, message: str) -> None:
     ids = list(current.values_list("pk", flat=True))
-    current.update(
+    if current.update(
         status=GenerationJob.Status.FAILED,
         finished_at=timezone.now(),
         next_poll_at=None,
         error_code=(code or "failed")[:64],
         error_message=message,
-    )
-    for job_id in ids:
-        billing.job_finished(job_id=job_id)
+    ):
+        for job_id in ids:
+            billing.job_finished(job_id=job_id)
+            notify_job_finished(job_id)
 
 
 # -- account pause ----------------------------------------------------------------

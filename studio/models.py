@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -19,6 +19,9 @@ class Team(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
     slug = models.SlugField(unique=True)
+    # Videos must be approved by a reviewer before they are shared or
+    # downloaded together.
+    approval_required = models.BooleanField(default=False)
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
@@ -183,6 +186,11 @@ class GenerationJob(models.Model):
         P480 = "480P", "480P"
         P720 = "720P", "720P"
 
+    class ReviewState(models.TextChoices):
+        NONE = "none", "Not reviewed"
+        APPROVED = "approved", "Approved"
+        CHANGES = "changes", "Changes requested"
+
     TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED})
     IN_FLIGHT = frozenset({Status.SUBMITTED, Status.RUNNING})
 
@@ -249,9 +257,33 @@ class GenerationJob(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
+    # Gallery and review. The review state is the latest JobReview's decision,
+    # kept here so the gallery filters on it without a join.
+    notes = models.TextField(blank=True)
+    review_state = models.CharField(
+        max_length=16, choices=ReviewState, default=ReviewState.NONE
+    )
+    # Every variant points at the first job of its take (never at a variant).
+    variant_of = models.ForeignKey(
+        "self", models.SET_NULL, null=True, blank=True, related_name="variants"
+    )
+
     class Meta:
         ordering = ["-queued_at", "-id"]
-        indexes = [models.Index(fields=["team", "-queued_at"], name="job_team_recent")]
+        indexes = [
+            models.Index(fields=["team", "-queued_at"], name="job_team_recent"),
+            # The gallery's filters and sorts over a team's thousands of jobs
+            # (benchmarks/gallery_benchmark.py), and every queue position.
+            models.Index(
+                fields=["team", "status", "-queued_at"], name="job_team_status"
+            ),
+            models.Index(
+                fields=["team", "review_state", "-queued_at"], name="job_team_review"
+            ),
+            models.Index(fields=["team", "video_duration"], name="job_team_duration"),
+            models.Index(fields=["team", "cost"], name="job_team_cost"),
+            models.Index(fields=["engine", "status", "queued_at"], name="job_queue"),
+        ]
 
     def __str__(self) -> str:
         return self.display_title
@@ -282,6 +314,15 @@ class GenerationJob(models.Model):
     @property
     def can_retry(self) -> bool:
         return self.status in (self.Status.FAILED, self.Status.CANCELED)
+
+    @property
+    def is_approved(self) -> bool:
+        return self.review_state == self.ReviewState.APPROVED
+
+    @property
+    def take_id(self) -> int:
+        """The first job of this job's take: itself unless it is a variant."""
+        return self.variant_of_id or self.pk
 
     @property
     def elapsed(self) -> timedelta | None:
@@ -487,3 +528,150 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"Budget of {self.user or 'the team'} in {self.team}"
+
+
+# -- gallery, review and hand-off ---------------------------------------------
+
+
+class Favourite(models.Model):
+    """A user's star on a job; favourites are per user, not per team."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="favourites"
+    )
+    job = models.ForeignKey(GenerationJob, models.CASCADE, related_name="favourites")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "job"], name="one_star_per_job")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ★ {self.job}"
+
+
+class JobReview(models.Model):
+    """One reviewer's decision on a video: the history of who did what."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(GenerationJob, models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="reviews"
+    )
+    decision = models.CharField(
+        max_length=16,
+        choices=[
+            (GenerationJob.ReviewState.APPROVED, "Approved"),
+            (GenerationJob.ReviewState.CHANGES, "Requested changes"),
+        ],
+    )
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer}: {self.decision} on {self.job}"
+
+
+class JobComment(models.Model):
+    """Plain text on a video's thread; shown escaped, never as HTML."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(GenerationJob, models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="job_comments"
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.job}: {self.text[:40]}"
+
+
+class ShareLink(models.Model):
+    """A public, signed link to one video, until it expires or is revoked.
+
+    The URL carries the code signed with the secret key (see
+    services.share_token), so a link cannot be guessed from a code alone.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(GenerationJob, models.CASCADE, related_name="shares")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="shares"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Share of {self.job} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        return self.revoked_at is None and self.expires_at > (now or timezone.now())
+
+
+class Notification(models.Model):
+    """Something a user should know about one of their videos, in one team."""
+
+    class Kind(models.TextChoices):
+        JOB_SUCCEEDED = "job_succeeded", "Video ready"
+        JOB_FAILED = "job_failed", "Video failed"
+        APPROVED = "approved", "Approved"
+        CHANGES = "changes", "Changes requested"
+        COMMENT = "comment", "Comment"
+
+    FINISHED = (Kind.JOB_SUCCEEDED, Kind.JOB_FAILED)
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.CASCADE, related_name="notifications"
+    )
+    team = models.ForeignKey(Team, models.CASCADE, related_name="notifications")
+    job = models.ForeignKey(
+        GenerationJob, models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=16, choices=Kind)
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "team", "read_at"], name="notification_inbox")
+        ]
+        constraints = [
+            # A job ends once: the worker and the sweep may both report it.
+            models.UniqueConstraint(
+                fields=["job", "kind"],
+                condition=models.Q(kind__in=["job_succeeded", "job_failed"]),
+                name="one_finish_notice_per_job",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"To {self.user}: {self.message}"

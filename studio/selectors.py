@@ -1,19 +1,33 @@
-"""Non-trivial reads: the gallery, queue positions and time estimates."""
+"""Non-trivial reads: the gallery, reviews, notifications, queue positions and ETAs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from statistics import median
+from uuid import UUID
 
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models.expressions import OrderBy
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from . import billing
 from .engine import get_engine
-from .models import GenerationJob, LedgerEntry, Membership, Team, User
+from .models import (
+    Favourite,
+    GenerationJob,
+    JobComment,
+    JobReview,
+    LedgerEntry,
+    Membership,
+    Notification,
+    ShareLink,
+    Team,
+    User,
+)
 
 # Seconds of work per second of audio when this instance has no history yet.
 DEFAULT_WORK_RATIO = {"local": 0.5}
@@ -31,37 +45,144 @@ def membership_for(*, user: User, team_id: int | None) -> Membership | None:
     return memberships.order_by("team__name").first()
 
 
+SORTS = {
+    "newest": ("Newest first", ("-queued_at", "-id")),
+    "oldest": ("Oldest first", ("queued_at", "id")),
+    "longest": ("Longest first", ("-video_duration", "-queued_at", "-id")),
+    "shortest": ("Shortest first", ("video_duration", "-queued_at", "-id")),
+    "costliest": ("Highest cost first", ("-cost", "-queued_at", "-id")),
+    "cheapest": ("Lowest cost first", ("cost", "-queued_at", "-id")),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class GalleryFilters:
+    """What the gallery shows. Every field is a query parameter of the same name."""
+
     author: str = ""
     status: str = ""
+    review: str = ""
     resolution: str = ""
+    engine: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    favourites: bool = False
+    q: str = ""
+    sort: str = "newest"
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> GalleryFilters:
+        """Parse request.GET; values that make no sense are ignored, not errors."""
+
+        def choice(name: str, allowed: Iterable[str]) -> str:
+            value = query.get(name, "")
+            return value if value in allowed else ""
+
+        return cls(
+            author=query.get("author", "")[:150],
+            status=choice("status", GenerationJob.Status.values),
+            review=choice("review", GenerationJob.ReviewState.values),
+            resolution=choice("resolution", GenerationJob.Resolution.values),
+            engine=choice("engine", [name for name, _ in ENGINES]),
+            date_from=_parse_date(query.get("date_from", "")),
+            date_to=_parse_date(query.get("date_to", "")),
+            favourites=query.get("favourites", "") in ("1", "on", "true"),
+            q=" ".join(query.get("q", "").split())[:100],
+            sort=choice("sort", SORTS) or "newest",
+        )
 
     def as_query(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (
-                ("author", self.author),
-                ("status", self.status),
-                ("resolution", self.resolution),
-            )
-            if v
+        """The non-default filters, as the query string of links that keep them."""
+        pairs = {
+            "q": self.q,
+            "author": self.author,
+            "status": self.status,
+            "review": self.review,
+            "resolution": self.resolution,
+            "engine": self.engine,
+            "date_from": self.date_from.isoformat() if self.date_from else "",
+            "date_to": self.date_to.isoformat() if self.date_to else "",
+            "favourites": "1" if self.favourites else "",
+            "sort": "" if self.sort == "newest" else self.sort,
         }
+        return {k: v for k, v in pairs.items() if v}
 
 
-def gallery_jobs(*, team: Team, filters: GalleryFilters) -> QuerySet[GenerationJob]:
-    jobs = (
-        GenerationJob.objects.filter(team=team)
-        .select_related("created_by", "audio")
-        .order_by("-queued_at", "-id")
-    )
+def _parse_date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
+def _day_start(day: date) -> datetime:
+    # Days are the viewer's days (S2V_TIME_ZONE); comparing instants, not
+    # dates, lets the (team, -queued_at) index serve the range.
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def gallery_jobs(
+    *, team: Team, filters: GalleryFilters, user: User | None = None
+) -> QuerySet[GenerationJob]:
+    """The team's jobs for the gallery, filtered and sorted, in one query.
+
+    Each job carries `is_favourite` for `user`, so cards need no extra query.
+    """
+    jobs = GenerationJob.objects.filter(team=team).select_related("created_by", "audio")
+    if user is not None:
+        jobs = jobs.annotate(
+            is_favourite=Exists(Favourite.objects.filter(user=user, job=OuterRef("pk")))
+        )
     if filters.author:
         jobs = jobs.filter(created_by__username=filters.author)
     if filters.status:
         jobs = jobs.filter(status=filters.status)
+    if filters.review:
+        jobs = jobs.filter(review_state=filters.review)
     if filters.resolution:
         jobs = jobs.filter(resolution=filters.resolution)
-    return jobs
+    if filters.engine:
+        jobs = jobs.filter(engine=filters.engine)
+    if filters.date_from:
+        jobs = jobs.filter(queued_at__gte=_day_start(filters.date_from))
+    if filters.date_to:
+        jobs = jobs.filter(queued_at__lt=_day_start(filters.date_to + timedelta(1)))
+    if filters.favourites and user is not None:
+        # A join, not EXISTS: SQLite starts from the user's few stars.
+        jobs = jobs.filter(favourites__user=user)
+    for word in filters.q.split():
+        jobs = jobs.filter(Q(title__icontains=word) | Q(notes__icontains=word))
+    return jobs.order_by(*_ordering(filters.sort))
+
+
+def _ordering(sort: str) -> list[OrderBy | str]:
+    fields = SORTS.get(sort, SORTS["newest"])[1]
+    # Unfinished jobs have no duration or cost yet: they go last either way.
+    return [
+        F(name[1:]).desc(nulls_last=True)
+        if name in ("-video_duration", "-cost")
+        else F(name).asc(nulls_last=True)
+        if name in ("video_duration", "cost")
+        else name
+        for name in fields
+    ]
+
+
+def gallery_card(*, team: Team, user: User, code: UUID) -> GenerationJob | None:
+    """One job as a gallery card shows it (with `is_favourite`)."""
+    return (
+        gallery_jobs(team=team, filters=GalleryFilters(), user=user)
+        .filter(code=code)
+        .first()
+    )
+
+
+# Engines a job may name (studio.engine._build), for the gallery's filter.
+ENGINES = [
+    ("local", "Local preview"),
+    ("dashscope", "Alibaba Model Studio"),
+    ("emulator", "DashScope emulator"),
+]
 
 
 def team_authors(*, team: Team) -> list[str]:
@@ -231,3 +352,77 @@ def spend_per_team(*, start: datetime, end: datetime) -> list[SpendRow]:
         )
         for row in rows
     ]
+
+
+# -- one job's review, thread, variants and shares ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobPanels:
+    """What the detail page shows beside the video. A fixed number of queries."""
+
+    is_favourite: bool
+    reviews: list[JobReview]
+    comments: list[JobComment]
+    take: list[GenerationJob]  # the first job of the take and all its variants
+    shares: list[ShareLink]
+
+
+def job_panels(*, job: GenerationJob, user: User) -> JobPanels:
+    take_id = job.take_id
+    return JobPanels(
+        is_favourite=Favourite.objects.filter(user=user, job=job).exists(),
+        reviews=list(JobReview.objects.filter(job=job).select_related("reviewer")[:50]),
+        comments=list(
+            JobComment.objects.filter(job=job).select_related("author")[:500]
+        ),
+        take=list(
+            GenerationJob.objects.filter(Q(pk=take_id) | Q(variant_of_id=take_id))
+            .select_related("created_by")
+            .order_by("queued_at", "id")[:50]
+        ),
+        shares=list(
+            ShareLink.objects.filter(job=job).select_related(
+                "created_by", "revoked_by"
+            )[:50]
+        ),
+    )
+
+
+def share_for_public(*, code: UUID) -> ShareLink | None:
+    """An active share of a finished video, or None (expired, revoked, unapproved)."""
+    share = (
+        ShareLink.objects.select_related("job", "job__team")
+        .filter(
+            code=code,
+            revoked_at__isnull=True,
+            expires_at__gt=timezone.now(),
+            job__status=GenerationJob.Status.SUCCEEDED,
+        )
+        .first()
+    )
+    if share is None:
+        return None
+    # Approval taken back after sharing closes the link again.
+    if share.job.team.approval_required and not share.job.is_approved:
+        return None
+    return share
+
+
+# -- notifications ----------------------------------------------------------------
+
+NOTIFICATIONS_SHOWN = 50
+
+
+def notifications_for(*, user: User, team: Team) -> list[Notification]:
+    return list(
+        Notification.objects.filter(user=user, team=team).select_related(
+            "job", "actor"
+        )[:NOTIFICATIONS_SHOWN]
+    )
+
+
+def unread_count(*, user: User, team_id: int) -> int:
+    return Notification.objects.filter(
+        user=user, team_id=team_id, read_at__isnull=True
+    ).count()

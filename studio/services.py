@@ -6,12 +6,14 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.core import signing
 from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
@@ -19,7 +21,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, dispatcher
+from . import billing, dispatcher, notifications
 from .engine import get_engine
 from .engine.audio import AudioInfo, convert_to_wav, probe_audio
 from .engine.base import (
@@ -38,12 +40,17 @@ from .models import (
     AudioClip,
     Budget,
     FaceCheck,
+    Favourite,
     GenerationJob,
+    JobComment,
+    JobReview,
     Membership,
     Portrait,
+    ShareLink,
     Team,
     User,
 )
+from .notifications import notify_job_finished
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +576,7 @@ def _job_complete(
         job.error_code = job.error_message = ""
         job.save()
     billing.job_finished(job_id=job.pk)
+    notify_job_finished(job.pk)
     return job
 
 
@@ -577,14 +585,15 @@ def _job_fail(
 ) -> GenerationJob | None:
     failing = mine.filter(status__in=GenerationJob.IN_FLIGHT)
     ids = list(failing.values_list("pk", flat=True))
-    failing.update(
+    if failing.update(
         status=GenerationJob.Status.FAILED,
         finished_at=timezone.now(),
         error_code=code[:64],
         error_message=message,
-    )
-    for job_id in ids:
-        billing.job_finished(job_id=job_id)
+    ):
+        for job_id in ids:
+            billing.job_finished(job_id=job_id)
+            notify_job_finished(job_id)
     return mine.first()
 
 
@@ -717,3 +726,228 @@ def _resend_lost_messages(*, now: datetime) -> list[int]:
     if resent:
         log.warning("re-sent %d queued jobs whose messages may be lost", len(resent))
     return resent
+
+
+# -- gallery, review and hand-off ---------------------------------------------
+
+NOTES_MAX = 5000
+COMMENT_MAX = 4000
+SHARE_DAYS = (1, 3, 7, 30, 90)
+SHARE_SALT = "studio.share"
+REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.ADMIN)
+
+
+def job_set_notes(*, job: GenerationJob, notes: str) -> GenerationJob:
+    job.notes = notes.strip()[:NOTES_MAX]
+    job.save(update_fields=["notes"])
+    return job
+
+
+def favourite_set(*, job: GenerationJob, user: User, on: bool) -> bool:
+    """Star or unstar a job for one user; setting the same state twice is harmless."""
+    if on:
+        Favourite.objects.get_or_create(user=user, job=job)
+    else:
+        Favourite.objects.filter(user=user, job=job).delete()
+    return on
+
+
+def can_review(membership: Membership) -> bool:
+    return membership.role in REVIEW_ROLES
+
+
+def releasable(job: GenerationJob) -> bool:
+    """Whether a video may leave the team: shared, or downloaded with others."""
+    if job.status != GenerationJob.Status.SUCCEEDED:
+        return False
+    return job.is_approved or not job.team.approval_required
+
+
+def job_review(
+    *, job: GenerationJob, membership: Membership, decision: str, comment: str = ""
+) -> JobReview:
+    """Approve a video or request changes, and tell its author.
+
+    Raises Rejected for members without the reviewer role, for videos that are
+    not finished, and for a change request without a comment.
+    """
+    if not can_review(membership):
+        raise Rejected("Only reviewers and admins can review videos.", code="role")
+    if job.status != GenerationJob.Status.SUCCEEDED:
+        raise Rejected("Only a finished video can be reviewed.")
+    if decision not in (
+        GenerationJob.ReviewState.APPROVED,
+        GenerationJob.ReviewState.CHANGES,
+    ):
+        raise Rejected("Choose approve or request changes.")
+    comment = comment.strip()[:COMMENT_MAX]
+    if decision == GenerationJob.ReviewState.CHANGES and not comment:
+        raise Rejected("Say what should change: a change request needs a comment.")
+    with transaction.atomic():
+        review = JobReview.objects.create(
+            job=job, reviewer=membership.user, decision=decision, comment=comment
+        )
+        GenerationJob.objects.filter(pk=job.pk).update(review_state=decision)
+        job.review_state = decision
+        notifications.notify_reviewed(review)
+    return review
+
+
+def job_comment(*, job: GenerationJob, user: User, text: str) -> JobComment:
+    """Add plain text to a video's thread and tell its author. Raises Rejected if empty."""
+    text = text.strip()
+    if not text:
+        raise Rejected("Write something first.")
+    if len(text) > COMMENT_MAX:
+        raise Rejected(f"Keep it under {COMMENT_MAX} characters.")
+    with transaction.atomic():
+        comment = JobComment.objects.create(job=job, author=user, text=text)
+        notifications.notify_commented(comment)
+    return comment
+
+
+def job_variant(*, job: GenerationJob, user: User, resolution: str) -> GenerationJob:
+    """Queue the same take again at another resolution, linked to the first job.
+
+    Same portrait, audio and title; raises Rejected like job_create.
+    """
+    with transaction.atomic():
+        variant = job_create(
+            team=job.team,
+            user=user,
+            portrait=job.portrait,
+            audio=job.audio,
+            resolution=resolution,
+            title=job.title,
+        )
+        variant.variant_of_id = job.take_id
+        variant.save(update_fields=["variant_of"])
+    return variant
+
+
+@dataclass(frozen=True, slots=True)
+class ReusedInputs:
+    """A job's stored inputs, as the upload page shows checked uploads."""
+
+    portrait: PortraitOutcome
+    audio: AudioOutcome
+
+    @property
+    def ready(self) -> bool:
+        return self.portrait.portrait is not None and self.audio.clip is not None
+
+
+def job_reuse(*, job: GenerationJob) -> ReusedInputs:
+    """The portrait and audio of a job, checked against today's engine, for 'Use again'.
+
+    The portrait's verdict comes from the cache unless the engine changed.
+    """
+    engine = get_engine()
+    try:
+        verdict = portrait_verdict(portrait=job.portrait, engine=engine)
+    except Rejected as exc:
+        verdict = FaceCheck(check_pass=False, humanoid=False, message=exc.message)
+    clip = job.audio
+    problems = audio_problems(duration=clip.duration, size=clip.size, engine=engine)
+    info = AudioInfo(
+        format=clip.original_format,
+        codec="",
+        duration=clip.duration,
+        sample_rate=clip.sample_rate,
+        channels=clip.channels,
+        size=clip.size,
+    )
+    return ReusedInputs(
+        portrait=PortraitOutcome(
+            verdict=verdict, portrait=job.portrait if verdict.check_pass else None
+        ),
+        audio=AudioOutcome(
+            info=info,
+            problems=problems,
+            clip=None if problems else clip,
+            will_convert=clip.converted,
+        ),
+    )
+
+
+def share_create(*, job: GenerationJob, user: User, days: int) -> ShareLink:
+    """A public link to one finished video. Raises Rejected if it may not leave the team."""
+    if days not in SHARE_DAYS:
+        raise Rejected("Choose how long the link works.")
+    if job.status != GenerationJob.Status.SUCCEEDED:
+        raise Rejected("Only a finished video can be shared.")
+    if not releasable(job):
+        raise Rejected("This team shares only approved videos; ask a reviewer.")
+    return ShareLink.objects.create(
+        job=job, created_by=user, expires_at=timezone.now() + timedelta(days=days)
+    )
+
+
+def share_revoke(*, share: ShareLink, user: User) -> ShareLink:
+    """Close a share link at once; revoking twice keeps the first time."""
+    ShareLink.objects.filter(pk=share.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_by=user
+    )
+    share.refresh_from_db()
+    return share
+
+
+def share_token(share: ShareLink) -> str:
+    """The signed part of a share URL: the link's code and an HMAC of it."""
+    return signing.Signer(salt=SHARE_SALT).sign(share.code.hex)
+
+
+def share_code(token: str) -> uuid.UUID | None:
+    """The code a share token names, or None if its signature does not match."""
+    try:
+        return uuid.UUID(hex=signing.Signer(salt=SHARE_SALT).unsign(token))
+    except (signing.BadSignature, ValueError):
+        return None
+
+
+def team_set_approval(*, team: Team, required: bool) -> Team:
+    team.approval_required = required
+    team.save(update_fields=["approval_required"])
+    return team
+
+
+def jobs_for_download(*, team: Team, codes: list[uuid.UUID]) -> list[GenerationJob]:
+    """The chosen videos, in the order chosen, if all may be downloaded together.
+
+    Raises Rejected (nothing chosen, not finished, not approved) and
+    GenerationJob.DoesNotExist when a code is not one of the team's jobs.
+    """
+    if not codes:
+        raise Rejected("Choose at least one video to download.")
+    jobs = {
+        job.code: job
+        for job in GenerationJob.objects.filter(team=team, code__in=codes)
+        .select_related("team")
+        .only(
+            "code",
+            "title",
+            "resolution",
+            "status",
+            "review_state",
+            "video",
+            "team__approval_required",
+        )
+    }
+    if len(jobs) != len(set(codes)):
+        raise GenerationJob.DoesNotExist
+    chosen = [jobs[code] for code in dict.fromkeys(codes)]
+    unfinished = [j for j in chosen if j.status != GenerationJob.Status.SUCCEEDED]
+    if unfinished:
+        raise Rejected(
+            "Only finished videos can be downloaded: "
+            + ", ".join(j.display_title for j in unfinished)
+            + "."
+        )
+    unapproved = [j for j in chosen if not releasable(j)]
+    if unapproved:
+        raise Rejected(
+            "This team downloads only approved videos together. Not approved yet: "
+            + ", ".join(j.display_title for j in unapproved)
+            + "."
+        )
+    return chosen

@@ -29,4 +29,22 @@ urlpatterns = [
     path("spend/ledger.csv", views.ledger_csv, name="ledger-csv"),
     path("provider/resume/", views.provider_resume, name="provider-resume"),
     path("inputs/<str:token>", views.public_input, name="public-input"),
+    # Gallery, review and hand-off.
+    path("gallery/zip/", views.gallery_zip, name="gallery-zip"),
+    path("jobs/<uuid:code>/favourite/", views.job_favourite, name="job-favourite"),
+    path("jobs/<uuid:code>/notes/", views.job_notes, name="job-notes"),
+    path("jobs/<uuid:code>/review/", views.job_review, name="job-review"),
+    path("jobs/<uuid:code>/comments/", views.job_comment, name="job-comment"),
+    path("jobs/<uuid:code>/variant/", views.job_variant, name="job-variant"),
+    path("jobs/<uuid:code>/shares/", views.share_create, name="share-create"),
+    path("shares/<uuid:code>/revoke/", views.share_revoke, name="share-revoke"),
+    path("s/<str:token>/", views.share_page, name="share-page"),
+    path("s/<str:token>/video.mp4", views.share_video, name="share-video"),
+    path("s/<str:token>/poster.jpg", views.share_poster, name="share-poster"),
+    path("notifications/", views.notification_list, name="notifications"),
+    path(
+        "notifications/badge/",
+        views.notification_badge,
+        name="notification-badge",
+    ),
 ]

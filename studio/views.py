@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -32,7 +33,7 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from . import billing, dispatcher, selectors, services
+from . import billing, dispatcher, notifications, selectors, services
 from .engine import get_engine
 from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 from .forms import (
@@ -43,7 +44,7 @@ from .forms import (
     TeamBudgetForm,
     UploadForm,
 )
-from .media import serve_file
+from .media import serve_file, zip_stream
 from .middleware import SESSION_TEAM_KEY
 from .models import (
     AudioClip,
@@ -52,6 +53,7 @@ from .models import (
     GenerationJob,
     Membership,
     Portrait,
+    ShareLink,
     Team,
     User,
 )
@@ -95,7 +97,10 @@ def home(request: HttpRequest) -> HttpResponse:
 @team_required
 def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     engine = get_engine()
-    form = GenerateForm(request.POST or None)
+    reuse = _reuse_context(
+        membership, request.GET.get("from", "") if request.method == "GET" else ""
+    )
+    form = GenerateForm(request.POST or None, initial=reuse.get("initial"))
     if request.method == "POST" and form.is_valid():
         team = membership.team
         portrait = Portrait.objects.filter(
@@ -133,7 +138,15 @@ def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
         "max_upload_mb": settings.S2V_MAX_UPLOAD_MB,
         "audio_formats": services.UPLOAD_AUDIO_LABEL,
         "can_override": membership.role == Membership.Role.ADMIN,
-        **_estimate_context(request, membership),
+        **_estimate_context(
+            request,
+            membership,
+            portrait_code=str(reused.portrait.code)
+            if (reused := reuse.get("reused_from"))
+            else None,
+            audio_code=str(reused.audio.code) if reused else None,
+        ),
+        **reuse,
     }
     if request.method == "POST" and request.htmx:  # type: ignore[attr-defined]
         return render(request, "studio/job_create.html#generate-errors", context)
@@ -340,7 +353,8 @@ def job_detail(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
-    return render(request, "studio/job_detail.html", _job_context(job))
+    context = _job_context(job) | _job_panels_context(request, membership, job)
+    return render(request, "studio/job_detail.html", context)
 
 
 @team_required
@@ -363,7 +377,13 @@ def job_status(
 @require_GET
 def job_card(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
     """One gallery card, polled while its job runs."""
-    job = _team_job(membership, code)
+    job = selectors.gallery_card(
+        team=membership.team,
+        user=request.user,  # type: ignore[arg-type]
+        code=code,
+    )
+    if job is None:
+        raise Http404
     positions = (
         selectors.queue_positions(engine=job.engine) if job.status == "queued" else {}
     )
@@ -371,7 +391,12 @@ def job_card(request: HttpRequest, membership: Membership, code: UUID) -> HttpRe
     return render(
         request,
         "studio/gallery.html#job-card",
-        {"job": job, "position": positions.get(job.pk)},
+        {
+            "job": job,
+            "position": positions.get(job.pk),
+            "approval_required": membership.team.approval_required,
+            "next": reverse("studio:gallery"),
+        },
         status=status,
     )
 
@@ -434,17 +459,14 @@ def _back_to(request: HttpRequest, url: str) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
     team = membership.team
-    filters = selectors.GalleryFilters(
-        author=request.GET.get("author", ""),
-        status=request.GET.get("status", "")
-        if request.GET.get("status") in GenerationJob.Status.values
-        else "",
-        resolution=request.GET.get("resolution", "")
-        if request.GET.get("resolution") in GenerationJob.Resolution.values
-        else "",
-    )
+    filters = selectors.GalleryFilters.from_query(request.GET)
     paginator = Paginator(
-        selectors.gallery_jobs(team=team, filters=filters), GALLERY_PAGE_SIZE
+        selectors.gallery_jobs(
+            team=team,
+            filters=filters,
+            user=request.user,  # type: ignore[arg-type]
+        ),
+        GALLERY_PAGE_SIZE,
     )
     page = paginator.get_page(request.GET.get("page"))
     positions = selectors.queue_positions(engine=get_engine().name)
@@ -453,9 +475,15 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         "jobs": [(job, positions.get(job.pk)) for job in page.object_list],
         "filters": filters,
         "query": filters.as_query(),
-        "authors": selectors.team_authors(team=team),
+        # Only the whole page shows the filter form; the grid skips this query.
+        "authors": lambda: selectors.team_authors(team=team),
         "statuses": GenerationJob.Status.choices,
+        "reviews": GenerationJob.ReviewState.choices,
         "resolutions": GenerationJob.Resolution.choices,
+        "engines": selectors.ENGINES,
+        "sorts": [(key, label) for key, (label, _) in selectors.SORTS.items()],
+        "approval_required": team.approval_required,
+        "next": request.get_full_path(),
     }
     template = "studio/gallery.html"
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]
@@ -492,13 +520,15 @@ def job_video(
     job = _team_job(membership, code)
     if not job.video:
         raise Http404("This job has no video yet.")
-    name = None
-    if "download" in request.GET:
-        safe_title = "".join(
-            c for c in job.display_title[:60] if c.isalnum() or c in " -_."
-        )
-        name = f"{safe_title.strip() or 'video'} {job.resolution}.mp4"
+    name = _download_name(job) if "download" in request.GET else None
     return serve_file(request, job.video.name, download_as=name)
+
+
+def _download_name(job: GenerationJob) -> str:
+    safe_title = "".join(
+        c for c in job.display_title[:60] if c.isalnum() or c in " -_."
+    )
+    return f"{safe_title.strip() or 'video'} {job.resolution}.mp4"
 
 
 @team_required
@@ -605,6 +635,12 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     if request.method == "POST":
         action = request.POST.get("action", "")
         try:
+            if action == "approval":
+                services.team_set_approval(
+                    team=team, required=request.POST.get("approval_required") == "on"
+                )
+                messages.success(request, "Team settings saved.")
+                return redirect("studio:team-settings")
             if action == "team-budget":
                 team_form = TeamBudgetForm(
                     request.POST, instance=team_budget, prefix="team"
@@ -688,6 +724,171 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
             "rows": rows,
             "add_form": add_form,
             "roles": Membership.Role.choices,
+        },
+    )
+
+
+# -- gallery, review and hand-off ---------------------------------------------
+
+
+def _reuse_context(membership: Membership, code: str) -> dict[str, Any]:
+    """'Use again': the upload page with a job's stored inputs already checked."""
+    if not code:
+        return {}
+    try:
+        job = _team_job(membership, UUID(code))
+    except ValueError:
+        raise Http404 from None
+    reused = services.job_reuse(job=job)
+    return {
+        "initial": {"resolution": job.resolution, "title": job.title},
+        "reused_from": job,
+        "portrait_outcome": reused.portrait,
+        "audio_outcome": reused.audio,
+        "ready": reused.ready,
+    }
+
+
+def _job_panels_context(
+    request: HttpRequest, membership: Membership, job: GenerationJob
+) -> dict[str, Any]:
+    job.team = membership.team  # already loaded: no query for the approval rule
+    panels = selectors.job_panels(job=job, user=request.user)  # type: ignore[arg-type]
+    job.is_favourite = panels.is_favourite  # type: ignore[attr-defined]
+    return {
+        "panels": panels,
+        "can_review": services.can_review(membership),
+        "approval_required": membership.team.approval_required,
+        "releasable": services.releasable(job),
+        "share_days": services.SHARE_DAYS,
+        "shares": _share_rows(request, panels.shares),
+        "other_resolutions": [
+            r for r in get_engine().limits.resolutions if r != job.resolution
+        ],
+        "next": job.get_absolute_url(),
+    }
+
+
+def _share_rows(
+    request: HttpRequest, shares: list[ShareLink]
+) -> list[tuple[ShareLink, str, bool]]:
+    now = timezone.now()
+    return [
+        (
+            share,
+            request.build_absolute_uri(
+                reverse("studio:share-page", args=[services.share_token(share)])
+            ),
+            share.is_active(now),
+        )
+        for share in shares
+    ]
+
+
+def _after_post(
+    request: HttpRequest,
+    job: GenerationJob,
+    partial: str,
+    context: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """htmx: the updated panel of the detail page; otherwise back to that page."""
+    if request.htmx:  # type: ignore[attr-defined]
+        membership: Membership = request.membership  # type: ignore[attr-defined]
+        full = (
+            {"job": job}
+            | _job_panels_context(request, membership, job)
+            | (context or {})
+        )
+        return render(request, f"studio/job_detail.html#{partial}", full)
+    return redirect(job.get_absolute_url() + "#" + partial)
+
+
+@team_required
+@require_POST
+def job_favourite(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    """Star or unstar: `on=1` or `on=0`, so a double click cannot undo itself."""
+    job = _team_job(membership, code)
+    job.is_favourite = services.favourite_set(  # type: ignore[attr-defined]
+        job=job,
+        user=request.user,  # type: ignore[arg-type]
+        on=request.POST.get("on") == "1",
+    )
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "studio/gallery.html#favourite", {"job": job})
+    return redirect(_safe_next(request, job.get_absolute_url()))
+
+
+@team_required
+@require_POST
+def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
+    job = _team_job(membership, code)
+    services.job_set_notes(job=job, notes=request.POST.get("notes", ""))
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(
+            request, "studio/job_detail.html#job-notes", {"job": job, "saved": True}
+        )
+    messages.success(request, "Notes saved.")
+    return redirect(job)
+
+
+@team_required
+@require_POST
+def job_review(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    if not services.can_review(membership):
+        raise PermissionDenied("Only reviewers and admins can review videos.")
+    error = ""
+    try:
+        services.job_review(
+            job=job,
+            membership=membership,
+            decision=request.POST.get("decision", ""),
+            comment=request.POST.get("comment", ""),
+        )
+    except services.Rejected as exc:
+        error = exc.message
+        if not request.htmx:  # type: ignore[attr-defined]
+            messages.error(request, error)
+    response = _after_post(
+        request,
+        job,
+        "job-review",
+        {"review_error": error, "review_draft": request.POST.get("comment", "")},
+    )
+    if request.htmx and not error:  # type: ignore[attr-defined]
+        # The share panel depends on approval: let it reload itself.
+        trigger_client_event(response, "job-reviewed", {"code": str(job.code)})
+    return response
+
+
+@team_required
+@require_POST
+def job_comment(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    error = ""
+    try:
+        services.job_comment(
+            job=job,
+            user=request.user,  # type: ignore[arg-type]
+            text=request.POST.get("text", ""),
+        )
+    except services.Rejected as exc:
+        error = exc.message
+        if not request.htmx:  # type: ignore[attr-defined]
+            messages.error(request, error)
+    return _after_post(
+        request,
+        job,
+        "job-comments",
+        {
+            "comment_error": error,
+            "draft": request.POST.get("text", "") if error else "",
         },
     )
 
@@ -812,3 +1013,170 @@ def ledger_csv(request: HttpRequest, membership: Membership) -> StreamingHttpRes
     name = f"s2v-ledger-{membership.team.slug}-{start:%Y-%m}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+@team_required
+@require_POST
+def job_variant(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    resolution = request.POST.get("resolution", "")
+    try:
+        variant = services.job_variant(
+            job=job,
+            user=request.user,  # type: ignore[arg-type]
+            resolution=resolution,
+        )
+    except services.Rejected as exc:
+        messages.error(request, exc.message)
+        return _back_to(request, job.get_absolute_url())
+    messages.success(
+        request, f"Queued a {variant.resolution} variant of the same take."
+    )
+    return _back_to(request, variant.get_absolute_url())
+
+
+@team_required
+@require_POST
+def share_create(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    job = _team_job(membership, code)
+    job.team = membership.team
+    error = ""
+    try:
+        days = int(request.POST.get("days", ""))
+    except ValueError:
+        days = 0
+    try:
+        services.share_create(job=job, user=request.user, days=days)  # type: ignore[arg-type]
+    except services.Rejected as exc:
+        error = exc.message
+        if not request.htmx:  # type: ignore[attr-defined]
+            messages.error(request, error)
+    return _after_post(request, job, "job-shares", {"share_error": error})
+
+
+@team_required
+@require_POST
+def share_revoke(
+    request: HttpRequest, membership: Membership, code: UUID
+) -> HttpResponse:
+    share = get_object_or_404(
+        ShareLink.objects.select_related("job"), code=code, job__team=membership.team
+    )
+    services.share_revoke(share=share, user=request.user)  # type: ignore[arg-type]
+    return _after_post(request, share.job, "job-shares")
+
+
+def _public_share(token: str) -> ShareLink:
+    code = services.share_code(token)
+    share = selectors.share_for_public(code=code) if code else None
+    if share is None:
+        raise Http404("This link is invalid, has expired or was revoked.")
+    return share
+
+
+def _private_to_robots(response: HttpResponseBase) -> HttpResponseBase:
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    # Revalidate every time, so a revoked link stops working at once.
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@require_GET
+def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
+    """A shared video, for anyone with the link: that video and nothing else."""
+    share = _public_share(token)
+    return _private_to_robots(
+        render(
+            request,
+            "studio/share_page.html",
+            {"share": share, "job": share.job, "token": token},
+        )
+    )
+
+
+@require_GET
+def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
+    job = _public_share(token).job
+    name = _download_name(job) if "download" in request.GET else None
+    return _private_to_robots(serve_file(request, job.video.name, download_as=name))
+
+
+@require_GET
+def share_poster(request: HttpRequest, token: str) -> HttpResponseBase:
+    job = _public_share(token).job
+    if not job.poster:
+        raise Http404
+    return _private_to_robots(serve_file(request, job.poster.name))
+
+
+@team_required
+@require_POST
+def gallery_zip(request: HttpRequest, membership: Membership) -> HttpResponseBase:
+    """The chosen videos as one zip, streamed while it is written."""
+    try:
+        codes = [UUID(value) for value in request.POST.getlist("job")]
+    except ValueError:
+        raise Http404 from None
+    try:
+        jobs = services.jobs_for_download(team=membership.team, codes=codes)
+    except GenerationJob.DoesNotExist:
+        raise Http404 from None
+    except services.Rejected as exc:
+        messages.error(request, exc.message)
+        return redirect(_safe_next(request, reverse("studio:gallery")))
+    names: set[str] = set()
+    members = []
+    for job in jobs:
+        name = base = _download_name(job)
+        n = 1
+        while name in names:
+            n += 1
+            name = base.replace(".mp4", f" ({n}).mp4")
+        names.add(name)
+        members.append((name, job.video.name))
+    response = StreamingHttpResponse(
+        zip_stream(members), content_type="application/zip"
+    )
+    stamp = timezone.localtime().strftime("%Y-%m-%d %H%M")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{membership.team.slug} videos {stamp}.zip"'
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@team_required
+@require_GET
+def notification_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    user = request.user
+    notices = selectors.notifications_for(user=user, team=membership.team)  # type: ignore[arg-type]
+    # Seeing the list is reading it; the page still marks what was new.
+    notifications.mark_all_read(user=user, team_id=membership.team_id)  # type: ignore[arg-type]
+    return render(
+        request,
+        "studio/notifications.html",
+        {"notices": notices, "unread_notifications": 0},
+    )
+
+
+@team_required
+@require_GET
+def notification_badge(request: HttpRequest, membership: Membership) -> HttpResponse:
+    count = selectors.unread_count(user=request.user, team_id=membership.team_id)  # type: ignore[arg-type]
+    return render(
+        request, "base.html#notification-badge", {"unread_notifications": count}
+    )
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    next_url = request.POST.get("next", "")
+    if next_url and url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}
+    ):
+        return next_url
+    return default

@@ -66,6 +66,49 @@
     }
   });
 
+  // Gallery cards: hovering plays a muted preview, leaving pauses it. A video
+  // someone started with its own controls (or unmuted) is left alone.
+  document.addEventListener("mouseenter", function (event) {
+    var card = event.target;
+    if (!(card instanceof Element) || !card.matches("article.card")) return;
+    var video = card.querySelector("video[data-hover-preview]");
+    if (!video || !video.paused) return;
+    video.muted = true;
+    video.dataset.hoverPlaying = "1";
+    var playing = video.play();
+    if (playing && playing.catch) playing.catch(function () {});
+  }, true);
+  document.addEventListener("mouseleave", function (event) {
+    var card = event.target;
+    if (!(card instanceof Element) || !card.matches("article.card")) return;
+    var video = card.querySelector("video[data-hover-preview]");
+    if (!video || !video.dataset.hoverPlaying) return;
+    delete video.dataset.hoverPlaying;
+    if (video.muted) video.pause();
+  }, true);
+  // Controls used during a hover preview make it the viewer's own playback.
+  document.addEventListener("volumechange", function (event) {
+    var video = event.target;
+    if (video instanceof HTMLVideoElement && !video.muted) delete video.dataset.hoverPlaying;
+  }, true);
+
+  // "Copy" beside a share link. Without the Clipboard API (plain http on another
+  // host), select the link so the usual shortcut copies it.
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element && event.target.closest("[data-copy]");
+    if (!button) return;
+    var field = button.parentElement && button.parentElement.querySelector(".share-url");
+    if (!navigator.clipboard) {
+      if (field) field.select();
+      return;
+    }
+    navigator.clipboard.writeText(button.dataset.copy).then(function () {
+      button.textContent = "Copied";
+    }, function () {
+      if (field) field.select();
+    });
+  });
+
   document.addEventListener("htmx:responseError", function (event) {
     var status = event.detail.xhr.status;
     if (status === 403) {
