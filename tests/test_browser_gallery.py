@@ -23,7 +23,7 @@ from playwright.sync_api import (
 
 from tests.live import DEMO_PASSWORD, DEMO_USER, LiveStudio
 from tests.media_factories import ASTRONAUT, make_wav
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot, sign_in
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot, sign_in, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -308,9 +308,7 @@ def test_a_share_link_opens_in_a_fresh_browser_and_can_be_revoked(
         expect(shared.get_by_role("link", name="Gallery")).to_have_count(0)
         video = shared.locator("video")
         video.evaluate("v => { v.muted = true; return v.play(); }")
-        shared.wait_for_function(
-            "document.querySelector('video').currentTime > 0", timeout=20_000
-        )
+        wait_until(shared, "document.querySelector('video').currentTime > 0", 20)
         assert video.evaluate("v => v.videoWidth") > 0
         screenshot(shared, "share-page")
 
