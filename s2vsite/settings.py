@@ -336,6 +336,9 @@ def s3_storage() -> dict[str, Any]:
             "querystring_expire": env_int("S2V_S3_URL_EXPIRE_SECONDS", 3600),
             # Never replace an object: the same names mean the same files, as on disk.
             "file_overwrite": False,
+            # Objects read through storage (zips, range requests, engine inputs)
+            # spill to disk past 2 MB instead of sitting whole in memory.
+            "max_memory_size": 2 * 1024 * 1024,
             "default_acl": None,  # the bucket's own (private) policy
             "client_config": config,
         },

@@ -7,12 +7,13 @@ import re
 import stat
 import zipfile
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import Any
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
+from storages.utils import clean_name
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 256 * 1024
@@ -37,12 +38,18 @@ def serve_file(
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
             return response
-        fh.seek(start)
+        fh.close()
         response = StreamingHttpResponse(
-            _read(fh, end - start + 1), status=206, content_type=content_type
+            stored_chunks(name, start=start, end=end),
+            status=206,
+            content_type=content_type,
         )
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response["Content-Length"] = str(end - start + 1)
+    elif _bucket() is not None:
+        fh.close()
+        response = StreamingHttpResponse(stored_chunks(name), content_type=content_type)
+        response["Content-Length"] = str(size)
     else:
         response = FileResponse(fh, content_type=content_type)
         response["Content-Length"] = str(size)
@@ -54,16 +61,38 @@ def serve_file(
     return response
 
 
-def _read(fh: IO[bytes], remaining: int) -> Iterator[bytes]:
-    try:
-        while remaining > 0:
-            chunk = fh.read(min(CHUNK, remaining))
+def stored_chunks(
+    name: str, *, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """A stored file's bytes start..end (inclusive), a chunk at a time.
+
+    On S3-compatible storage this is one ranged GET whose body is read as it
+    arrives: opening the file through storage would first download all of it.
+    """
+    bucket = _bucket()
+    if bucket is not None:
+        key = default_storage._normalize_name(clean_name(name))  # type: ignore[attr-defined]
+        span = f"bytes={start}-{'' if end is None else end}"
+        body = bucket.Object(key).get(Range=span)["Body"]
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+        return
+    with default_storage.open(name, "rb") as fh:
+        fh.seek(start)
+        remaining = None if end is None else end - start + 1
+        while remaining is None or remaining > 0:
+            chunk = fh.read(CHUNK if remaining is None else min(CHUNK, remaining))
             if not chunk:
                 break
-            remaining -= len(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)
             yield chunk
-    finally:
-        fh.close()
+
+
+def _bucket() -> Any:
+    return getattr(default_storage, "bucket", None)
 
 
 class _Spool:
@@ -108,11 +137,8 @@ def zip_stream(members: Iterable[tuple[str, str]]) -> Iterator[bytes]:
             info.compress_type = zipfile.ZIP_STORED
             info.external_attr = (stat.S_IFREG | 0o644) << 16  # a plain readable file
             info.file_size = default_storage.size(name)  # picks ZIP64 when needed
-            with (
-                default_storage.open(name, "rb") as src,
-                archive.open(info, "w") as dst,
-            ):
-                while chunk := src.read(CHUNK):
+            with archive.open(info, "w") as dst:
+                for chunk in stored_chunks(name):
                     dst.write(chunk)
                     yield spool.take()
             if data := spool.take():  # the member's data descriptor

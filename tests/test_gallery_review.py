@@ -359,8 +359,10 @@ def test_the_zip_stream_keeps_memory_flat_however_large_the_files(db):
         tracemalloc.stop()
 
     assert size > 24_000_000
-    # Four files of 6 MB went through; at most about two chunks were ever held.
-    assert peak < 2 * media.CHUNK + 300_000
+    # Four files of 6 MB went through; at most about two chunks were ever held,
+    # plus, on S3, the HTTP client's own buffers (fixed, not per byte read).
+    overhead = 1_500_000 if getattr(default_storage, "bucket", None) else 300_000
+    assert peak < 2 * media.CHUNK + overhead
 
 
 def test_zip_refuses_unfinished_and_when_required_unapproved_videos(
