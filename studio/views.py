@@ -230,6 +230,13 @@ def _team_object(model: type[Any], membership: Membership, code: str) -> Any:
         return None
 
 
+def _team_member(team: Team, member_id: str) -> Membership:
+    """A membership of this team by id; 404 for anything else, garbage included."""
+    if not member_id.isdigit():
+        raise Http404("No such member.")
+    return get_object_or_404(Membership, team=team, pk=int(member_id))
+
+
 @team_required
 @require_GET
 def job_estimate(request: HttpRequest, membership: Membership) -> HttpResponse:
@@ -548,9 +555,11 @@ def job_poster(
 @login_required
 @require_POST
 def team_switch(request: HttpRequest) -> HttpResponse:
-    team = get_object_or_404(
-        Team, code=request.POST.get("team"), memberships__user=request.user
-    )
+    try:
+        code = UUID(request.POST.get("team", ""))
+    except ValueError:
+        raise Http404("You are not in that team.") from None
+    team = get_object_or_404(Team, code=code, memberships__user=request.user)
     request.session[SESSION_TEAM_KEY] = team.pk
     messages.success(request, f"Now working in {team.name}.")
     next_url = request.POST.get("next", "")
@@ -652,9 +661,7 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     messages.success(request, "Team budget saved.")
                     return redirect("studio:team-settings")
             elif action == "member-budget":
-                member = get_object_or_404(
-                    Membership, team=team, pk=request.POST.get("member")
-                )
+                member = _team_member(team, request.POST.get("member", ""))
                 form = BudgetForm(request.POST, prefix=f"m{member.pk}")
                 if form.is_valid():
                     services.budget_update(
@@ -675,9 +682,7 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     )
                     return redirect("studio:team-settings")
             elif action in ("set-role", "remove-member"):
-                member = get_object_or_404(
-                    Membership, team=team, pk=request.POST.get("member")
-                )
+                member = _team_member(team, request.POST.get("member", ""))
                 if action == "remove-member":
                     services.member_remove(membership=member)
                     messages.success(
