@@ -12,11 +12,24 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .models import Budget, GenerationJob, LedgerEntry, Membership, Price, Team, User
@@ -180,6 +193,50 @@ def usage(
         held=totals["held_total"] or ZERO,
         seconds=totals["seconds_total"] or ZERO,
         held_seconds=totals["held_seconds_total"] or ZERO,
+    )
+
+
+def with_usage(
+    queryset: QuerySet[Any], *, team_field: str, per_user: bool
+) -> QuerySet[Any]:
+    """Annotate `spent` (billed this month) and `held` (outstanding holds), as `usage` counts them.
+
+    One query for a whole list: teams (team_field="pk") or budgets
+    (team_field="team", per_user=True, where a budget without a user is team-wide).
+    """
+    amount = DecimalField(max_digits=14, decimal_places=6)
+
+    def total(filters: Q, *, by_user: bool) -> Coalesce:
+        rows = LedgerEntry.objects.filter(
+            team=OuterRef(team_field), currency=currency()
+        )
+        rows = rows.filter(filters)
+        if by_user:
+            rows = rows.filter(user=OuterRef("user"))
+        sums = (
+            rows.order_by().values("team").annotate(total=Sum("amount")).values("total")
+        )
+        return Coalesce(
+            Subquery(sums[:1], output_field=amount), Value(ZERO), output_field=amount
+        )
+
+    kinds = {
+        "spent": Q(billed=True, created_at__gte=month_start()),
+        "held": Q(kind__in=["hold", "release"]),
+    }
+    if not per_user:
+        return queryset.annotate(
+            **{k: total(q, by_user=False) for k, q in kinds.items()}
+        )
+    return queryset.annotate(
+        **{
+            k: Case(
+                When(user__isnull=True, then=total(q, by_user=False)),
+                default=total(q, by_user=True),
+                output_field=amount,
+            )
+            for k, q in kinds.items()
+        }
     )
 
 

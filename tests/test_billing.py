@@ -424,3 +424,48 @@ def test_spend_report_and_csv_match_the_ledger(
         billed[0]["job"] == str(job.code)
         and billed[0]["remote_id"] == job.remote_task_id
     )
+
+
+def test_admin_usage_columns_match_usage_and_cost_no_query_per_row(
+    priced, alice, team, checked_inputs, enqueued, django_assert_max_num_queries
+):
+    from django.test import Client
+
+    from studio.models import Team
+
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client = Client()
+    client.force_login(alice)
+    budget(team, monthly_amount=Decimal("50"))
+    member = budget(team, user=alice, monthly_amount=Decimal("20"))
+    done = submit(alice, team, checked_inputs)
+    tasks.job_run(done.pk)
+    submit(alice, team, checked_inputs)  # still held
+
+    rows = {
+        b.pk: b
+        for b in billing.with_usage(
+            Budget.objects.all(), team_field="team", per_user=True
+        )
+    }
+    for row in (rows[member.pk], next(b for b in rows.values() if b.user_id is None)):
+        used = billing.usage(team=team, user=row.user)
+        assert (row.spent, row.held) == (used.spent, used.held)
+    [teamrow] = billing.with_usage(
+        Team.objects.filter(pk=team.pk), team_field="pk", per_user=False
+    )
+    assert (teamrow.spent, teamrow.held) == (
+        billing.usage(team=team).spent,
+        billing.usage(team=team).held,
+    )
+
+    with django_assert_max_num_queries(40) as few:
+        client.get(reverse("admin:studio_budget_changelist"))
+    for n in range(6):
+        other = Team.objects.create(name=f"Extra {n}", slug=f"extra-{n}")
+        budget(other, monthly_amount=Decimal("5"))
+    with django_assert_max_num_queries(40) as many:
+        page = client.get(reverse("admin:studio_budget_changelist"))
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert page.status_code == 200
