@@ -94,14 +94,32 @@ def price_for(
     )
 
 
-def _unit_price(price: Price | None) -> Decimal:
-    return price.unit_price if price else ZERO
+def unit_price(*, provider: str, unit: str, resolution: str = "") -> Decimal:
+    """The price in force: the table's line, else the engine's own declared price.
+
+    The fallback keeps a new engine (or a price line an admin deleted) from
+    costing nothing; it applies only when the engine declares the site currency.
+    """
+    price = price_for(provider=provider, unit=unit, resolution=resolution)
+    if price is not None:
+        return price.unit_price
+    from .engine import get_engine  # engines read settings; import at call time
+
+    try:
+        limits = get_engine(provider).limits
+    except Exception:  # an engine that is not configured here declares nothing
+        return ZERO
+    if limits.currency != currency():
+        return ZERO
+    if unit == Price.Unit.IMAGE:
+        return limits.price_per_check
+    return limits.price_per_second.get(resolution, ZERO)
 
 
 def generation_cost(*, provider: str, resolution: str, seconds: Decimal) -> Decimal:
     """What the price table says billed seconds of a provider's video cost."""
-    price = price_for(provider=provider, unit=Price.Unit.SECOND, resolution=resolution)
-    return amount_for(seconds, _unit_price(price))
+    price = unit_price(provider=provider, unit=Price.Unit.SECOND, resolution=resolution)
+    return amount_for(seconds, price)
 
 
 def hold_seconds(audio_seconds: float) -> Decimal:
@@ -130,13 +148,11 @@ def estimate(
     *, provider: str, resolution: str, audio_seconds: float, needs_check: bool = False
 ) -> Estimate:
     seconds = hold_seconds(audio_seconds)
-    per_second = _unit_price(
-        price_for(provider=provider, unit=Price.Unit.SECOND, resolution=resolution)
+    per_second = unit_price(
+        provider=provider, unit=Price.Unit.SECOND, resolution=resolution
     )
     check = (
-        _unit_price(price_for(provider=provider, unit=Price.Unit.IMAGE))
-        if needs_check
-        else ZERO
+        unit_price(provider=provider, unit=Price.Unit.IMAGE) if needs_check else ZERO
     )
     return Estimate(
         seconds=seconds,
@@ -356,8 +372,7 @@ def record_check(
     remote_id: str = "",
 ) -> LedgerEntry:
     """One portrait-check call: billed whenever the provider answered, pass or fail."""
-    price = price_for(provider=provider, unit=Price.Unit.IMAGE)
-    unit_price = _unit_price(price)
+    price = unit_price(provider=provider, unit=Price.Unit.IMAGE)
     entry = LedgerEntry.objects.create(
         team=team,
         user=user,
@@ -366,8 +381,8 @@ def record_check(
         model=CHECK_MODEL.get(provider, provider),
         unit=Price.Unit.IMAGE,
         quantity=Decimal(1),
-        unit_price=unit_price,
-        amount=amount_for(Decimal(1), unit_price) if billed else ZERO,
+        unit_price=price,
+        amount=amount_for(Decimal(1), price) if billed else ZERO,
         currency=currency(),
         billed=billed,
         reason=reason[:255],
@@ -442,16 +457,15 @@ def job_finished(*, job_id: int) -> None:
                 )
             billed = job.status == GenerationJob.Status.SUCCEEDED
             seconds = (job.billed_seconds or ZERO) if billed else ZERO
-            price = price_for(
+            price = unit_price(
                 provider=job.engine, unit=Price.Unit.SECOND, resolution=job.resolution
             )
-            unit_price = _unit_price(price)
             _job_entry(
                 job,
                 LedgerEntry.Kind.GENERATION,
                 quantity=seconds,
-                unit_price=unit_price,
-                amount=amount_for(seconds, unit_price),
+                unit_price=price,
+                amount=amount_for(seconds, price),
                 seconds=seconds,
                 currency=currency(),
                 billed=billed,

@@ -469,3 +469,40 @@ def test_admin_usage_columns_match_usage_and_cost_no_query_per_row(
         page = client.get(reverse("admin:studio_budget_changelist"))
     assert len(many.captured_queries) == len(few.captured_queries)
     assert page.status_code == 200
+
+
+def test_without_a_price_line_the_engines_declared_price_applies(settings, db):
+    settings.S2V_CURRENCY = "USD"
+    settings.DASHSCOPE_API_KEY = "sk-test"
+    Price.objects.filter(
+        provider="dashscope", unit="second", resolution="480P"
+    ).delete()
+
+    assert billing.unit_price(
+        provider="dashscope", unit="second", resolution="480P"
+    ) == Decimal("0.071677")
+    assert (
+        billing.unit_price(provider="no-such-engine", unit="second", resolution="480P")
+        == 0
+    )
+
+
+def test_provider_accounts_show_in_the_admin(alice, db):
+    from django.test import Client
+    from django.utils import timezone
+
+    from studio.models import ProviderAccount
+
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    ProviderAccount.objects.create(
+        engine="dashscope", paused_code="Arrearage", paused_at=timezone.now()
+    )
+    client = Client()
+    client.force_login(alice)
+
+    page = client.get(
+        reverse("admin:studio_provideraccount_changelist")
+    ).content.decode()
+
+    assert "Arrearage" in page and "dashscope" in page
