@@ -18,6 +18,7 @@ from .models import (
     Membership,
     Portrait,
     Price,
+    ProviderAccount,
     ShareLink,
     Team,
     User,
@@ -260,3 +261,32 @@ class JobReviewAdmin(admin.ModelAdmin):
     list_filter = ["decision"]
     list_select_related = ["job", "reviewer"]
     readonly_fields = [f.name for f in JobReview._meta.fields]
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(admin.ModelAdmin):
+    """Whether each provider account is dispatching, and why not when paused."""
+
+    list_display = [
+        "engine",
+        "is_paused",
+        "paused_code",
+        "paused_at",
+        "retry_at",
+        "last_dispatch_at",
+    ]
+    readonly_fields = [
+        "engine",
+        "paused_code",
+        "paused_message",
+        "paused_at",
+        "retry_at",
+        "last_dispatch_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(boolean=True, description="Paused")
+    def is_paused(self, account: ProviderAccount) -> bool:
+        return account.is_paused
