@@ -125,7 +125,10 @@ def portrait_submit(
 def portrait_verdict(
     *, portrait: Portrait, engine: Engine | None = None, user: User | None = None
 ) -> FaceCheck:
-    """The portrait's verdict for an engine, checking it only if no verdict is cached."""
+    """The portrait's verdict for an engine, checking it only if no verdict is cached.
+
+    A paid check is charged to `user`, or to the portrait's uploader when unknown.
+    """
     engine = engine or get_engine()
     check = _cached_check(sha256=portrait.sha256, engine=engine)
     if check is not None:
@@ -134,7 +137,9 @@ def portrait_verdict(
         image = InputFile(
             path=path, sha256=portrait.sha256, storage_name=portrait.file.name
         )
-        verdict = _check(engine, image)
+        verdict = _check(
+            engine, image, team=portrait.team, user=user or portrait.uploaded_by
+        )
     return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
 
 
