@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+
+# Lets runtime code subscript Django's generic classes (ModelAdmin[Team]).
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -375,7 +379,7 @@ S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
 # still on it (ORM broker). A render of the longest allowed clip at 720P stays
 # well inside `timeout`. The Redis broker hands each message out once and never
 # redelivers it; a job whose worker died is taken back by the studio's sweep.
-Q_CLUSTER = {
+Q_CLUSTER: dict[str, Any] = {
     "name": REDIS_PREFIX if REDIS_URL else "s2v",
     **({"redis": REDIS_URL} if REDIS_URL else {"orm": "default"}),
     "workers": env_int("S2V_Q_WORKERS", 2),

@@ -25,18 +25,18 @@ from .models import (
 )
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(admin.TabularInline[Membership, Team]):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
 
 
 @admin.register(User)
-class StudioUserAdmin(UserAdmin):
+class StudioUserAdmin(UserAdmin[User]):
     pass
 
 
-class BudgetInline(admin.TabularInline):
+class BudgetInline(admin.TabularInline[Budget, Team]):
     model = Budget
     extra = 0
     fields = [
@@ -51,7 +51,7 @@ class BudgetInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(admin.ModelAdmin[Team]):
     list_display = ["name", "slug", "spent_this_month", "held", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -77,7 +77,7 @@ def _cents(amount: Decimal) -> Decimal:
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(admin.ModelAdmin[Budget]):
     list_display = [
         "__str__",
         "team",
@@ -130,6 +130,7 @@ class BudgetAdmin(admin.ModelAdmin):
     ) -> None:
         raised = 0
         for budget in queryset.exclude(monthly_amount__isnull=True):
+            assert budget.monthly_amount is not None
             budget.monthly_amount = (budget.monthly_amount * Decimal("1.2")).quantize(
                 Decimal("0.01")
             )
@@ -148,7 +149,7 @@ class BudgetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(admin.ModelAdmin[Price]):
     list_display = [
         "provider",
         "model",
@@ -165,7 +166,7 @@ class PriceAdmin(admin.ModelAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
     """Read-only: the ledger is append-only."""
 
     list_display = [
@@ -198,7 +199,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
+class GenerationJobAdmin(admin.ModelAdmin[GenerationJob]):
     list_display = [
         "display_title",
         "team",
@@ -217,14 +218,14 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(FaceCheck)
-class FaceCheckAdmin(admin.ModelAdmin):
+class FaceCheckAdmin(admin.ModelAdmin[FaceCheck]):
     list_display = ["sha256", "engine", "check_pass", "reason", "created_at"]
     list_filter = ["engine", "check_pass", "reason"]
     readonly_fields = [f.name for f in FaceCheck._meta.fields]
 
 
 @admin.register(Portrait)
-class PortraitAdmin(admin.ModelAdmin):
+class PortraitAdmin(admin.ModelAdmin[Portrait]):
     list_display = [
         "original_name",
         "team",
@@ -237,7 +238,7 @@ class PortraitAdmin(admin.ModelAdmin):
 
 
 @admin.register(AudioClip)
-class AudioClipAdmin(admin.ModelAdmin):
+class AudioClipAdmin(admin.ModelAdmin[AudioClip]):
     list_display = [
         "original_name",
         "team",
@@ -249,14 +250,14 @@ class AudioClipAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShareLink)
-class ShareLinkAdmin(admin.ModelAdmin):
+class ShareLinkAdmin(admin.ModelAdmin[ShareLink]):
     list_display = ["job", "created_by", "created_at", "expires_at", "revoked_at"]
     list_select_related = ["job", "created_by"]
     readonly_fields = ["code", "job", "created_by", "created_at", "revoked_by"]
 
 
 @admin.register(JobReview)
-class JobReviewAdmin(admin.ModelAdmin):
+class JobReviewAdmin(admin.ModelAdmin[JobReview]):
     list_display = ["job", "reviewer", "decision", "created_at"]
     list_filter = ["decision"]
     list_select_related = ["job", "reviewer"]
@@ -264,7 +265,7 @@ class JobReviewAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderAccount)
-class ProviderAccountAdmin(admin.ModelAdmin):
+class ProviderAccountAdmin(admin.ModelAdmin[ProviderAccount]):
     """Whether each provider account is dispatching, and why not when paused."""
 
     list_display = [

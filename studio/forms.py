@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -25,7 +25,8 @@ class UploadForm(forms.Form):
         )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        # Form.clean() returns cleaned_data; only overrides may return None.
+        data = cast("dict[str, Any]", super().clean())
         upload = data.get(self.field_name)
         if upload is not None and upload.size > self.max_mb * _BYTES_IN_MB:
             self.add_error(
@@ -54,7 +55,7 @@ class RenameForm(forms.Form):
     title = forms.CharField(max_length=120, required=False)
 
 
-class BudgetForm(forms.ModelForm):
+class BudgetForm(forms.ModelForm[Budget]):
     class Meta:
         model = Budget
         fields = [
