@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from .models import Budget, GenerationJob, LedgerEntry, Membership, Price, Team, User
 
+_QS = TypeVar("_QS", bound="QuerySet[Any]")
 log = logging.getLogger(__name__)
 
 PLACES = Decimal("0.000001")
@@ -212,15 +213,15 @@ def usage(
     )
 
 
-def with_usage(
-    queryset: QuerySet[Any], *, team_field: str, per_user: bool
-) -> QuerySet[Any]:
+def with_usage(queryset: _QS, *, team_field: str, per_user: bool) -> _QS:
     """Annotate `spent` (billed this month) and `held` (outstanding holds), as `usage` counts them.
 
     One query for a whole list: teams (team_field="pk") or budgets
     (team_field="team", per_user=True, where a budget without a user is team-wide).
     """
-    amount = DecimalField(max_digits=14, decimal_places=6)
+    amount: DecimalField[Decimal, Decimal] = DecimalField(
+        max_digits=14, decimal_places=6
+    )
 
     def total(filters: Q, *, by_user: bool) -> Coalesce:
         rows = LedgerEntry.objects.filter(

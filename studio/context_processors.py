@@ -21,15 +21,15 @@ def studio(request: HttpRequest) -> dict[str, Any]:
         "active_membership": membership if membership else None,
         # Evaluated only by pages that show the badge: one COUNT query.
         "unread_notifications": lambda: (
-            unread_count(user=request.user, team_id=membership.team_id)  # type: ignore[arg-type]
+            unread_count(user=request.user, team_id=membership.team_id)
             if membership
             else 0
         ),
-        "user_teams": lambda: list(user_teams(user=request.user)),  # type: ignore[arg-type]
+        "user_teams": lambda: list(user_teams(user=request.user)),
         "engine": get_engine(),
         "is_team_admin": is_admin,
         "budget_warnings": (
-            lambda: billing.budget_warnings(team=membership.team, user=request.user)  # type: ignore[arg-type]
+            lambda: billing.budget_warnings(team=membership.team, user=request.user)
         )
         if membership
         else (),

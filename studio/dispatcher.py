@@ -512,7 +512,11 @@ def remote_ratio(*, engine_name: str) -> float | None:
         .order_by("-finished_at")
         .values_list("remote_seconds", "audio__duration")[:20]
     )
-    ratios = [seconds / duration for seconds, duration in rows if duration]
+    ratios = [
+        seconds / duration
+        for seconds, duration in rows
+        if duration and seconds is not None
+    ]
     return median(ratios) if ratios else None
 
 
@@ -606,7 +610,7 @@ def sweep_remote(*, now: datetime) -> list[int]:
         submit_started_at__lt=now - LOST_SUBMIT_AFTER,
     )
     for job in lost:
-        if not is_remote(job.engine):
+        if not is_remote(job.engine) or job.submit_started_at is None:
             continue
         engine = get_engine(job.engine)
         known = set(

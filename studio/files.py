@@ -13,7 +13,7 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 
 
-def sha256_of(file: File) -> str:
+def sha256_of(file: File[bytes]) -> str:
     digest = hashlib.sha256()
     file.seek(0)
     for chunk in file.chunks():
@@ -23,7 +23,7 @@ def sha256_of(file: File) -> str:
 
 
 @contextmanager
-def local_path(file: File, *, suffix: str = "") -> Iterator[Path]:
+def local_path(file: File[bytes], *, suffix: str = "") -> Iterator[Path]:
     """A path on disk holding `file`'s bytes: the upload's own temp file if it has one."""
     temporary_path = getattr(file, "temporary_file_path", None)
     if temporary_path is not None:

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -121,7 +121,7 @@ def check_storage() -> dict[str, Any]:
     if bucket := getattr(storage, "bucket_name", None):
         # HeadBucket: reachable, the bucket exists, and the key may list it
         # (which exists() needs too: without it S3 answers 403 for a missing key).
-        storage.connection.meta.client.head_bucket(Bucket=bucket)
+        cast(Any, storage).connection.meta.client.head_bucket(Bucket=bucket)
         return {"backend": "s3"}
     storage.exists(".healthz")
     return {"backend": type(storage).__name__}
@@ -135,7 +135,7 @@ def check_provider() -> dict[str, Any]:
     now = time.monotonic()
     cached = _provider_cache.get(name)
     if cached and now - cached["at"] < PROVIDER_CACHE_SECONDS:
-        return cached["result"]
+        return cast("dict[str, Any]", cached["result"])
 
     def provider_api() -> dict[str, Any]:
         base_url = (

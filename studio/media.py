@@ -27,6 +27,7 @@ def serve_file(
     size = default_storage.size(name)
     fh = default_storage.open(name, "rb")
     match = _RANGE.match(request.headers.get("Range", "").strip())
+    response: HttpResponseBase
     if match and (match[1] or match[2]):
         if match[1]:
             start = int(match[1])
@@ -117,6 +118,9 @@ class _Spool:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def take(self) -> bytes:
         data = b"".join(self._chunks)
         self._chunks.clear()
@@ -152,4 +156,4 @@ def _zip_time(name: str) -> tuple[int, int, int, int, int, int]:
     except (NotImplementedError, OSError):
         return (1980, 1, 1, 0, 0, 0)
     # Zip times have no zone: write the studio's local time.
-    return timezone.localtime(modified).timetuple()[:6]  # type: ignore[return-value]
+    return timezone.localtime(modified).timetuple()[:6]

@@ -23,7 +23,7 @@ class ActiveTeamMiddleware:
             if not request.user.is_authenticated:
                 return None
             return membership_for(
-                user=request.user,  # type: ignore[arg-type]
+                user=request.user,
                 team_id=request.session.get(SESSION_TEAM_KEY),
             )
 

@@ -22,7 +22,7 @@ class Team(models.Model):
     # Videos must be approved by a reviewer before they are shared or
     # downloaded together.
     approval_required = models.BooleanField(default=False)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -471,7 +471,7 @@ class LedgerEntry(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             raise ValueError("Ledger entries are append-only.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
 
 class Budget(models.Model):

@@ -209,7 +209,7 @@ def work_ratio(*, engine: str) -> float:
     ratios = [
         (finished - started).total_seconds() / seconds
         for started, finished, seconds in recent
-        if seconds
+        if seconds and started and finished
     ]
     return median(ratios) if ratios else DEFAULT_WORK_RATIO.get(engine, 1.0)
 

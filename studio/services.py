@@ -15,7 +15,6 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core import signing
 from django.core.files import File
-from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -83,7 +82,7 @@ class PortraitOutcome:
 
 
 def portrait_submit(
-    *, team: Team, user: User, upload: UploadedFile, engine: Engine | None = None
+    *, team: Team, user: User, upload: File[bytes], engine: Engine | None = None
 ) -> PortraitOutcome:
     """Check an uploaded image and keep it when it passes. Raises Rejected for non-images."""
     engine = engine or get_engine()
@@ -238,7 +237,7 @@ class AudioOutcome:
 
 
 def audio_submit(
-    *, team: Team, user: User, upload: UploadedFile, engine: Engine | None = None
+    *, team: Team, user: User, upload: File[bytes], engine: Engine | None = None
 ) -> AudioOutcome:
     """Probe an uploaded clip, convert it if needed, keep it if it fits the engine.
 

@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import (
@@ -161,7 +162,7 @@ def _generate_ready(
     audio_code: str,
     portrait_ok: bool,
     audio_ok: bool,
-) -> str:
+) -> SafeString:
     """The Generate button and the cost estimate, swapped in out of band."""
     html = render_to_string(
         "studio/job_create.html#generate-button",

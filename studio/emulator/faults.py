@@ -175,10 +175,10 @@ def parse_flag(text: str) -> dict[str, Any]:
     """
     text = text.strip()
     if text.startswith("{"):
-        spec = json.loads(text)
-        if not isinstance(spec, dict):
+        loaded = json.loads(text)
+        if not isinstance(loaded, dict):
             raise ValueError("a JSON fault must be an object")
-        return spec
+        return loaded
     head, *options = text.split(",")
     kind, _, rest = head.partition(":")
     count_text, _, route = rest.partition(":")

@@ -1001,7 +1001,7 @@ class Emulator:
         return result
 
     def account_state(self, account: str = "acct-1") -> dict[str, Any]:
-        accounts: dict[str, Any] = self.state()["accounts"]
+        accounts: dict[str, dict[str, Any]] = self.state()["accounts"]
         return accounts.get(account, {})
 
     def reset(self) -> None:

@@ -323,7 +323,7 @@ class DashScopeClient:
                         f"Result download answered HTTP {response.status_code}.",
                         status=response.status_code,
                     )
-                content_type = (
+                content_type: str = (
                     response.headers.get("content-type", "").split(";")[0].strip()
                 )
                 if content_type and not content_type.startswith(
@@ -405,10 +405,10 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
     status = str(output.get("task_status") or "")
     if not task_id or not status:
         raise DashScopeError("The task answer lacked task_id or task_status.")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    usage = data["usage"] if isinstance(data.get("usage"), dict) else {}
     # The docs name the billed seconds both ways (§3.2): prefer `duration`.
     seconds = usage.get("duration", usage.get("video_duration"))
-    results = output.get("results") if isinstance(output.get("results"), dict) else {}
+    results = output["results"] if isinstance(output.get("results"), dict) else {}
     return RemoteTask(
         task_id=task_id,
         status=status,

@@ -57,7 +57,11 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     proc.kill()
 
-        signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+        def stop_and_exit(*_: object) -> None:
+            stop()
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, stop_and_exit)
         # Ctrl-C must work even when this process was started with SIGINT ignored.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
