@@ -29,9 +29,11 @@ chromium:
 # The whole suite twice: on the embedded default, then on PostgreSQL + Redis +
 # S3 (moto's server on loopback). tests/infra.py starts PostgreSQL and Redis
 # when they are down and sets the S2V_* variables of each run. Fails if either
-# run fails. PYTEST_ARGS="-k healthz" narrows both runs.
+# run fails. PYTEST_ARGS="-k healthz" narrows both runs. The type check (mypy,
+# configured in pyproject.toml) runs first and fails the target on its own.
 PYTEST_ARGS ?=
 test: install chromium
+	$(VENV)/bin/mypy
 	$(PY) -m tests.infra ensure
 	@one=passed; two=passed; \
 	$(PY) -m tests.infra run embedded --label "make test, run 1 of 2" -- \
@@ -44,6 +46,7 @@ test: install chromium
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) benchmarks/render_benchmark.py
