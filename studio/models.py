@@ -10,6 +10,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from .formats import suffix_for
+
 
 class User(AbstractUser):
     pass
@@ -59,23 +61,26 @@ class Membership(models.Model):
 
 
 def _upload_name(
-    folder: str, instance: Portrait | AudioClip | GenerationJob, filename: str
+    folder: str, instance: Portrait | AudioClip | GenerationJob, suffix: str
 ) -> str:
     # Random names: nothing about the user's file name leaks into storage paths.
-    suffix = PurePosixPath(filename).suffix.lower()[:8]
     return f"teams/{instance.team.code}/{folder}/{uuid.uuid4().hex}{suffix}"
 
 
+# Inputs take their suffix from the verified format, never from the upload's
+# name: a PNG that is also an HTML page is stored as .png (see studio.formats).
 def portrait_upload_to(instance: Portrait, filename: str) -> str:
-    return _upload_name("portraits", instance, filename)
+    return _upload_name("portraits", instance, suffix_for(instance.format))
 
 
 def audio_upload_to(instance: AudioClip, filename: str) -> str:
-    return _upload_name("audio", instance, filename)
+    return _upload_name("audio", instance, suffix_for(instance.format))
 
 
 def result_upload_to(instance: GenerationJob, filename: str) -> str:
-    return _upload_name("results", instance, filename)
+    # Results are named by the studio itself ("video.mp4", "poster.jpg").
+    suffix = PurePosixPath(filename).suffix.lower()[:8]
+    return _upload_name("results", instance, suffix)
 
 
 class FaceCheck(models.Model):
@@ -115,6 +120,8 @@ class Portrait(models.Model):
     size = models.PositiveBigIntegerField()
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
+    # Pillow's format of the stored file ("JPEG", "PNG", ...): it alone decides
+    # the stored name's suffix and the type the file is served as.
     format = models.CharField(max_length=16)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -138,6 +145,8 @@ class AudioClip(models.Model):
     file = models.FileField(upload_to=audio_upload_to, max_length=255)
     original_name = models.CharField(max_length=255, blank=True)
     original_format = models.CharField(max_length=16)
+    # The probed container of the stored file ("wav", "mp3", ...): it alone
+    # decides the stored name's suffix and the type the file is served as.
     format = models.CharField(max_length=16)
     sha256 = models.CharField(max_length=64, db_index=True)
     duration = models.FloatField()

@@ -99,7 +99,10 @@ def portrait_submit(
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
                 verdict = _check(
-                    engine, InputFile(path=path, sha256=sha256), team=team, user=user
+                    engine,
+                    InputFile(path=path, sha256=sha256, format=info.format),
+                    team=team,
+                    user=user,
                 )
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
     if not check.check_pass:
@@ -117,7 +120,8 @@ def portrait_submit(
             height=info.height,
             format=info.format,
         )
-        portrait.file.save(f"portrait{suffix}", upload, save=False)
+        # portrait_upload_to names it by the verified format, not by `upload.name`.
+        portrait.file.save("portrait", upload, save=False)
         portrait.save()
     return PortraitOutcome(verdict=check, portrait=portrait)
 
@@ -295,7 +299,7 @@ def audio_submit(
                 channels=send_info.channels,
             )
             with send_path.open("rb") as fh:
-                clip.file.save(f"audio.{send_info.format}", File(fh), save=False)
+                clip.file.save("audio", File(fh), save=False)
             clip.save()
     return AudioOutcome(info=info, clip=clip, will_convert=will_convert)
 

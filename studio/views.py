@@ -36,6 +36,7 @@ from django_htmx.http import (
 from . import billing, dispatcher, notifications, selectors, services
 from .engine import get_engine
 from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
+from .formats import POSTER_FORMAT, VIDEO_FORMAT
 from .forms import (
     BudgetForm,
     GenerateForm,
@@ -44,7 +45,7 @@ from .forms import (
     TeamBudgetForm,
     UploadForm,
 )
-from .media import serve_file, zip_stream
+from .media import harden, input_format, serve_file, zip_stream
 from .middleware import SESSION_TEAM_KEY
 from .models import (
     AudioClip,
@@ -507,7 +508,7 @@ def portrait_file(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponseBase:
     portrait = get_object_or_404(Portrait, code=code, team=membership.team)
-    return serve_file(request, portrait.file.name)
+    return serve_file(request, portrait.file.name, fmt=portrait.format)
 
 
 @team_required
@@ -516,7 +517,7 @@ def audio_file(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponseBase:
     clip = get_object_or_404(AudioClip, code=code, team=membership.team)
-    return serve_file(request, clip.file.name)
+    return serve_file(request, clip.file.name, fmt=clip.format)
 
 
 @team_required
@@ -528,7 +529,7 @@ def job_video(
     if not job.video:
         raise Http404("This job has no video yet.")
     name = _download_name(job) if "download" in request.GET else None
-    return serve_file(request, job.video.name, download_as=name)
+    return serve_file(request, job.video.name, fmt=VIDEO_FORMAT, download_as=name)
 
 
 def _download_name(job: GenerationJob) -> str:
@@ -546,7 +547,7 @@ def job_poster(
     job = _team_job(membership, code)
     if not job.poster:
         raise Http404("This job has no poster yet.")
-    return serve_file(request, job.poster.name)
+    return serve_file(request, job.poster.name, fmt=POSTER_FORMAT)
 
 
 # -- account ------------------------------------------------------------------
@@ -582,7 +583,7 @@ def public_input(request: HttpRequest, token: str) -> HttpResponseBase:
         raise Http404("This link is invalid or has expired.") from None
     if not isinstance(name, str) or not default_storage.exists(name):
         raise Http404("This file is gone.")
-    return serve_file(request, name)
+    return serve_file(request, name, fmt=input_format(name))
 
 
 @login_required
@@ -1108,7 +1109,9 @@ def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
 def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     job = _public_share(token).job
     name = _download_name(job) if "download" in request.GET else None
-    return _private_to_robots(serve_file(request, job.video.name, download_as=name))
+    return _private_to_robots(
+        serve_file(request, job.video.name, fmt=VIDEO_FORMAT, download_as=name)
+    )
 
 
 @require_GET
@@ -1116,7 +1119,7 @@ def share_poster(request: HttpRequest, token: str) -> HttpResponseBase:
     job = _public_share(token).job
     if not job.poster:
         raise Http404
-    return _private_to_robots(serve_file(request, job.poster.name))
+    return _private_to_robots(serve_file(request, job.poster.name, fmt=POSTER_FORMAT))
 
 
 @team_required
@@ -1151,6 +1154,7 @@ def gallery_zip(request: HttpRequest, membership: Membership) -> HttpResponseBas
     response["Content-Disposition"] = (
         f'attachment; filename="{membership.team.slug} videos {stamp}.zip"'
     )
+    harden(response)
     response["Cache-Control"] = "private, no-store"
     return response
 

@@ -84,6 +84,9 @@ class InputFile:
     path: Path
     sha256: str
     storage_name: str = ""
+    # The verified format (Pillow's or the probed container's), when known: it
+    # names staged and uploaded copies, since `path` may carry the upload's name.
+    format: str = ""
 
 
 @dataclass(frozen=True, slots=True)
