@@ -15,7 +15,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -84,6 +83,50 @@ def _team_job(membership: Membership, code: UUID) -> GenerationJob:
         code=code,
         team=membership.team,
     )
+
+
+JOB_CHANGERS = "the video's author, a reviewer or a team admin"
+
+
+def _may_change(
+    request: HttpRequest, membership: Membership, job: GenerationJob
+) -> bool:
+    return request.user.is_staff or services.can_change_job(
+        membership=membership, job=job
+    )
+
+
+def _forbidden(
+    request: HttpRequest,
+    membership: Membership | None,
+    *,
+    needed: str,
+    action: str,
+    back: str = "",
+) -> HttpResponse:
+    """The studio's 403: which role is needed and whom to ask, with no traceback.
+
+    Returned rather than raised: Django logs a raised PermissionDenied with its
+    traceback, and a member pressing a button is not an error of the site.
+    """
+    context = {
+        "needed": needed,
+        "action": action,
+        "team": membership.team if membership else None,
+        "admins": selectors.team_admins(team=membership.team) if membership else [],
+        "back": back,
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        # htmx 2 swaps no 4xx answer: say it in the page's alert area instead,
+        # as the upload limit does.
+        message = f"Only {needed} can {action}. Nothing was changed."
+        if context["admins"]:
+            message += " Ask " + ", ".join(context["admins"]) + " for another role."
+        response = render(request, "studio/alert.html", {"message": message})
+        response["HX-Retarget"] = "#alerts"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "403.html", context, status=403)
 
 
 @login_required
@@ -372,8 +415,9 @@ def job_status(
     """The polled fragment. A finished job renders without hx-trigger and answers 286."""
     job = _team_job(membership, code)
     status = HTMX_STOP_POLLING if job.is_terminal else 200
+    context = _job_context(job) | {"can_change": _may_change(request, membership, job)}
     response = render(
-        request, "studio/job_detail.html#job-status", _job_context(job), status=status
+        request, "studio/job_detail.html#job-status", context, status=status
     )
     if job.is_terminal:
         trigger_client_event(response, "job-finished", {"code": str(job.code)})
@@ -414,6 +458,14 @@ def job_cancel(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="cancel this video",
+            back=job.get_absolute_url(),
+        )
     try:
         services.job_cancel(job=job)
     except services.Rejected as exc:
@@ -444,11 +496,38 @@ def job_rename(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="rename this video",
+            back=job.get_absolute_url(),
+        )
     form = RenameForm(request.POST)
+    error = ""
     if form.is_valid():
-        services.job_rename(job=job, title=form.cleaned_data["title"])
+        try:
+            services.job_rename(job=job, title=form.cleaned_data["title"])
+        except services.Rejected as exc:
+            error = exc.message
+    else:
+        error = " ".join(form.errors.get("title", [])) or "Check the title."
     if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "studio/job_detail.html#job-title", {"job": job})
+        return render(
+            request,
+            "studio/job_detail.html#job-title",
+            {
+                "job": job,
+                "can_change": True,
+                "title_error": error,
+                "title_draft": request.POST.get("title", ""),
+            },
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Title saved.")
     return redirect(job)
 
 
@@ -588,9 +667,19 @@ def public_input(request: HttpRequest, token: str) -> HttpResponseBase:
 @login_required
 @require_POST
 def provider_resume(request: HttpRequest) -> HttpResponse:
-    """An admin says the provider account is fixed: dispatch again at once."""
-    if not _is_admin(request):
-        raise Http404
+    """Site staff say the provider account is fixed: dispatch again at once.
+
+    The account is shared by every team, so a team admin may see the banner but
+    not lift the pause.
+    """
+    if not request.user.is_staff:
+        return _forbidden(
+            request,
+            None,  # the site's staff, not the team's admins, can help
+            needed="site staff",
+            action="resume the provider account",
+            back=_safe_next(request, reverse("studio:gallery")),
+        )
     dispatcher.account_resume(engine_name=request.POST.get("engine", ""))
     messages.success(
         request,
@@ -602,14 +691,6 @@ def provider_resume(request: HttpRequest) -> HttpResponse:
     ):
         next_url = reverse("studio:gallery")
     return redirect(next_url)
-
-
-def _is_admin(request: HttpRequest) -> bool:
-    membership = getattr(request, "membership", None)
-    return bool(
-        request.user.is_staff
-        or (membership and membership.role == Membership.Role.ADMIN)
-    )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -763,6 +844,7 @@ def _job_panels_context(
     return {
         "panels": panels,
         "can_review": services.can_review(membership),
+        "can_change": _may_change(request, membership, job),
         "approval_required": membership.team.approval_required,
         "releasable": services.releasable(job),
         "share_days": services.SHARE_DAYS,
@@ -829,12 +911,37 @@ def job_favourite(
 @require_POST
 def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
     job = _team_job(membership, code)
-    services.job_set_notes(job=job, notes=request.POST.get("notes", ""))
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="change the notes of this video",
+            back=job.get_absolute_url(),
+        )
+    notes = request.POST.get("notes", "")
+    error = ""
+    try:
+        services.job_set_notes(job=job, notes=notes)
+    except services.Rejected as exc:
+        error = exc.message
     if request.htmx:  # type: ignore[attr-defined]
         return render(
-            request, "studio/job_detail.html#job-notes", {"job": job, "saved": True}
+            request,
+            "studio/job_detail.html#job-notes",
+            {
+                "job": job,
+                "can_change": True,
+                "saved": not error,
+                "notes_error": error,
+                # On an error the text stays in the box, not lost with the reply.
+                "notes_draft": notes if error else job.notes,
+            },
         )
-    messages.success(request, "Notes saved.")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Notes saved.")
     return redirect(job)
 
 
@@ -845,7 +952,13 @@ def job_review(
 ) -> HttpResponse:
     job = _team_job(membership, code)
     if not services.can_review(membership):
-        raise PermissionDenied("Only reviewers and admins can review videos.")
+        return _forbidden(
+            request,
+            membership,
+            needed="reviewers and team admins",
+            action="review videos",
+            back=job.get_absolute_url(),
+        )
     error = ""
     try:
         services.job_review(
@@ -1071,6 +1184,14 @@ def share_revoke(
     share = get_object_or_404(
         ShareLink.objects.select_related("job"), code=code, job__team=membership.team
     )
+    if not _may_change(request, membership, share.job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="revoke this share link",
+            back=share.job.get_absolute_url(),
+        )
     services.share_revoke(share=share, user=request.user)  # type: ignore[arg-type]
     return _after_post(request, share.job, "job-shares")
 
