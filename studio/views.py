@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -24,7 +25,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+)
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import (
     HTMX_STOP_POLLING,
@@ -130,6 +135,7 @@ def _forbidden(
 
 
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("studio:job-create")
 
@@ -138,6 +144,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @team_required
+@require_http_methods(["GET", "POST"])
 def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     engine = get_engine()
     reuse = _reuse_context(
@@ -680,11 +687,15 @@ def provider_resume(request: HttpRequest) -> HttpResponse:
             action="resume the provider account",
             back=_safe_next(request, reverse("studio:gallery")),
         )
-    dispatcher.account_resume(engine_name=request.POST.get("engine", ""))
-    messages.success(
-        request,
-        "Dispatching resumed. If the account is still refused, it pauses again.",
-    )
+    if dispatcher.account_resume(engine_name=request.POST.get("engine", "")):
+        messages.success(
+            request,
+            "Dispatching resumed. If the account is still refused, it pauses again.",
+        )
+    else:
+        messages.error(
+            request, "That provider account is not paused; there was nothing to resume."
+        )
     next_url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}
@@ -717,6 +728,7 @@ def admin_required(view: View) -> View:
 
 
 @admin_required
+@require_http_methods(["GET", "POST"])
 def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     team = membership.team
     team_budget, _ = Budget.objects.get_or_create(team=team, user=None)
@@ -741,6 +753,10 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     )
                     messages.success(request, "Team budget saved.")
                     return redirect("studio:team-settings")
+                messages.error(
+                    request,
+                    "The team budget was not saved. " + _form_errors_text(team_form),
+                )
             elif action == "member-budget":
                 member = _team_member(team, request.POST.get("member", ""))
                 form = BudgetForm(request.POST, prefix=f"m{member.pk}")
@@ -751,7 +767,9 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     messages.success(request, f"Budget of {member.user} saved.")
                 else:
                     messages.error(
-                        request, "Check the budget fields: " + form.errors.as_text()
+                        request,
+                        f"The budget of {member.user} was not saved. "
+                        + _form_errors_text(form),
                     )
                 return redirect("studio:team-settings")
             elif action == "add-member":
@@ -762,6 +780,9 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                         request, f"{add_form.cleaned_data['username']} added."
                     )
                     return redirect("studio:team-settings")
+                messages.error(
+                    request, "Nobody was added. " + _form_errors_text(add_form)
+                )
             elif action in ("set-role", "remove-member"):
                 member = _team_member(team, request.POST.get("member", ""))
                 if action == "remove-member":
@@ -777,6 +798,21 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                         request,
                         f"{member.user} is now {member.get_role_display().lower()}.",
                     )
+                else:
+                    messages.error(
+                        request,
+                        f"The role of {member.user} was not changed: choose "
+                        + _role_names()
+                        + ".",
+                    )
+                return redirect("studio:team-settings")
+            else:
+                # A stale page or a hand-made request: say so, never do nothing.
+                messages.error(
+                    request,
+                    "That form is not one this page knows; nothing was changed. "
+                    "Reload the page and try again.",
+                )
                 return redirect("studio:team-settings")
         except services.Rejected as exc:
             messages.error(request, exc.message)
@@ -812,6 +848,20 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
             "roles": Membership.Role.choices,
         },
     )
+
+
+def _form_errors_text(form: forms.Form) -> str:
+    """A form's errors as one sentence per field, named by its label."""
+    parts = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else None
+        text = " ".join(str(e) for e in errors)
+        parts.append(f"{label or name.replace('_', ' ').capitalize()}: {text}")
+    return " ".join(parts)
+
+
+def _role_names() -> str:
+    return ", ".join(str(label).lower() for _, label in Membership.Role.choices)
 
 
 # -- gallery, review and hand-off ---------------------------------------------
@@ -897,10 +947,21 @@ def job_favourite(
 ) -> HttpResponse:
     """Star or unstar: `on=1` or `on=0`, so a double click cannot undo itself."""
     job = _team_job(membership, code)
+    on = request.POST.get("on")
+    if on not in ("0", "1"):
+        # Anything else used to unstar: a wrong request must not look like a choice.
+        message = "Star or unstar was not clear; nothing was changed."
+        if request.htmx:  # type: ignore[attr-defined]
+            response = render(request, "studio/alert.html", {"message": message})
+            response["HX-Retarget"] = "#alerts"
+            response["HX-Reswap"] = "innerHTML"
+            return response
+        messages.error(request, message)
+        return redirect(_safe_next(request, job.get_absolute_url()))
     job.is_favourite = services.favourite_set(  # type: ignore[attr-defined]
         job=job,
         user=request.user,  # type: ignore[arg-type]
-        on=request.POST.get("on") == "1",
+        on=on == "1",
     )
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "studio/gallery.html#favourite", {"job": job})
