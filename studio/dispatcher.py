@@ -485,15 +485,15 @@ def pause_account(*, engine_name: str, code: str, message: str) -> None:
         log.error("provider account %s paused: %s", engine_name, code)
 
 
-def _resume_account(engine_name: str) -> None:
-    ProviderAccount.objects.filter(engine=engine_name, paused_at__isnull=False).update(
-        paused_code="", paused_message="", paused_at=None, retry_at=None
-    )
+def _resume_account(engine_name: str) -> int:
+    return ProviderAccount.objects.filter(
+        engine=engine_name, paused_at__isnull=False
+    ).update(paused_code="", paused_message="", paused_at=None, retry_at=None)
 
 
-def account_resume(*, engine_name: str) -> None:
-    """An admin says the account is fixed: dispatch at once."""
-    _resume_account(engine_name)
+def account_resume(*, engine_name: str) -> bool:
+    """Site staff say the account is fixed: dispatch at once. False if not paused."""
+    return _resume_account(engine_name) > 0
 
 
 # -- timing -----------------------------------------------------------------------

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -500,6 +502,13 @@ class Budget(models.Model):
         null=True,
         blank=True,
         help_text="Money per calendar month in the site currency; empty means no limit.",
+        validators=[
+            MinValueValidator(
+                Decimal(0),
+                message="A budget cannot be negative. Enter 0 to stop all spending, "
+                "or leave it empty for no limit.",
+            )
+        ],
     )
     monthly_seconds = models.PositiveIntegerField(
         null=True,

@@ -193,6 +193,17 @@ def team_authors(*, team: Team) -> list[str]:
     )
 
 
+def team_admins(*, team: Team) -> list[str]:
+    """Usernames of the team's admins: whom to ask for what a role does not allow."""
+    return list(
+        User.objects.filter(
+            memberships__team=team, memberships__role=Membership.Role.ADMIN
+        )
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
+
+
 def work_ratio(*, engine: str) -> float:
     """Seconds of processing per second of audio, from this instance's recent jobs."""
     recent = (

@@ -444,8 +444,18 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
     )
 
 
+TITLE_MAX = 120
+
+
 def job_rename(*, job: GenerationJob, title: str) -> GenerationJob:
-    job.title = title.strip()[:120]
+    """Set a job's title. Raises Rejected if it is longer than TITLE_MAX."""
+    title = title.strip()
+    if len(title) > TITLE_MAX:
+        raise Rejected(
+            f"Keep the title to {TITLE_MAX} characters; this one has {len(title)}.",
+            code="title",
+        )
+    job.title = title
     job.save(update_fields=["title"])
     return job
 
@@ -647,9 +657,15 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
 
 def budget_update(*, team: Team, user: User | None, **limits: object) -> Budget:
     """Set a team's or a member's monthly limits. A member's money stays within the team's."""
+    amount = limits.get("monthly_amount")
+    if amount is not None and amount < 0:  # type: ignore[operator]
+        raise Rejected(
+            "A budget cannot be negative. Enter 0 to stop all spending, or leave it "
+            "empty for no limit.",
+            code="budget",
+        )
     budget, _ = Budget.objects.get_or_create(team=team, user=user)
     team_budget, _ = Budget.objects.get_or_create(team=team, user=None)
-    amount = limits.get("monthly_amount")
     if (
         user is not None
         and amount is not None
@@ -742,7 +758,16 @@ REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.ADMIN)
 
 
 def job_set_notes(*, job: GenerationJob, notes: str) -> GenerationJob:
-    job.notes = notes.strip()[:NOTES_MAX]
+    """Replace a job's notes. Raises Rejected if they are longer than NOTES_MAX."""
+    notes = notes.strip()
+    if len(notes) > NOTES_MAX:
+        # Saving a cut copy would lose the end without saying so.
+        raise Rejected(
+            f"Notes are limited to {NOTES_MAX} characters; these have {len(notes)}. "
+            "Nothing was saved.",
+            code="notes",
+        )
+    job.notes = notes
     job.save(update_fields=["notes"])
     return job
 
@@ -758,6 +783,11 @@ def favourite_set(*, job: GenerationJob, user: User, on: bool) -> bool:
 
 def can_review(membership: Membership) -> bool:
     return membership.role in REVIEW_ROLES
+
+
+def can_change_job(*, membership: Membership, job: GenerationJob) -> bool:
+    """Cancel, rename, notes and share revocation: the author, reviewers and admins."""
+    return job.created_by_id == membership.user_id or can_review(membership)
 
 
 def releasable(job: GenerationJob) -> bool:

@@ -11,11 +11,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -25,7 +25,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+)
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import (
     HTMX_STOP_POLLING,
@@ -87,7 +91,52 @@ def _team_job(membership: Membership, code: UUID) -> GenerationJob:
     )
 
 
+JOB_CHANGERS = "the video's author, a reviewer or a team admin"
+
+
+def _may_change(
+    request: HttpRequest, membership: Membership, job: GenerationJob
+) -> bool:
+    return request.user.is_staff or services.can_change_job(
+        membership=membership, job=job
+    )
+
+
+def _forbidden(
+    request: HttpRequest,
+    membership: Membership | None,
+    *,
+    needed: str,
+    action: str,
+    back: str = "",
+) -> HttpResponse:
+    """The studio's 403: which role is needed and whom to ask, with no traceback.
+
+    Returned rather than raised: Django logs a raised PermissionDenied with its
+    traceback, and a member pressing a button is not an error of the site.
+    """
+    context = {
+        "needed": needed,
+        "action": action,
+        "team": membership.team if membership else None,
+        "admins": selectors.team_admins(team=membership.team) if membership else [],
+        "back": back,
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        # htmx 2 swaps no 4xx answer: say it in the page's alert area instead,
+        # as the upload limit does.
+        message = f"Only {needed} can {action}. Nothing was changed."
+        if context["admins"]:
+            message += " Ask " + ", ".join(context["admins"]) + " for another role."
+        response = render(request, "studio/alert.html", {"message": message})
+        response["HX-Retarget"] = "#alerts"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "403.html", context, status=403)
+
+
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("studio:job-create")
 
@@ -96,6 +145,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @team_required
+@require_http_methods(["GET", "POST"])
 def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     engine = get_engine()
     reuse = _reuse_context(
@@ -373,8 +423,9 @@ def job_status(
     """The polled fragment. A finished job renders without hx-trigger and answers 286."""
     job = _team_job(membership, code)
     status = HTMX_STOP_POLLING if job.is_terminal else 200
+    context = _job_context(job) | {"can_change": _may_change(request, membership, job)}
     response = render(
-        request, "studio/job_detail.html#job-status", _job_context(job), status=status
+        request, "studio/job_detail.html#job-status", context, status=status
     )
     if job.is_terminal:
         trigger_client_event(response, "job-finished", {"code": str(job.code)})
@@ -415,6 +466,14 @@ def job_cancel(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="cancel this video",
+            back=job.get_absolute_url(),
+        )
     try:
         services.job_cancel(job=job)
     except services.Rejected as exc:
@@ -445,11 +504,38 @@ def job_rename(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="rename this video",
+            back=job.get_absolute_url(),
+        )
     form = RenameForm(request.POST)
+    error = ""
     if form.is_valid():
-        services.job_rename(job=job, title=form.cleaned_data["title"])
+        try:
+            services.job_rename(job=job, title=form.cleaned_data["title"])
+        except services.Rejected as exc:
+            error = exc.message
+    else:
+        error = " ".join(form.errors.get("title", [])) or "Check the title."
     if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "studio/job_detail.html#job-title", {"job": job})
+        return render(
+            request,
+            "studio/job_detail.html#job-title",
+            {
+                "job": job,
+                "can_change": True,
+                "title_error": error,
+                "title_draft": request.POST.get("title", ""),
+            },
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Title saved.")
     return redirect(job)
 
 
@@ -589,28 +675,34 @@ def public_input(request: HttpRequest, token: str) -> HttpResponseBase:
 @login_required
 @require_POST
 def provider_resume(request: HttpRequest) -> HttpResponse:
-    """An admin says the provider account is fixed: dispatch again at once."""
-    if not _is_admin(request):
-        raise Http404
-    dispatcher.account_resume(engine_name=request.POST.get("engine", ""))
-    messages.success(
-        request,
-        "Dispatching resumed. If the account is still refused, it pauses again.",
-    )
+    """Site staff say the provider account is fixed: dispatch again at once.
+
+    The account is shared by every team, so a team admin may see the banner but
+    not lift the pause.
+    """
+    if not request.user.is_staff:
+        return _forbidden(
+            request,
+            None,  # the site's staff, not the team's admins, can help
+            needed="site staff",
+            action="resume the provider account",
+            back=_safe_next(request, reverse("studio:gallery")),
+        )
+    if dispatcher.account_resume(engine_name=request.POST.get("engine", "")):
+        messages.success(
+            request,
+            "Dispatching resumed. If the account is still refused, it pauses again.",
+        )
+    else:
+        messages.error(
+            request, "That provider account is not paused; there was nothing to resume."
+        )
     next_url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}
     ):
         next_url = reverse("studio:gallery")
     return redirect(next_url)
-
-
-def _is_admin(request: HttpRequest) -> bool:
-    membership = getattr(request, "membership", None)
-    return bool(
-        request.user.is_staff
-        or (membership and membership.role == Membership.Role.ADMIN)
-    )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -637,6 +729,7 @@ def admin_required(view: View) -> View:
 
 
 @admin_required
+@require_http_methods(["GET", "POST"])
 def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     team = membership.team
     team_budget, _ = Budget.objects.get_or_create(team=team, user=None)
@@ -661,6 +754,10 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     )
                     messages.success(request, "Team budget saved.")
                     return redirect("studio:team-settings")
+                messages.error(
+                    request,
+                    "The team budget was not saved. " + _form_errors_text(team_form),
+                )
             elif action == "member-budget":
                 member = _team_member(team, request.POST.get("member", ""))
                 form = BudgetForm(request.POST, prefix=f"m{member.pk}")
@@ -671,7 +768,9 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     messages.success(request, f"Budget of {member.user} saved.")
                 else:
                     messages.error(
-                        request, "Check the budget fields: " + form.errors.as_text()
+                        request,
+                        f"The budget of {member.user} was not saved. "
+                        + _form_errors_text(form),
                     )
                 return redirect("studio:team-settings")
             elif action == "add-member":
@@ -682,6 +781,9 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                         request, f"{add_form.cleaned_data['username']} added."
                     )
                     return redirect("studio:team-settings")
+                messages.error(
+                    request, "Nobody was added. " + _form_errors_text(add_form)
+                )
             elif action in ("set-role", "remove-member"):
                 member = _team_member(team, request.POST.get("member", ""))
                 if action == "remove-member":
@@ -697,6 +799,21 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                         request,
                         f"{member.user} is now {member.get_role_display().lower()}.",
                     )
+                else:
+                    messages.error(
+                        request,
+                        f"The role of {member.user} was not changed: choose "
+                        + _role_names()
+                        + ".",
+                    )
+                return redirect("studio:team-settings")
+            else:
+                # A stale page or a hand-made request: say so, never do nothing.
+                messages.error(
+                    request,
+                    "That form is not one this page knows; nothing was changed. "
+                    "Reload the page and try again.",
+                )
                 return redirect("studio:team-settings")
         except services.Rejected as exc:
             messages.error(request, exc.message)
@@ -734,6 +851,20 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     )
 
 
+def _form_errors_text(form: forms.Form) -> str:
+    """A form's errors as one sentence per field, named by its label."""
+    parts = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else None
+        text = " ".join(str(e) for e in errors)
+        parts.append(f"{label or name.replace('_', ' ').capitalize()}: {text}")
+    return " ".join(parts)
+
+
+def _role_names() -> str:
+    return ", ".join(str(label).lower() for _, label in Membership.Role.choices)
+
+
 # -- gallery, review and hand-off ---------------------------------------------
 
 
@@ -764,6 +895,7 @@ def _job_panels_context(
     return {
         "panels": panels,
         "can_review": services.can_review(membership),
+        "can_change": _may_change(request, membership, job),
         "approval_required": membership.team.approval_required,
         "releasable": services.releasable(job),
         "share_days": services.SHARE_DAYS,
@@ -816,10 +948,21 @@ def job_favourite(
 ) -> HttpResponse:
     """Star or unstar: `on=1` or `on=0`, so a double click cannot undo itself."""
     job = _team_job(membership, code)
+    on = request.POST.get("on")
+    if on not in ("0", "1"):
+        # Anything else used to unstar: a wrong request must not look like a choice.
+        message = "Star or unstar was not clear; nothing was changed."
+        if request.htmx:  # type: ignore[attr-defined]
+            response = render(request, "studio/alert.html", {"message": message})
+            response["HX-Retarget"] = "#alerts"
+            response["HX-Reswap"] = "innerHTML"
+            return response
+        messages.error(request, message)
+        return redirect(_safe_next(request, job.get_absolute_url()))
     job.is_favourite = services.favourite_set(  # type: ignore[attr-defined]
         job=job,
         user=request.user,  # type: ignore[arg-type]
-        on=request.POST.get("on") == "1",
+        on=on == "1",
     )
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "studio/gallery.html#favourite", {"job": job})
@@ -830,12 +973,37 @@ def job_favourite(
 @require_POST
 def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
     job = _team_job(membership, code)
-    services.job_set_notes(job=job, notes=request.POST.get("notes", ""))
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="change the notes of this video",
+            back=job.get_absolute_url(),
+        )
+    notes = request.POST.get("notes", "")
+    error = ""
+    try:
+        services.job_set_notes(job=job, notes=notes)
+    except services.Rejected as exc:
+        error = exc.message
     if request.htmx:  # type: ignore[attr-defined]
         return render(
-            request, "studio/job_detail.html#job-notes", {"job": job, "saved": True}
+            request,
+            "studio/job_detail.html#job-notes",
+            {
+                "job": job,
+                "can_change": True,
+                "saved": not error,
+                "notes_error": error,
+                # On an error the text stays in the box, not lost with the reply.
+                "notes_draft": notes if error else job.notes,
+            },
         )
-    messages.success(request, "Notes saved.")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Notes saved.")
     return redirect(job)
 
 
@@ -846,7 +1014,13 @@ def job_review(
 ) -> HttpResponse:
     job = _team_job(membership, code)
     if not services.can_review(membership):
-        raise PermissionDenied("Only reviewers and admins can review videos.")
+        return _forbidden(
+            request,
+            membership,
+            needed="reviewers and team admins",
+            action="review videos",
+            back=job.get_absolute_url(),
+        )
     error = ""
     try:
         services.job_review(
@@ -1072,6 +1246,14 @@ def share_revoke(
     share = get_object_or_404(
         ShareLink.objects.select_related("job"), code=code, job__team=membership.team
     )
+    if not _may_change(request, membership, share.job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="revoke this share link",
+            back=share.job.get_absolute_url(),
+        )
     services.share_revoke(share=share, user=request.user)  # type: ignore[arg-type]
     return _after_post(request, share.job, "job-shares")
 
