@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import re
+import stat
 from datetime import timedelta
+from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
-from studio.models import User
+from studio.models import Membership, Team, User
 from studio.signin import client_address
 
 LOGIN = "/accounts/login/"
@@ -146,3 +151,52 @@ def test_behind_a_proxy_the_proxys_entry_is_the_client(rf, settings):
     assert client_address(junk) == "10.0.0.5"
     settings.S2V_PROXY_COUNT = 0
     assert client_address(request) == "10.0.0.5"
+
+
+# -- the demo account -------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(settings, tmp_path: Path) -> Path:
+    settings.DATA_DIR = tmp_path
+    return tmp_path
+
+
+def seed(**options: str) -> str:
+    out = StringIO()
+    call_command("seed_demo", stdout=out, **options)
+    return out.getvalue()
+
+
+def test_seed_demo_makes_a_random_password_and_keeps_it(db, data_dir):
+    output = seed(url="http://127.0.0.1:8000/")
+    path = data_dir / "demo-password"
+    password = path.read_text().strip()
+    assert len(password) >= 16 and password != "demo-studio"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert f"Open http://127.0.0.1:8000/ and sign in as demo / {password}" in output
+    demo = User.objects.get(username="demo")
+    assert demo.is_superuser and demo.check_password(password)
+    assert Membership.objects.filter(user=demo, team__slug="demo").exists()
+
+    # The next run prints the same password, and it still works.
+    assert f"demo / {password}" in seed()
+    assert path.read_text().strip() == password
+    assert User.objects.get(username="demo").check_password(password)
+    assert Team.objects.filter(slug="demo").count() == 1
+
+
+def test_seed_demo_replaces_the_once_published_password(db, data_dir):
+    User.objects.create_user("demo", password="demo-studio")
+    seed()
+    demo = User.objects.get(username="demo")
+    assert not demo.check_password("demo-studio")
+    assert demo.check_password((data_dir / "demo-password").read_text().strip())
+
+
+def test_seed_demo_refuses_to_run_in_production(db, data_dir, settings):
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="production"):
+        seed()
+    assert not User.objects.filter(username="demo").exists()
+    assert not (data_dir / "demo-password").exists()
