@@ -7,9 +7,11 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from studio.models import Membership, Team, User
@@ -200,3 +202,81 @@ def test_seed_demo_refuses_to_run_in_production(db, data_dir, settings):
         seed()
     assert not User.objects.filter(username="demo").exists()
     assert not (data_dir / "demo-password").exists()
+
+
+# -- password change and reset ------------------------------------------------------
+
+
+def test_the_user_menu_links_to_password_change(bob, client):
+    client.force_login(bob)
+    html = client.get(reverse("password_change")).content.decode()
+    assert f'href="{reverse("password_change")}" aria-current="page"' in html
+    assert '<link rel="stylesheet" href="/static/studio/studio.css">' in html
+    assert '<label for="id_old_password">' in html
+
+
+def test_password_change(bob, client):
+    client.force_login(bob)
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": "right-horse-42",
+            "new_password1": "purple-kettle-88",
+            "new_password2": "purple-kettle-88",
+        },
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("password_change_done")
+    assert "Password changed" in client.get(response.url).content.decode()
+    bob.refresh_from_db()
+    assert bob.check_password("purple-kettle-88")
+
+
+def test_password_change_shows_errors_on_the_fields(bob, client):
+    client.force_login(bob)
+    response = client.post(
+        reverse("password_change"),
+        {"old_password": "wrong", "new_password1": "a", "new_password2": "b"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'aria-invalid="true"' in html
+    assert "Your old password was entered incorrectly" in html
+
+
+def test_password_reset_end_to_end(bob, client):
+    login_page = client.get(LOGIN).content.decode()
+    assert f'href="{reverse("password_reset")}"' in login_page
+    page = client.get(reverse("password_reset")).content.decode()
+    assert '<label for="id_email">' in page
+
+    response = client.post(reverse("password_reset"), {"email": "bob@example.com"})
+    assert response.url == reverse("password_reset_done")
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["bob@example.com"]
+    assert message.subject == "Reset your S2V Studio password"
+    link = re.search(r"http://testserver(/accounts/reset/\S+/)", message.body)[1]
+
+    # The link redirects to a token-free URL that shows the form.
+    response = client.get(link, follow=True)
+    assert '<label for="id_new_password1">' in response.content.decode()
+    form_url = response.redirect_chain[-1][0]
+    response = client.post(
+        form_url,
+        {"new_password1": "purple-kettle-88", "new_password2": "purple-kettle-88"},
+    )
+    assert response.url == reverse("password_reset_complete")
+    assert "Password set" in client.get(response.url).content.decode()
+
+    assert sign_in(Client(), "bob", "purple-kettle-88").status_code == 302
+    assert sign_in(Client(), "bob", "right-horse-42").status_code == 200
+    # The link works once.
+    used = client.get(link, follow=True).content.decode()
+    assert "expired or was already used" in used
+
+
+def test_password_reset_does_not_tell_who_has_an_account(db, client):
+    response = client.post(reverse("password_reset"), {"email": "nobody@example.com"})
+    assert response.url == reverse("password_reset_done")
+    assert mail.outbox == []
