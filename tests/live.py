@@ -150,6 +150,12 @@ class LiveStudio:
     def prepare(self) -> None:
         """Create the database and the demo account."""
         self.manage("migrate", "--noinput", timeout=180)
+        if self.env.get("S2V_PRODUCTION", "").lower() in ("true", "1", "yes"):
+            return  # seed_demo refuses to run in production
+        # seed_demo keeps the password it finds in the data dir: a known one.
+        password_file = self.data_dir / "demo-password"
+        password_file.write_text(DEMO_PASSWORD)
+        password_file.chmod(0o600)
         self.manage("seed_demo", timeout=60)
 
     def start(self) -> LiveStudio:
