@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studio", "0005_gallery_review"),
+        ("studio", "0006_inputs_named_by_format"),
     ]
 
     operations = [
