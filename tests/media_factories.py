@@ -239,6 +239,24 @@ def make_portrait(
     return path
 
 
+def make_deep_grey(path: Path, *, mode: str = "I;16", fmt: str = "PNG") -> Path:
+    """The astronaut in greyscale with more than 8 bits a pixel.
+
+    "I;16" is a 16-bit PNG (0-65535, as scanners and raw converters save
+    them); "I" is 32-bit integers holding 16-bit values; "F" is floats in 0-1.
+    """
+    grey = np.asarray(Image.open(ASTRONAUT).convert("L"))
+    if mode == "I;16":
+        im = Image.fromarray(grey.astype(np.uint16) * 257)
+    elif mode == "I":
+        im = Image.fromarray(grey.astype(np.int32) * 257)
+    else:
+        im = Image.fromarray(grey.astype(np.float32) / 255)
+    assert im.mode == mode, im.mode
+    im.save(path, format=fmt)
+    return path
+
+
 def make_group(path: Path, *, people: int = 2, fmt: str = "JPEG") -> Path:
     """Several copies of the astronaut's head and shoulders, side by side."""
     im = Image.open(ASTRONAUT).convert("RGB")
