@@ -106,7 +106,11 @@ def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     reuse = _reuse_context(
         membership, request.GET.get("from", "") if request.method == "GET" else ""
     )
-    form = GenerateForm(request.POST or None, initial=reuse.get("initial"))
+    # An empty POST is still a submission: it must show what is missing.
+    form = GenerateForm(
+        request.POST if request.method == "POST" else None,
+        initial=reuse.get("initial"),
+    )
     if request.method == "POST" and form.is_valid():
         team = membership.team
         portrait = Portrait.objects.filter(
