@@ -260,7 +260,8 @@ def audio_submit(
                     f"Use {UPLOAD_AUDIO_LABEL}."
                 ],
             )
-        will_convert = info.format not in limits.audio_formats
+        # A header that lies about the length would mislead the provider too.
+        will_convert = info.format not in limits.audio_formats or not info.header_ok
         problems = audio_problems(
             duration=info.duration,
             size=None if will_convert else info.size,
@@ -308,6 +309,12 @@ def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list
     """Why a clip of this length and size does not fit the engine, in plain words."""
     limits = engine.limits
     problems = []
+    if duration < limits.audio_min_seconds:
+        shown = f"{duration:.2f}".rstrip("0").rstrip(".")
+        problems.append(
+            f"The clip is only {shown} s long; it must be at least "
+            f"{limits.audio_min_seconds:g} s. Use a longer recording."
+        )
     if duration > limits.audio_max_seconds:
         over = duration - limits.audio_max_seconds
         problems.append(

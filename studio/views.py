@@ -18,7 +18,13 @@ from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -151,7 +157,11 @@ def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     reuse = _reuse_context(
         membership, request.GET.get("from", "") if request.method == "GET" else ""
     )
-    form = GenerateForm(request.POST or None, initial=reuse.get("initial"))
+    # An empty POST is still a submission: it must show what is missing.
+    form = GenerateForm(
+        request.POST if request.method == "POST" else None,
+        initial=reuse.get("initial"),
+    )
     if request.method == "POST" and form.is_valid():
         team = membership.team
         portrait = Portrait.objects.filter(
@@ -576,6 +586,8 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         "resolutions": GenerationJob.Resolution.choices,
         "engines": selectors.ENGINES,
         "sorts": [(key, label) for key, (label, _) in selectors.SORTS.items()],
+        "date_min": selectors.DATE_MIN,
+        "date_max": selectors.DATE_MAX,
         "approval_required": team.approval_required,
         "next": request.get_full_path(),
     }
@@ -1077,13 +1089,22 @@ def job_comment(
 @require_GET
 def spend(request: HttpRequest, membership: Membership) -> HttpResponse:
     team = membership.team
-    month = request.GET.get("month") or timezone.localtime().strftime("%Y-%m")
-    start, end = selectors.month_bounds(month)
+    month_error = ""
+    try:
+        start, end = selectors.month_bounds(request.GET.get("month", ""))
+    except selectors.BadMonth as exc:
+        month_error = f"{exc} Showing this month instead."
+        start, end = selectors.month_bounds("")
     days = selectors.spend_by(team=team, start=start, end=end, by="day")
+    previous = start - timedelta(days=1)
     context = {
         "month": start.strftime("%Y-%m"),
-        "previous": (start - timedelta(days=1)).strftime("%Y-%m"),
-        "next": end.strftime("%Y-%m"),
+        "month_error": month_error,
+        # No links out of the supported range: they could only show an error.
+        "previous": previous.strftime("%Y-%m")
+        if previous.date() >= selectors.DATE_MIN
+        else "",
+        "next": end.strftime("%Y-%m") if end.date() <= selectors.DATE_MAX else "",
         "tables": [
             (title, selectors.spend_by(team=team, start=start, end=end, by=by))
             for title, by in (
@@ -1133,9 +1154,15 @@ def _daily_chart(
 
 @admin_required
 @require_GET
-def ledger_csv(request: HttpRequest, membership: Membership) -> StreamingHttpResponse:
+def ledger_csv(request: HttpRequest, membership: Membership) -> HttpResponseBase:
     """The month's ledger, one row per entry, to match line by line with the provider's bill."""
-    start, end = selectors.month_bounds(request.GET.get("month", ""))
+    try:
+        start, end = selectors.month_bounds(request.GET.get("month", ""))
+    except selectors.BadMonth as exc:
+        # A download has no page to show the message on; the browser shows this.
+        return HttpResponseBadRequest(
+            f"{exc}\n", content_type="text/plain; charset=utf-8"
+        )
     entries = selectors.ledger(team=membership.team, start=start, end=end)
     provider_tz = datetime_timezone(timedelta(hours=8))
 

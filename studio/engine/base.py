@@ -34,6 +34,10 @@ class EngineLimits:
     price_per_second: dict[str, Decimal] = field(default_factory=dict)
     price_per_check: Decimal = Decimal("0")
     currency: str = "USD"
+    # provider-api.md states no shortest clip for wan2.2-s2v; WaveSpeed bills
+    # at least 3 s. Under a second there is no syllable to lip-sync, so every
+    # engine asks for at least 1 s rather than failing (or billing) later.
+    audio_min_seconds: float = 1.0
 
 
 class Reason(enum.StrEnum):
