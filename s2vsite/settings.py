@@ -392,7 +392,13 @@ S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
 # redelivers it; a job whose worker died is taken back by the studio's sweep.
 Q_CLUSTER = {
     "name": REDIS_PREFIX if REDIS_URL else "s2v",
-    **({"redis": REDIS_URL} if REDIS_URL else {"orm": "default"}),
+    # On the ORM broker, studio's subclass releases the messages of a killed
+    # cluster at once rather than after `retry` (studio/broker.py).
+    **(
+        {"redis": REDIS_URL}
+        if REDIS_URL
+        else {"orm": "default", "broker_class": "studio.broker.StudioORM"}
+    ),
     "workers": env_int("S2V_Q_WORKERS", 2),
     "timeout": 900,
     "retry": 960,
@@ -407,6 +413,9 @@ Q_CLUSTER = {
 S2V_PROVIDER = env_str("S2V_PROVIDER", "local")
 # A job whose worker has not reported for this long is taken back by the sweep.
 S2V_STALE_SECONDS = env_int("S2V_STALE_SECONDS", 60)
+# Renders' and conversions' scratch files; what a killed process left here is
+# removed when a cluster starts or its job starts again.
+S2V_SCRATCH_DIR = Path(env_str("S2V_SCRATCH_DIR", str(DATA_DIR / "scratch")))
 # How many times one job may be started before the sweep gives up on it.
 S2V_MAX_ATTEMPTS = env_int("S2V_MAX_ATTEMPTS", 2)
 S2V_LOCAL_MAX_AUDIO_SECONDS = env_int("S2V_LOCAL_MAX_AUDIO_SECONDS", 120)

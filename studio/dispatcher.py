@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +26,7 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing
+from . import billing, scratch
 from .engine import get_engine
 from .engine.base import (
     Engine,
@@ -342,7 +341,7 @@ def _store_result(
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
-    with tempfile.TemporaryDirectory(prefix="s2v-result-") as tmp:
+    with scratch.folder("s2v-result") as tmp:
         video, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.jpg"
         try:
             with video.open("wb") as dest:

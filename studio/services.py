@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, dispatcher, notifications
+from . import billing, dispatcher, notifications, scratch
+from .broker import current_cluster
 from .engine import get_engine
 from .engine.audio import AudioInfo, convert_to_wav, probe_audio
 from .engine.base import (
@@ -274,7 +274,7 @@ def audio_submit(
         if existing is not None:
             return AudioOutcome(info=info, clip=existing, will_convert=will_convert)
 
-        with tempfile.TemporaryDirectory(prefix="s2v-audio-") as tmp:
+        with scratch.folder("s2v-audio") as tmp:
             send_path, send_info = path, info
             if will_convert:
                 send_path = Path(tmp) / "converted.wav"
@@ -482,10 +482,14 @@ def job_run(*, job_id: int) -> GenerationJob | None:
         heartbeat_at=now,
         progress=0.0,
         attempts=F("attempts") + 1,
+        worker=current_cluster(),
     )
     if not claimed:
         return GenerationJob.objects.filter(pk=job_id).first()
     job = GenerationJob.objects.select_related("portrait", "audio").get(pk=job_id)
+    if job.attempts > 1:
+        # Started again: an earlier attempt's worker may have died mid-render.
+        scratch.clean_stale()
     # The attempt number fences this worker: once the sweep hands the job to
     # another attempt, every write from this one matches no row.
     mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
@@ -638,25 +642,43 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
     for job in stale.only("pk", "attempts", "engine"):
         if dispatcher.is_remote(job.engine):
             continue  # remote tasks keep running at the provider; polling resumes them
-        current = GenerationJob.objects.filter(
-            pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
-        )
-        if job.attempts < settings.S2V_MAX_ATTEMPTS:
-            with transaction.atomic():
-                if current.update(status=GenerationJob.Status.QUEUED, progress=0.0):
-                    _enqueue_after_commit(job)
-                    recovered.append(job.pk)
-            log.warning("job %s: worker stopped; queued again", job.pk)
-        else:
-            _job_fail(
-                current,
-                code="worker_lost",
-                message="The worker stopped while making this video, "
-                f"{job.attempts} times. Retry it; if it keeps failing, tell an admin.",
-            )
+        if _take_back(job):
             recovered.append(job.pk)
-            log.error("job %s: worker stopped on every attempt; failed", job.pk)
     return recovered
+
+
+def jobs_take_back(*, workers: list[str]) -> list[int]:
+    """Take back the in-flight local jobs of dead task-queue clusters. Returns their ids."""
+    lost = GenerationJob.objects.filter(
+        status__in=GenerationJob.IN_FLIGHT, worker__in=workers
+    )
+    return [
+        job.pk
+        for job in lost.only("pk", "attempts", "engine")
+        if not dispatcher.is_remote(job.engine) and _take_back(job)
+    ]
+
+
+def _take_back(job: GenerationJob) -> bool:
+    """Queue the job's attempt again, or fail it after the last one."""
+    current = GenerationJob.objects.filter(
+        pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
+    )
+    if job.attempts < settings.S2V_MAX_ATTEMPTS:
+        with transaction.atomic():
+            if not current.update(status=GenerationJob.Status.QUEUED, progress=0.0):
+                return False
+            _enqueue_after_commit(job)
+        log.warning("job %s: worker stopped; queued again", job.pk)
+        return True
+    _job_fail(
+        current,
+        code="worker_lost",
+        message="The worker stopped while making this video, "
+        f"{job.attempts} times. Retry it; if it keeps failing, tell an admin.",
+    )
+    log.error("job %s: worker stopped on every attempt; failed", job.pk)
+    return True
 
 
 # -- team administration -----------------------------------------------------------
