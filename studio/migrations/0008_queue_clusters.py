@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studio", "0005_gallery_review"),
+        ("studio", "0007_budget_not_negative"),
     ]
 
     operations = [
