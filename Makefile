@@ -14,10 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+# seed_demo prints the address with the demo password: random, made on the first
+# run and kept in var/demo-password so later runs print the same one.
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	@echo "Open http://$(ADDR)/ and sign in as demo / demo-studio"
+	$(PY) manage.py seed_demo --url http://$(ADDR)/
 	$(PY) manage.py runstudio $(ADDR)
 
 # Browser tests drive Debian's chromium; install it when it is missing.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -156,6 +157,10 @@ if proxy_header := env_str("S2V_PROXY_SSL_HEADER"):
         "HTTP_" + proxy_header.strip().upper().replace("-", "_"),
         "https",
     )
+# How many proxies in front of the studio append to X-Forwarded-For. 0 (the
+# default) ignores the header, which any client can send, and takes the
+# connection's address; behind one proxy, its right-most entry is the client.
+S2V_PROXY_COUNT = env_int("S2V_PROXY_COUNT", 0)
 SECURE_SSL_REDIRECT = env_bool("S2V_SSL_REDIRECT", default=PRODUCTION)
 # Load balancers probe over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
@@ -199,6 +204,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    # Sign-in throttling (studio/signin.py).
+    "axes",
     "studio",
 ]
 
@@ -217,6 +224,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "studio.middleware.ActiveTeamMiddleware",
+    # Last: turns a locked-out sign-in into the studio's lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "s2vsite.urls"
@@ -275,6 +284,12 @@ AUTH_USER_MODEL = "studio.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "studio:job-create"
 LOGOUT_REDIRECT_URL = "login"
+# Axes' backend comes first: it refuses a locked-out sign-in before any password
+# is checked. Callers of authenticate() must pass the request.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {
         "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
@@ -381,7 +396,13 @@ S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
 # redelivers it; a job whose worker died is taken back by the studio's sweep.
 Q_CLUSTER: dict[str, Any] = {
     "name": REDIS_PREFIX if REDIS_URL else "s2v",
-    **({"redis": REDIS_URL} if REDIS_URL else {"orm": "default"}),
+    # On the ORM broker, studio's subclass releases the messages of a killed
+    # cluster at once rather than after `retry` (studio/broker.py).
+    **(
+        {"redis": REDIS_URL}
+        if REDIS_URL
+        else {"orm": "default", "broker_class": "studio.broker.StudioORM"}
+    ),
     "workers": env_int("S2V_Q_WORKERS", 2),
     "timeout": 900,
     "retry": 960,
@@ -396,6 +417,9 @@ Q_CLUSTER: dict[str, Any] = {
 S2V_PROVIDER = env_str("S2V_PROVIDER", "local")
 # A job whose worker has not reported for this long is taken back by the sweep.
 S2V_STALE_SECONDS = env_int("S2V_STALE_SECONDS", 60)
+# Renders' and conversions' scratch files; what a killed process left here is
+# removed when a cluster starts or its job starts again.
+S2V_SCRATCH_DIR = Path(env_str("S2V_SCRATCH_DIR", str(DATA_DIR / "scratch")))
 # How many times one job may be started before the sweep gives up on it.
 S2V_MAX_ATTEMPTS = env_int("S2V_MAX_ATTEMPTS", 2)
 S2V_LOCAL_MAX_AUDIO_SECONDS = env_int("S2V_LOCAL_MAX_AUDIO_SECONDS", 120)
@@ -456,6 +480,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("S2V_LOG_LEVEL", "INFO")},
     "loggers": {
         "django_q": {"level": "WARNING"},
+        # Failed sign-ins and lockouts are warnings; each start's banner is not.
+        "axes": {"level": "WARNING"},
         **(
             {"django.server": {"handlers": ["console"], "propagate": False}}
             if S2V_LOG_JSON
@@ -463,6 +489,28 @@ LOGGING = {
         ),
     },
 }
+
+# Failed sign-ins (the studio's and /admin/'s) are counted per account and per
+# client address in the database, so every web process and machine sees the
+# same counts. Either reaching its limit refuses sign-ins for the cool-off,
+# counted from the latest failure; a success forgives that account's failures.
+S2V_SIGNIN_ACCOUNT_LIMIT = env_int("S2V_SIGNIN_ACCOUNT_LIMIT", 5)
+# Higher: one office or mobile carrier can put many people behind one address.
+S2V_SIGNIN_ADDRESS_LIMIT = env_int("S2V_SIGNIN_ADDRESS_LIMIT", 20)
+S2V_SIGNIN_COOLOFF_MINUTES = env_int("S2V_SIGNIN_COOLOFF_MINUTES", 15)
+if min(S2V_SIGNIN_ACCOUNT_LIMIT, S2V_SIGNIN_ADDRESS_LIMIT) < 1:
+    raise ImproperlyConfigured("S2V_SIGNIN_*_LIMIT: use a whole number of at least 1")
+if S2V_SIGNIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("S2V_SIGNIN_COOLOFF_MINUTES: use at least 1")
+AXES_HANDLER = "studio.signin.SignInThrottle"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = S2V_SIGNIN_ACCOUNT_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=S2V_SIGNIN_COOLOFF_MINUTES)
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "studio.signin.client_address"
+AXES_LOCKOUT_CALLABLE = "studio.signin.lockout_response"
+# Axes' own sign-in log would grow by a row per sign-in; the attempts suffice.
+AXES_DISABLE_ACCESS_LOG = True
 
 # Email for notifications: printed to the console unless an SMTP server is set.
 if env_str("S2V_SMTP_HOST"):

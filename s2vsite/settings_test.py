@@ -19,6 +19,7 @@ from .settings import STORAGES
 
 _TMP = Path(tempfile.mkdtemp(prefix="s2v-test-"))
 MEDIA_ROOT = _TMP / "media"
+S2V_SCRATCH_DIR = _TMP / "scratch"
 if STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
     STORAGES = {
         **STORAGES,

@@ -10,7 +10,10 @@ class StudioConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from . import devserver
+
         post_migrate.connect(_ensure_schedules, sender=self)
+        devserver.install()
 
 
 def _ensure_schedules(**kwargs: object) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +26,7 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing
+from . import billing, scratch
 from .engine import get_engine
 from .engine.base import (
     Engine,
@@ -342,7 +341,7 @@ def _store_result(
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
-    with tempfile.TemporaryDirectory(prefix="s2v-result-") as tmp:
+    with scratch.folder("s2v-result") as tmp:
         video, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.jpg"
         try:
             with video.open("wb") as dest:
@@ -485,15 +484,15 @@ def pause_account(*, engine_name: str, code: str, message: str) -> None:
         log.error("provider account %s paused: %s", engine_name, code)
 
 
-def _resume_account(engine_name: str) -> None:
-    ProviderAccount.objects.filter(engine=engine_name, paused_at__isnull=False).update(
-        paused_code="", paused_message="", paused_at=None, retry_at=None
-    )
+def _resume_account(engine_name: str) -> int:
+    return ProviderAccount.objects.filter(
+        engine=engine_name, paused_at__isnull=False
+    ).update(paused_code="", paused_message="", paused_at=None, retry_at=None)
 
 
-def account_resume(*, engine_name: str) -> None:
-    """An admin says the account is fixed: dispatch at once."""
-    _resume_account(engine_name)
+def account_resume(*, engine_name: str) -> bool:
+    """Site staff say the account is fixed: dispatch at once. False if not paused."""
+    return _resume_account(engine_name) > 0
 
 
 # -- timing -----------------------------------------------------------------------

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.files.base import File
 from django.core.files.storage import default_storage
+
+from . import scratch
 
 
 def sha256_of(file: File[bytes]) -> str:
@@ -29,7 +30,7 @@ def local_path(file: File[bytes], *, suffix: str = "") -> Iterator[Path]:
     if temporary_path is not None:
         yield Path(temporary_path())
         return
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+    with scratch.named_file("s2v-upload", suffix=suffix) as tmp:
         file.seek(0)
         for chunk in file.chunks():
             tmp.write(chunk)
@@ -49,7 +50,7 @@ def stored_path(name: str) -> Iterator[Path]:
         yield Path(path)
         return
     with (
-        tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as tmp,
+        scratch.named_file("s2v-input", suffix=Path(name).suffix) as tmp,
         default_storage.open(name, "rb") as src,
     ):
         shutil.copyfileobj(src, tmp, 1024 * 1024)

@@ -70,6 +70,10 @@ class BudgetForm(forms.ModelForm[Budget]):
             "max_resolution": "Highest resolution",
             "max_waiting_jobs": "Most waiting jobs",
         }
+        # The browser's hint only; Budget.monthly_amount's validator refuses the rest.
+        widgets = {
+            "monthly_amount": forms.NumberInput(attrs={"min": "0", "step": "0.01"})
+        }
 
 
 class TeamBudgetForm(BudgetForm):

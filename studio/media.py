@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import mimetypes
 import re
 import stat
 import zipfile
 from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.core.files.storage import default_storage
@@ -15,15 +15,30 @@ from django.http.response import HttpResponseBase
 from django.utils import timezone
 from storages.utils import clean_name
 
+from .formats import OPAQUE_SUFFIX, OPAQUE_TYPE, content_type_for, format_of_suffix
+from .models import AudioClip, Portrait
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 256 * 1024
 
 
+# Media is data, never a page: even a file that a browser could be talked into
+# reading as HTML or script runs nothing, in a sandbox with no origin.
+MEDIA_CSP = "default-src 'none'; sandbox"
+
+
 def serve_file(
-    request: HttpRequest, name: str, *, download_as: str | None = None
+    request: HttpRequest, name: str, *, fmt: str, download_as: str | None = None
 ) -> HttpResponseBase:
-    """Stream a stored file; honours a single `Range: bytes=a-b` request."""
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    """Stream a stored file as its verified format `fmt` says; honours one Range.
+
+    The type comes from `fmt` alone, never from `name`. A format with no known
+    type is sent as an opaque attachment.
+    """
+    content_type = content_type_for(fmt)
+    if content_type is None:
+        content_type = OPAQUE_TYPE
+        download_as = download_as or f"{PurePosixPath(name).stem}{OPAQUE_SUFFIX}"
     size = default_storage.size(name)
     fh = default_storage.open(name, "rb")
     match = _RANGE.match(request.headers.get("Range", "").strip())
@@ -38,7 +53,7 @@ def serve_file(
             fh.close()
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
-            return response
+            return harden(response)
         fh.close()
         response = StreamingHttpResponse(
             stored_chunks(name, start=start, end=end),
@@ -55,10 +70,32 @@ def serve_file(
         response = FileResponse(fh, content_type=content_type)
         response["Content-Length"] = str(size)
     response["Accept-Ranges"] = "bytes"
-    response["Cache-Control"] = "private, max-age=3600"
-    response["X-Content-Type-Options"] = "nosniff"
     if download_as:
         response["Content-Disposition"] = f'attachment; filename="{download_as}"'
+    return harden(response)
+
+
+def input_format(name: str) -> str:
+    """The verified format recorded for a stored input; "" when none is known."""
+    for model in (Portrait, AudioClip):
+        recorded = model.objects.filter(file=name).values_list("format", flat=True)
+        if fmt := recorded.first():
+            return fmt
+    if name.startswith("staging/"):
+        # Staged copies are named by the engine from the verified format.
+        return format_of_suffix(name)
+    return ""
+
+
+def harden(response: HttpResponseBase) -> HttpResponseBase:
+    """Headers every response carrying stored bytes gets.
+
+    `no-cache` makes the browser ask again each time, so whoever loses access
+    (removed from the team, a revoked link) stops seeing the file at once.
+    """
+    response["Content-Security-Policy"] = MEDIA_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-cache"
     return response
 
 

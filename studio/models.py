@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
+
+from .formats import suffix_for
 
 
 class User(AbstractUser):
@@ -59,23 +63,26 @@ class Membership(models.Model):
 
 
 def _upload_name(
-    folder: str, instance: Portrait | AudioClip | GenerationJob, filename: str
+    folder: str, instance: Portrait | AudioClip | GenerationJob, suffix: str
 ) -> str:
     # Random names: nothing about the user's file name leaks into storage paths.
-    suffix = PurePosixPath(filename).suffix.lower()[:8]
     return f"teams/{instance.team.code}/{folder}/{uuid.uuid4().hex}{suffix}"
 
 
+# Inputs take their suffix from the verified format, never from the upload's
+# name: a PNG that is also an HTML page is stored as .png (see studio.formats).
 def portrait_upload_to(instance: Portrait, filename: str) -> str:
-    return _upload_name("portraits", instance, filename)
+    return _upload_name("portraits", instance, suffix_for(instance.format))
 
 
 def audio_upload_to(instance: AudioClip, filename: str) -> str:
-    return _upload_name("audio", instance, filename)
+    return _upload_name("audio", instance, suffix_for(instance.format))
 
 
 def result_upload_to(instance: GenerationJob, filename: str) -> str:
-    return _upload_name("results", instance, filename)
+    # Results are named by the studio itself ("video.mp4", "poster.jpg").
+    suffix = PurePosixPath(filename).suffix.lower()[:8]
+    return _upload_name("results", instance, suffix)
 
 
 class FaceCheck(models.Model):
@@ -115,6 +122,8 @@ class Portrait(models.Model):
     size = models.PositiveBigIntegerField()
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
+    # Pillow's format of the stored file ("JPEG", "PNG", ...): it alone decides
+    # the stored name's suffix and the type the file is served as.
     format = models.CharField(max_length=16)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -138,6 +147,8 @@ class AudioClip(models.Model):
     file = models.FileField(upload_to=audio_upload_to, max_length=255)
     original_name = models.CharField(max_length=255, blank=True)
     original_format = models.CharField(max_length=16)
+    # The probed container of the stored file ("wav", "mp3", ...): it alone
+    # decides the stored name's suffix and the type the file is served as.
     format = models.CharField(max_length=16)
     sha256 = models.CharField(max_length=64, db_index=True)
     duration = models.FloatField()
@@ -226,6 +237,9 @@ class GenerationJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The task-queue cluster running the current attempt (QueueCluster.name), so
+    # the attempt can be taken back as soon as that cluster is known dead.
+    worker = models.CharField(max_length=100, blank=True, db_index=True)
     # Remote engines: when the submit began (to find a task a crash lost the id
     # of), when the provider started running it, and when to ask next.
     submit_started_at = models.DateTimeField(null=True, blank=True)
@@ -491,6 +505,13 @@ class Budget(models.Model):
         null=True,
         blank=True,
         help_text="Money per calendar month in the site currency; empty means no limit.",
+        validators=[
+            MinValueValidator(
+                Decimal(0),
+                message="A budget cannot be negative. Enter 0 to stop all spending, "
+                "or leave it empty for no limit.",
+            )
+        ],
     )
     monthly_seconds = models.PositiveIntegerField(
         null=True,
@@ -675,3 +696,36 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"To {self.user}: {self.message}"
+
+
+class QueueCluster(models.Model):
+    """A django-q2 cluster on the ORM broker, as its sentinel last reported.
+
+    A row whose beat is stale, or whose process on this host is gone, is a dead
+    cluster: its messages are released and its jobs taken back
+    (studio.broker.release_dead_clusters), then the row is deleted.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid} on {self.host})"
+
+
+class QueueLease(models.Model):
+    """Which cluster took an ORM-broker message (django_q's OrmQ row), and when.
+
+    `lock` is the OrmQ lock the cluster set, so releasing the message cannot
+    undo a later delivery of it.
+    """
+
+    message_id = models.BigIntegerField(unique=True)
+    cluster = models.CharField(max_length=100, db_index=True)
+    lock = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"message {self.message_id} held by {self.cluster}"

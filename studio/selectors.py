@@ -45,6 +45,13 @@ def membership_for(*, user: User, team_id: int | None) -> Membership | None:
     return memberships.order_by("team__name").first()
 
 
+# Dates the gallery and spend filters accept. Far-off years used to overflow
+# when a day or a month was added (9999-12-31) or when moved to UTC
+# (0001-01-01); no job or ledger entry can be outside this range anyway.
+DATE_MIN = date(2000, 1, 1)
+DATE_MAX = date(2100, 12, 31)
+DATE_RANGE_HINT = f"Dates must be between {DATE_MIN:%Y-%m-%d} and {DATE_MAX:%Y-%m-%d}."
+
 SORTS = {
     "newest": ("Newest first", ("-queued_at", "-id")),
     "oldest": ("Oldest first", ("queued_at", "id")),
@@ -69,6 +76,8 @@ class GalleryFilters:
     favourites: bool = False
     q: str = ""
     sort: str = "newest"
+    # Why a date the query gave was ignored, in plain words; empty when none was.
+    problems: tuple[str, ...] = ()
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> GalleryFilters:
@@ -78,17 +87,23 @@ class GalleryFilters:
             value = query.get(name, "")
             return value if value in allowed else ""
 
+        problems: list[str] = []
+        dates = {
+            name: _parse_date(query.get(name, ""), label=label, problems=problems)
+            for name, label in (("date_from", "From"), ("date_to", "To"))
+        }
         return cls(
             author=query.get("author", "")[:150],
             status=choice("status", GenerationJob.Status.values),
             review=choice("review", GenerationJob.ReviewState.values),
             resolution=choice("resolution", GenerationJob.Resolution.values),
             engine=choice("engine", [name for name, _ in ENGINES]),
-            date_from=_parse_date(query.get("date_from", "")),
-            date_to=_parse_date(query.get("date_to", "")),
+            date_from=dates["date_from"],
+            date_to=dates["date_to"],
             favourites=query.get("favourites", "") in ("1", "on", "true"),
             q=" ".join(query.get("q", "").split())[:100],
             sort=choice("sort", SORTS) or "newest",
+            problems=tuple(problems),
         )
 
     def as_query(self) -> dict[str, str]:
@@ -108,11 +123,26 @@ class GalleryFilters:
         return {k: v for k, v in pairs.items() if v}
 
 
-def _parse_date(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
+def _parse_date(value: str, *, label: str, problems: list[str]) -> date | None:
+    """A date in the supported range, or None with the reason added to `problems`."""
+    value = value.strip()
+    if not value:
         return None
+    shown = value[:20]
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        problems.append(
+            f"“{label}” date {shown} is not a date like 2026-01-31; it was ignored."
+        )
+        return None
+    if not DATE_MIN <= day <= DATE_MAX:
+        problems.append(
+            f"“{label}” date {day.isoformat()} is out of range and was ignored. "
+            + DATE_RANGE_HINT
+        )
+        return None
+    return day
 
 
 def _day_start(day: date) -> datetime:
@@ -188,6 +218,17 @@ ENGINES = [
 def team_authors(*, team: Team) -> list[str]:
     return list(
         User.objects.filter(memberships__team=team)
+        .order_by("username")
+        .values_list("username", flat=True)
+    )
+
+
+def team_admins(*, team: Team) -> list[str]:
+    """Usernames of the team's admins: whom to ask for what a role does not allow."""
+    return list(
+        User.objects.filter(
+            memberships__team=team, memberships__role=Membership.Role.ADMIN
+        )
         .order_by("username")
         .values_list("username", flat=True)
     )
@@ -285,13 +326,31 @@ class SpendRow:
     count: int
 
 
+class BadMonth(ValueError):
+    """A month query parameter that cannot be used. The message says why."""
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """'2026-11' -> the month's first moment and the next month's, in local time."""
-    try:
-        year, number = (int(part) for part in month.split("-"))
-        start = timezone.make_aware(datetime(year, number, 1))
-    except (ValueError, TypeError):
+    """'2026-11' -> the month's first moment and the next month's, in local time.
+
+    An empty value means this month. Raises BadMonth for anything that is not
+    a month like 2026-11 between DATE_MIN and DATE_MAX.
+    """
+    month = month.strip()
+    if not month:
         start = billing.month_start()
+    else:
+        try:
+            year, number = (int(part) for part in month.split("-"))
+            first = date(year, number, 1)
+        except (ValueError, TypeError) as exc:
+            raise BadMonth(f"{month[:20]} is not a month like 2026-01.") from exc
+        if not DATE_MIN <= first <= DATE_MAX:
+            raise BadMonth(
+                f"{month} is out of range. Months must be between "
+                f"{DATE_MIN:%Y-%m} and {DATE_MAX:%Y-%m}."
+            )
+        start = timezone.make_aware(datetime.combine(first, time.min))
     end = (start + timedelta(days=32)).replace(day=1)
     return start, end
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, dispatcher, notifications
+from . import billing, dispatcher, notifications, scratch
+from .broker import current_cluster
 from .engine import get_engine
 from .engine.audio import AudioInfo, convert_to_wav, probe_audio
 from .engine.base import (
@@ -98,7 +98,10 @@ def portrait_submit(
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
                 verdict = _check(
-                    engine, InputFile(path=path, sha256=sha256), team=team, user=user
+                    engine,
+                    InputFile(path=path, sha256=sha256, format=info.format),
+                    team=team,
+                    user=user,
                 )
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
     if not check.check_pass:
@@ -116,7 +119,8 @@ def portrait_submit(
             height=info.height,
             format=info.format,
         )
-        portrait.file.save(f"portrait{suffix}", upload, save=False)
+        # portrait_upload_to names it by the verified format, not by `upload.name`.
+        portrait.file.save("portrait", upload, save=False)
         portrait.save()
     return PortraitOutcome(verdict=check, portrait=portrait)
 
@@ -260,7 +264,8 @@ def audio_submit(
                     f"Use {UPLOAD_AUDIO_LABEL}."
                 ],
             )
-        will_convert = info.format not in limits.audio_formats
+        # A header that lies about the length would mislead the provider too.
+        will_convert = info.format not in limits.audio_formats or not info.header_ok
         problems = audio_problems(
             duration=info.duration,
             size=None if will_convert else info.size,
@@ -273,7 +278,7 @@ def audio_submit(
         if existing is not None:
             return AudioOutcome(info=info, clip=existing, will_convert=will_convert)
 
-        with tempfile.TemporaryDirectory(prefix="s2v-audio-") as tmp:
+        with scratch.folder("s2v-audio") as tmp:
             send_path, send_info = path, info
             if will_convert:
                 send_path = Path(tmp) / "converted.wav"
@@ -299,7 +304,7 @@ def audio_submit(
                 channels=send_info.channels,
             )
             with send_path.open("rb") as fh:
-                clip.file.save(f"audio.{send_info.format}", File(fh), save=False)
+                clip.file.save("audio", File(fh), save=False)
             clip.save()
     return AudioOutcome(info=info, clip=clip, will_convert=will_convert)
 
@@ -308,6 +313,12 @@ def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list
     """Why a clip of this length and size does not fit the engine, in plain words."""
     limits = engine.limits
     problems = []
+    if duration < limits.audio_min_seconds:
+        shown = f"{duration:.2f}".rstrip("0").rstrip(".")
+        problems.append(
+            f"The clip is only {shown} s long; it must be at least "
+            f"{limits.audio_min_seconds:g} s. Use a longer recording."
+        )
     if duration > limits.audio_max_seconds:
         over = duration - limits.audio_max_seconds
         problems.append(
@@ -444,8 +455,18 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
     )
 
 
+TITLE_MAX = 120
+
+
 def job_rename(*, job: GenerationJob, title: str) -> GenerationJob:
-    job.title = title.strip()[:120]
+    """Set a job's title. Raises Rejected if it is longer than TITLE_MAX."""
+    title = title.strip()
+    if len(title) > TITLE_MAX:
+        raise Rejected(
+            f"Keep the title to {TITLE_MAX} characters; this one has {len(title)}.",
+            code="title",
+        )
+    job.title = title
     job.save(update_fields=["title"])
     return job
 
@@ -465,10 +486,14 @@ def job_run(*, job_id: int) -> GenerationJob | None:
         heartbeat_at=now,
         progress=0.0,
         attempts=F("attempts") + 1,
+        worker=current_cluster(),
     )
     if not claimed:
         return GenerationJob.objects.filter(pk=job_id).first()
     job = GenerationJob.objects.select_related("portrait", "audio").get(pk=job_id)
+    if job.attempts > 1:
+        # Started again: an earlier attempt's worker may have died mid-render.
+        scratch.clean_stale()
     # The attempt number fences this worker: once the sweep hands the job to
     # another attempt, every write from this one matches no row.
     mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
@@ -621,25 +646,43 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
     for job in stale.only("pk", "attempts", "engine"):
         if dispatcher.is_remote(job.engine):
             continue  # remote tasks keep running at the provider; polling resumes them
-        current = GenerationJob.objects.filter(
-            pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
-        )
-        if job.attempts < settings.S2V_MAX_ATTEMPTS:
-            with transaction.atomic():
-                if current.update(status=GenerationJob.Status.QUEUED, progress=0.0):
-                    _enqueue_after_commit(job)
-                    recovered.append(job.pk)
-            log.warning("job %s: worker stopped; queued again", job.pk)
-        else:
-            _job_fail(
-                current,
-                code="worker_lost",
-                message="The worker stopped while making this video, "
-                f"{job.attempts} times. Retry it; if it keeps failing, tell an admin.",
-            )
+        if _take_back(job):
             recovered.append(job.pk)
-            log.error("job %s: worker stopped on every attempt; failed", job.pk)
     return recovered
+
+
+def jobs_take_back(*, workers: list[str]) -> list[int]:
+    """Take back the in-flight local jobs of dead task-queue clusters. Returns their ids."""
+    lost = GenerationJob.objects.filter(
+        status__in=GenerationJob.IN_FLIGHT, worker__in=workers
+    )
+    return [
+        job.pk
+        for job in lost.only("pk", "attempts", "engine")
+        if not dispatcher.is_remote(job.engine) and _take_back(job)
+    ]
+
+
+def _take_back(job: GenerationJob) -> bool:
+    """Queue the job's attempt again, or fail it after the last one."""
+    current = GenerationJob.objects.filter(
+        pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
+    )
+    if job.attempts < settings.S2V_MAX_ATTEMPTS:
+        with transaction.atomic():
+            if not current.update(status=GenerationJob.Status.QUEUED, progress=0.0):
+                return False
+            _enqueue_after_commit(job)
+        log.warning("job %s: worker stopped; queued again", job.pk)
+        return True
+    _job_fail(
+        current,
+        code="worker_lost",
+        message="The worker stopped while making this video, "
+        f"{job.attempts} times. Retry it; if it keeps failing, tell an admin.",
+    )
+    log.error("job %s: worker stopped on every attempt; failed", job.pk)
+    return True
 
 
 # -- team administration -----------------------------------------------------------
@@ -647,9 +690,15 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
 
 def budget_update(*, team: Team, user: User | None, **limits: object) -> Budget:
     """Set a team's or a member's monthly limits. A member's money stays within the team's."""
+    amount = limits.get("monthly_amount")
+    if amount is not None and amount < 0:  # type: ignore[operator]
+        raise Rejected(
+            "A budget cannot be negative. Enter 0 to stop all spending, or leave it "
+            "empty for no limit.",
+            code="budget",
+        )
     budget, _ = Budget.objects.get_or_create(team=team, user=user)
     team_budget, _ = Budget.objects.get_or_create(team=team, user=None)
-    amount = limits.get("monthly_amount")
     if (
         user is not None
         and amount is not None
@@ -742,7 +791,16 @@ REVIEW_ROLES = (Membership.Role.REVIEWER, Membership.Role.ADMIN)
 
 
 def job_set_notes(*, job: GenerationJob, notes: str) -> GenerationJob:
-    job.notes = notes.strip()[:NOTES_MAX]
+    """Replace a job's notes. Raises Rejected if they are longer than NOTES_MAX."""
+    notes = notes.strip()
+    if len(notes) > NOTES_MAX:
+        # Saving a cut copy would lose the end without saying so.
+        raise Rejected(
+            f"Notes are limited to {NOTES_MAX} characters; these have {len(notes)}. "
+            "Nothing was saved.",
+            code="notes",
+        )
+    job.notes = notes
     job.save(update_fields=["notes"])
     return job
 
@@ -758,6 +816,11 @@ def favourite_set(*, job: GenerationJob, user: User, on: bool) -> bool:
 
 def can_review(membership: Membership) -> bool:
     return membership.role in REVIEW_ROLES
+
+
+def can_change_job(*, membership: Membership, job: GenerationJob) -> bool:
+    """Cancel, rename, notes and share revocation: the author, reviewers and admins."""
+    return job.created_by_id == membership.user_id or can_review(membership)
 
 
 def releasable(job: GenerationJob) -> bool:

@@ -11,14 +11,20 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -26,7 +32,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+)
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import (
     HTMX_STOP_POLLING,
@@ -37,6 +47,7 @@ from django_htmx.http import (
 from . import billing, dispatcher, notifications, selectors, services
 from .engine import get_engine
 from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
+from .formats import POSTER_FORMAT, VIDEO_FORMAT
 from .forms import (
     BudgetForm,
     GenerateForm,
@@ -45,7 +56,7 @@ from .forms import (
     TeamBudgetForm,
     UploadForm,
 )
-from .media import serve_file, zip_stream
+from .media import harden, input_format, serve_file, zip_stream
 from .middleware import SESSION_TEAM_KEY
 from .models import (
     AudioClip,
@@ -87,7 +98,53 @@ def _team_job(membership: Membership, code: UUID) -> GenerationJob:
     )
 
 
+JOB_CHANGERS = "the video's author, a reviewer or a team admin"
+
+
+def _may_change(
+    request: HttpRequest, membership: Membership, job: GenerationJob
+) -> bool:
+    return request.user.is_staff or services.can_change_job(
+        membership=membership, job=job
+    )
+
+
+def _forbidden(
+    request: HttpRequest,
+    membership: Membership | None,
+    *,
+    needed: str,
+    action: str,
+    back: str = "",
+) -> HttpResponse:
+    """The studio's 403: which role is needed and whom to ask, with no traceback.
+
+    Returned rather than raised: Django logs a raised PermissionDenied with its
+    traceback, and a member pressing a button is not an error of the site.
+    """
+    admins = selectors.team_admins(team=membership.team) if membership else []
+    context = {
+        "needed": needed,
+        "action": action,
+        "team": membership.team if membership else None,
+        "admins": admins,
+        "back": back,
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        # htmx 2 swaps no 4xx answer: say it in the page's alert area instead,
+        # as the upload limit does.
+        message = f"Only {needed} can {action}. Nothing was changed."
+        if admins:
+            message += " Ask " + ", ".join(admins) + " for another role."
+        response = render(request, "studio/alert.html", {"message": message})
+        response["HX-Retarget"] = "#alerts"
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "403.html", context, status=403)
+
+
 @login_required
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("studio:job-create")
 
@@ -96,12 +153,17 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @team_required
+@require_http_methods(["GET", "POST"])
 def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
     engine = get_engine()
     reuse = _reuse_context(
         membership, request.GET.get("from", "") if request.method == "GET" else ""
     )
-    form = GenerateForm(request.POST or None, initial=reuse.get("initial"))
+    # An empty POST is still a submission: it must show what is missing.
+    form = GenerateForm(
+        request.POST if request.method == "POST" else None,
+        initial=reuse.get("initial"),
+    )
     if request.method == "POST" and form.is_valid():
         team = membership.team
         portrait = Portrait.objects.filter(
@@ -373,8 +435,9 @@ def job_status(
     """The polled fragment. A finished job renders without hx-trigger and answers 286."""
     job = _team_job(membership, code)
     status = HTMX_STOP_POLLING if job.is_terminal else 200
+    context = _job_context(job) | {"can_change": _may_change(request, membership, job)}
     response = render(
-        request, "studio/job_detail.html#job-status", _job_context(job), status=status
+        request, "studio/job_detail.html#job-status", context, status=status
     )
     if job.is_terminal:
         trigger_client_event(response, "job-finished", {"code": str(job.code)})
@@ -415,6 +478,14 @@ def job_cancel(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="cancel this video",
+            back=job.get_absolute_url(),
+        )
     try:
         services.job_cancel(job=job)
     except services.Rejected as exc:
@@ -445,11 +516,40 @@ def job_rename(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="rename this video",
+            back=job.get_absolute_url(),
+        )
     form = RenameForm(request.POST)
+    error = ""
     if form.is_valid():
-        services.job_rename(job=job, title=form.cleaned_data["title"])
+        try:
+            services.job_rename(job=job, title=form.cleaned_data["title"])
+        except services.Rejected as exc:
+            error = exc.message
+    else:
+        error = (
+            " ".join(str(e) for e in form.errors.get("title", [])) or "Check the title."
+        )
     if request.htmx:  # type: ignore[attr-defined]
-        return render(request, "studio/job_detail.html#job-title", {"job": job})
+        return render(
+            request,
+            "studio/job_detail.html#job-title",
+            {
+                "job": job,
+                "can_change": True,
+                "title_error": error,
+                "title_draft": request.POST.get("title", ""),
+            },
+        )
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Title saved.")
     return redirect(job)
 
 
@@ -490,6 +590,8 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         "resolutions": GenerationJob.Resolution.choices,
         "engines": selectors.ENGINES,
         "sorts": [(key, label) for key, (label, _) in selectors.SORTS.items()],
+        "date_min": selectors.DATE_MIN,
+        "date_max": selectors.DATE_MAX,
         "approval_required": team.approval_required,
         "next": request.get_full_path(),
     }
@@ -508,7 +610,7 @@ def portrait_file(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponseBase:
     portrait = get_object_or_404(Portrait, code=code, team=membership.team)
-    return serve_file(request, portrait.file.name)
+    return serve_file(request, portrait.file.name, fmt=portrait.format)
 
 
 @team_required
@@ -517,7 +619,7 @@ def audio_file(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponseBase:
     clip = get_object_or_404(AudioClip, code=code, team=membership.team)
-    return serve_file(request, clip.file.name)
+    return serve_file(request, clip.file.name, fmt=clip.format)
 
 
 @team_required
@@ -529,7 +631,7 @@ def job_video(
     if not job.video:
         raise Http404("This job has no video yet.")
     name = _download_name(job) if "download" in request.GET else None
-    return serve_file(request, job.video.name, download_as=name)
+    return serve_file(request, job.video.name, fmt=VIDEO_FORMAT, download_as=name)
 
 
 def _download_name(job: GenerationJob) -> str:
@@ -547,7 +649,7 @@ def job_poster(
     job = _team_job(membership, code)
     if not job.poster:
         raise Http404("This job has no poster yet.")
-    return serve_file(request, job.poster.name)
+    return serve_file(request, job.poster.name, fmt=POSTER_FORMAT)
 
 
 # -- account ------------------------------------------------------------------
@@ -583,34 +685,40 @@ def public_input(request: HttpRequest, token: str) -> HttpResponseBase:
         raise Http404("This link is invalid or has expired.") from None
     if not isinstance(name, str) or not default_storage.exists(name):
         raise Http404("This file is gone.")
-    return serve_file(request, name)
+    return serve_file(request, name, fmt=input_format(name))
 
 
 @login_required
 @require_POST
 def provider_resume(request: HttpRequest) -> HttpResponse:
-    """An admin says the provider account is fixed: dispatch again at once."""
-    if not _is_admin(request):
-        raise Http404
-    dispatcher.account_resume(engine_name=request.POST.get("engine", ""))
-    messages.success(
-        request,
-        "Dispatching resumed. If the account is still refused, it pauses again.",
-    )
+    """Site staff say the provider account is fixed: dispatch again at once.
+
+    The account is shared by every team, so a team admin may see the banner but
+    not lift the pause.
+    """
+    if not request.user.is_staff:
+        return _forbidden(
+            request,
+            None,  # the site's staff, not the team's admins, can help
+            needed="site staff",
+            action="resume the provider account",
+            back=_safe_next(request, reverse("studio:gallery")),
+        )
+    if dispatcher.account_resume(engine_name=request.POST.get("engine", "")):
+        messages.success(
+            request,
+            "Dispatching resumed. If the account is still refused, it pauses again.",
+        )
+    else:
+        messages.error(
+            request, "That provider account is not paused; there was nothing to resume."
+        )
     next_url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}
     ):
         next_url = reverse("studio:gallery")
     return redirect(next_url)
-
-
-def _is_admin(request: HttpRequest) -> bool:
-    membership = getattr(request, "membership", None)
-    return bool(
-        request.user.is_staff
-        or (membership and membership.role == Membership.Role.ADMIN)
-    )
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -637,6 +745,7 @@ def admin_required(view: View) -> View:
 
 
 @admin_required
+@require_http_methods(["GET", "POST"])
 def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     team = membership.team
     team_budget, _ = Budget.objects.get_or_create(team=team, user=None)
@@ -661,6 +770,10 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     )
                     messages.success(request, "Team budget saved.")
                     return redirect("studio:team-settings")
+                messages.error(
+                    request,
+                    "The team budget was not saved. " + _form_errors_text(team_form),
+                )
             elif action == "member-budget":
                 member = _team_member(team, request.POST.get("member", ""))
                 form = BudgetForm(request.POST, prefix=f"m{member.pk}")
@@ -671,7 +784,9 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                     messages.success(request, f"Budget of {member.user} saved.")
                 else:
                     messages.error(
-                        request, "Check the budget fields: " + form.errors.as_text()
+                        request,
+                        f"The budget of {member.user} was not saved. "
+                        + _form_errors_text(form),
                     )
                 return redirect("studio:team-settings")
             elif action == "add-member":
@@ -682,6 +797,9 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                         request, f"{add_form.cleaned_data['username']} added."
                     )
                     return redirect("studio:team-settings")
+                messages.error(
+                    request, "Nobody was added. " + _form_errors_text(add_form)
+                )
             elif action in ("set-role", "remove-member"):
                 member = _team_member(team, request.POST.get("member", ""))
                 if action == "remove-member":
@@ -697,6 +815,21 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                         request,
                         f"{member.user} is now {member.get_role_display().lower()}.",
                     )
+                else:
+                    messages.error(
+                        request,
+                        f"The role of {member.user} was not changed: choose "
+                        + _role_names()
+                        + ".",
+                    )
+                return redirect("studio:team-settings")
+            else:
+                # A stale page or a hand-made request: say so, never do nothing.
+                messages.error(
+                    request,
+                    "That form is not one this page knows; nothing was changed. "
+                    "Reload the page and try again.",
+                )
                 return redirect("studio:team-settings")
         except services.Rejected as exc:
             messages.error(request, exc.message)
@@ -734,6 +867,20 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
     )
 
 
+def _form_errors_text(form: forms.BaseForm) -> str:
+    """A form's errors as one sentence per field, named by its label."""
+    parts = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else None
+        text = " ".join(str(e) for e in errors)
+        parts.append(f"{label or name.replace('_', ' ').capitalize()}: {text}")
+    return " ".join(parts)
+
+
+def _role_names() -> str:
+    return ", ".join(str(label).lower() for _, label in Membership.Role.choices)
+
+
 # -- gallery, review and hand-off ---------------------------------------------
 
 
@@ -764,6 +911,7 @@ def _job_panels_context(
     return {
         "panels": panels,
         "can_review": services.can_review(membership),
+        "can_change": _may_change(request, membership, job),
         "approval_required": membership.team.approval_required,
         "releasable": services.releasable(job),
         "share_days": services.SHARE_DAYS,
@@ -816,10 +964,21 @@ def job_favourite(
 ) -> HttpResponse:
     """Star or unstar: `on=1` or `on=0`, so a double click cannot undo itself."""
     job = _team_job(membership, code)
+    on = request.POST.get("on")
+    if on not in ("0", "1"):
+        # Anything else used to unstar: a wrong request must not look like a choice.
+        message = "Star or unstar was not clear; nothing was changed."
+        if request.htmx:  # type: ignore[attr-defined]
+            response = render(request, "studio/alert.html", {"message": message})
+            response["HX-Retarget"] = "#alerts"
+            response["HX-Reswap"] = "innerHTML"
+            return response
+        messages.error(request, message)
+        return redirect(_safe_next(request, job.get_absolute_url()))
     job.is_favourite = services.favourite_set(  # type: ignore[attr-defined]
         job=job,
         user=request.user,  # type: ignore[arg-type]
-        on=request.POST.get("on") == "1",
+        on=on == "1",
     )
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "studio/gallery.html#favourite", {"job": job})
@@ -830,12 +989,37 @@ def job_favourite(
 @require_POST
 def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
     job = _team_job(membership, code)
-    services.job_set_notes(job=job, notes=request.POST.get("notes", ""))
+    if not _may_change(request, membership, job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="change the notes of this video",
+            back=job.get_absolute_url(),
+        )
+    notes = request.POST.get("notes", "")
+    error = ""
+    try:
+        services.job_set_notes(job=job, notes=notes)
+    except services.Rejected as exc:
+        error = exc.message
     if request.htmx:  # type: ignore[attr-defined]
         return render(
-            request, "studio/job_detail.html#job-notes", {"job": job, "saved": True}
+            request,
+            "studio/job_detail.html#job-notes",
+            {
+                "job": job,
+                "can_change": True,
+                "saved": not error,
+                "notes_error": error,
+                # On an error the text stays in the box, not lost with the reply.
+                "notes_draft": notes if error else job.notes,
+            },
         )
-    messages.success(request, "Notes saved.")
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, "Notes saved.")
     return redirect(job)
 
 
@@ -846,7 +1030,13 @@ def job_review(
 ) -> HttpResponse:
     job = _team_job(membership, code)
     if not services.can_review(membership):
-        raise PermissionDenied("Only reviewers and admins can review videos.")
+        return _forbidden(
+            request,
+            membership,
+            needed="reviewers and team admins",
+            action="review videos",
+            back=job.get_absolute_url(),
+        )
     error = ""
     try:
         services.job_review(
@@ -903,13 +1093,22 @@ def job_comment(
 @require_GET
 def spend(request: HttpRequest, membership: Membership) -> HttpResponse:
     team = membership.team
-    month = request.GET.get("month") or timezone.localtime().strftime("%Y-%m")
-    start, end = selectors.month_bounds(month)
+    month_error = ""
+    try:
+        start, end = selectors.month_bounds(request.GET.get("month", ""))
+    except selectors.BadMonth as exc:
+        month_error = f"{exc} Showing this month instead."
+        start, end = selectors.month_bounds("")
     days = selectors.spend_by(team=team, start=start, end=end, by="day")
+    previous = start - timedelta(days=1)
     context = {
         "month": start.strftime("%Y-%m"),
-        "previous": (start - timedelta(days=1)).strftime("%Y-%m"),
-        "next": end.strftime("%Y-%m"),
+        "month_error": month_error,
+        # No links out of the supported range: they could only show an error.
+        "previous": previous.strftime("%Y-%m")
+        if previous.date() >= selectors.DATE_MIN
+        else "",
+        "next": end.strftime("%Y-%m") if end.date() <= selectors.DATE_MAX else "",
         "tables": [
             (title, selectors.spend_by(team=team, start=start, end=end, by=by))
             for title, by in (
@@ -959,9 +1158,15 @@ def _daily_chart(
 
 @admin_required
 @require_GET
-def ledger_csv(request: HttpRequest, membership: Membership) -> StreamingHttpResponse:
+def ledger_csv(request: HttpRequest, membership: Membership) -> HttpResponseBase:
     """The month's ledger, one row per entry, to match line by line with the provider's bill."""
-    start, end = selectors.month_bounds(request.GET.get("month", ""))
+    try:
+        start, end = selectors.month_bounds(request.GET.get("month", ""))
+    except selectors.BadMonth as exc:
+        # A download has no page to show the message on; the browser shows this.
+        return HttpResponseBadRequest(
+            f"{exc}\n", content_type="text/plain; charset=utf-8"
+        )
     entries = selectors.ledger(team=membership.team, start=start, end=end)
     provider_tz = datetime_timezone(timedelta(hours=8))
 
@@ -1072,6 +1277,14 @@ def share_revoke(
     share = get_object_or_404(
         ShareLink.objects.select_related("job"), code=code, job__team=membership.team
     )
+    if not _may_change(request, membership, share.job):
+        return _forbidden(
+            request,
+            membership,
+            needed=JOB_CHANGERS,
+            action="revoke this share link",
+            back=share.job.get_absolute_url(),
+        )
     services.share_revoke(share=share, user=request.user)  # type: ignore[arg-type]
     return _after_post(request, share.job, "job-shares")
 
@@ -1109,7 +1322,9 @@ def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
 def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     job = _public_share(token).job
     name = _download_name(job) if "download" in request.GET else None
-    return _private_to_robots(serve_file(request, job.video.name, download_as=name))
+    return _private_to_robots(
+        serve_file(request, job.video.name, fmt=VIDEO_FORMAT, download_as=name)
+    )
 
 
 @require_GET
@@ -1117,7 +1332,7 @@ def share_poster(request: HttpRequest, token: str) -> HttpResponseBase:
     job = _public_share(token).job
     if not job.poster:
         raise Http404
-    return _private_to_robots(serve_file(request, job.poster.name))
+    return _private_to_robots(serve_file(request, job.poster.name, fmt=POSTER_FORMAT))
 
 
 @team_required
@@ -1152,6 +1367,7 @@ def gallery_zip(request: HttpRequest, membership: Membership) -> HttpResponseBas
     response["Content-Disposition"] = (
         f'attachment; filename="{membership.team.slug} videos {stamp}.zip"'
     )
+    harden(response)
     response["Cache-Control"] = "private, no-store"
     return response
 

@@ -150,6 +150,12 @@ class LiveStudio:
     def prepare(self) -> None:
         """Create the database and the demo account."""
         self.manage("migrate", "--noinput", timeout=180)
+        if self.env.get("S2V_PRODUCTION", "").lower() in ("true", "1", "yes"):
+            return  # seed_demo refuses to run in production
+        # seed_demo keeps the password it finds in the data dir: a known one.
+        password_file = self.data_dir / "demo-password"
+        password_file.write_text(DEMO_PASSWORD)
+        password_file.chmod(0o600)
         self.manage("seed_demo", timeout=60)
 
     def start(self) -> LiveStudio:
@@ -167,7 +173,16 @@ class LiveStudio:
         self.server = self._spawn(
             "web", ["runserver", "--noreload", f"127.0.0.1:{self.port}"]
         )
+        self.wait_until_answering()
 
+    def start_runstudio(self) -> subprocess.Popen[bytes]:
+        """Prepare, then start everything the way `make run` does (runstudio)."""
+        self.prepare()
+        self.server = self._spawn("runstudio", ["runstudio", f"127.0.0.1:{self.port}"])
+        self.wait_until_answering()
+        return self.server
+
+    def wait_until_answering(self) -> None:
         def answers() -> bool:
             try:
                 return (
@@ -396,6 +411,77 @@ class LiveStudio:
                 f"===== {self.name} {label} (pid {proc.pid}, {state}) =====\n{tail}"
             )
         return "\n".join(parts)
+
+
+# -- processes -------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, grandchildren...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Field 4 is the parent id; the command name in (...) may hold spaces.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").split("\0")
+
+
+def find_child(parent: int, word: str) -> int:
+    """The descendant of `parent` whose command line has `word` as one argument."""
+    for pid in descendants(parent):
+        if word in command_line(pid):
+            return pid
+    raise StudioError(f"No process running {word!r} under {parent}")
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise StudioError(f"No {field} for process {pid}")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start VmHWM (the peak RSS) again from the current RSS (Linux 4.0+)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def zero_body(total: int, chunk: int = 1024 * 1024) -> Iterator[bytes]:
+    """`total` bytes as a stream, made on the fly: the sender never holds them."""
+    block = bytes(chunk)
+    sent = 0
+    while sent < total:
+        piece = block[: min(chunk, total - sent)]
+        sent += len(piece)
+        yield piece
 
 
 # -- HTTP helpers ----------------------------------------------------------------

@@ -161,6 +161,26 @@ def make_flac(path: Path, seconds: float = 3.0, **kwargs: object) -> Path:
     return make_audio(path, fmt="flac", seconds=seconds, **kwargs)  # type: ignore[arg-type]
 
 
+def make_lying_wav(
+    path: Path, seconds: float = 1.0, *, claimed: float = 1000.0
+) -> Path:
+    """A 16 kHz mono WAV whose header claims `claimed` seconds of sound.
+
+    A fact chunk states the sample count and the data chunk the byte count;
+    both lie, as in a recording whose writer died before fixing the header.
+    """
+    real = make_wav(path, seconds).read_bytes()
+    data_at = real.find(b"data")
+    samples = round(claimed * 16000)
+    fact = b"fact" + struct.pack("<II", 4, samples)
+    body = bytearray(real[:data_at] + fact + real[data_at:])
+    body[4:8] = struct.pack("<I", len(body) - 8)
+    size_at = data_at + len(fact) + 4
+    body[size_at : size_at + 4] = struct.pack("<I", samples * 2)
+    path.write_bytes(bytes(body))
+    return path
+
+
 # Images
 
 
@@ -236,6 +256,24 @@ def make_portrait(
         exif[0x0112] = exif_orientation
         options["exif"] = exif.tobytes()
     im.save(path, format=fmt, **options)
+    return path
+
+
+def make_deep_grey(path: Path, *, mode: str = "I;16", fmt: str = "PNG") -> Path:
+    """The astronaut in greyscale with more than 8 bits a pixel.
+
+    "I;16" is a 16-bit PNG (0-65535, as scanners and raw converters save
+    them); "I" is 32-bit integers holding 16-bit values; "F" is floats in 0-1.
+    """
+    grey = np.asarray(Image.open(ASTRONAUT).convert("L"))
+    if mode == "I;16":
+        im = Image.fromarray(grey.astype(np.uint16) * 257)
+    elif mode == "I":
+        im = Image.fromarray(grey.astype(np.int32) * 257)
+    else:
+        im = Image.fromarray(grey.astype(np.float32) / 255)
+    assert im.mode == mode, im.mode
+    im.save(path, format=fmt)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
@@ -218,3 +219,70 @@ def test_generate_command_refuses_a_portrait_without_a_face(
     assert result.returncode != 0, result.stdout
     assert "Portrait: No face found" in result.stderr, result.stderr
     assert "Queued" not in result.stdout
+
+
+def test_cluster_killed_with_six_jobs_queued_recovers_each_exactly_once(
+    live_studio_factory: Callable[..., LiveStudio], tmp_path: Path
+) -> None:
+    # Default stale window (60 s): recovery must not wait for the sweep.
+    studio = live_studio_factory()
+    wav = make_wav(tmp_path / "six.wav", 20.0)
+    codes = [
+        _queued_code(studio.generate(ASTRONAUT, wav, "--title", f"Job {n}").stdout)
+        for n in range(6)
+    ]
+
+    def taken() -> bool:
+        # The cluster has taken messages (two rendering, more waiting locally).
+        rows = [studio.job(code) for code in codes]
+        return any(row["status"] == "running" and row["progress"] > 0 for row in rows)
+
+    studio.wait_for(taken, timeout=90, interval=0.2, what="renders to start")
+    studio.kill_worker()
+    before = [studio.job(code) for code in codes]
+    assert any(row["status"] != "succeeded" for row in before), before
+
+    restarted, restarted_at = time.monotonic(), time.time()
+    studio.start_worker()
+
+    def all_finished() -> list[dict[str, object]] | None:
+        rows = [studio.job(code) for code in codes]
+        done = all(row["status"] in ("succeeded", "failed", "canceled") for row in rows)
+        return rows if done else None
+
+    rows = studio.wait_for(
+        all_finished, timeout=RECOVERY_TIMEOUT, interval=0.5, what="every job"
+    )
+    recovered = time.monotonic() - restarted
+    assert [row["status"] for row in rows] == ["succeeded"] * 6, rows
+    # Render time of the attempts that ran after the restart.
+    render = sum(
+        _at(row["finished_at"]) - max(_at(row["started_at"]), restarted_at)
+        for row in rows
+        if _at(row["finished_at"]) > restarted_at
+    )
+    print(  # noqa: T201
+        f"all 6 jobs done {recovered:.1f} s after the restart "
+        f"(render time after it: {render:.1f} s)"
+    )
+    assert recovered <= render + 60
+
+    ids = [row["id"] for row in rows]
+    marks = ",".join("?" * len(ids))
+    generations = studio.query(
+        f"SELECT job_id, COUNT(*) AS n FROM studio_ledgerentry "
+        f"WHERE kind = 'generation' AND job_id IN ({marks}) GROUP BY job_id",
+        tuple(ids),
+    )
+    assert {row["job_id"]: row["n"] for row in generations} == dict.fromkeys(ids, 1)
+    assert all(row["video"] for row in rows)
+
+
+def _at(value: object) -> float:
+    """A database datetime (naive UTC text on SQLite) as a Unix time."""
+    moment = (
+        value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -216,6 +216,14 @@ def test_an_account_error_pauses_dispatch_and_tells_admins(
     assert "sk-emulator" not in page
 
     emu.clear_faults()
+    # The account is the whole site's: its team admin may not lift the pause.
+    refused = alice_client.post(
+        reverse("studio:provider-resume"), {"engine": "dashscope"}
+    )
+    assert refused.status_code == 403
+    assert ProviderAccount.objects.get(engine="dashscope").is_paused
+    alice.is_staff = True
+    alice.save()
     alice_client.post(reverse("studio:provider-resume"), {"engine": "dashscope"})
     assert drive(job).status == "succeeded"
     assert not ProviderAccount.objects.get(engine="dashscope").is_paused

@@ -13,6 +13,7 @@ from tests.media_factories import (
     ASTRONAUT,
     make_audio,
     make_empty_file,
+    make_lying_wav,
     make_text_file,
     make_truncated,
     make_wav,
@@ -140,3 +141,27 @@ def test_audio_info_is_a_frozen_value():
 
     with pytest.raises(AttributeError):
         info.duration = 2.0  # type: ignore[misc]
+
+
+def test_a_wav_whose_header_claims_far_more_is_measured_by_its_data(tmp_path: Path):
+    path = make_lying_wav(tmp_path / "liar.wav", 1.5, claimed=1000.0)
+
+    info = probe_audio(path)
+
+    assert info.duration == pytest.approx(1.5, abs=0.05)
+    assert not info.header_ok
+
+
+def test_an_honest_wav_header_is_ok(tmp_path: Path):
+    assert probe_audio(make_wav(tmp_path / "ok.wav", 1.5)).header_ok
+
+
+def test_converting_a_lying_wav_writes_an_honest_header(tmp_path: Path):
+    path = make_lying_wav(tmp_path / "liar.wav", 1.5, claimed=1000.0)
+
+    info = convert_to_wav(path, tmp_path / "fixed.wav")
+
+    assert info.duration == pytest.approx(1.5, abs=0.05)
+    assert info.header_ok
+    with wave.open(str(tmp_path / "fixed.wav")) as fixed:
+        assert fixed.getnframes() / fixed.getframerate() == pytest.approx(1.5, abs=0.05)

@@ -5,12 +5,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from studio.engine.base import EngineLimits, Reason
 from studio.engine.images import (
     ImageInfo,
     InputError,
     check_face,
+    load_rgb,
     precheck_image,
     read_image_info,
 )
@@ -19,6 +21,7 @@ from tests.media_factories import (
     ASTRONAUT_FACE,
     NO_FACE,
     make_bomb_png,
+    make_deep_grey,
     make_empty_file,
     make_group,
     make_image,
@@ -261,3 +264,31 @@ def test_face_checks_in_parallel_threads_do_not_interfere() -> None:
 
     assert all(v.check_pass for v in verdicts)
     assert len({v.face_box for v in verdicts}) == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"), [("I;16", "PNG"), ("I", "TIFF"), ("F", "TIFF")]
+)
+def test_deep_greyscale_decodes_like_its_8_bit_version(
+    tmp_path: Path, mode: str, fmt: str
+):
+    path = make_deep_grey(tmp_path / f"grey.{fmt.lower()}", mode=mode, fmt=fmt)
+    eight = tmp_path / "grey8.png"
+    Image.open(ASTRONAUT).convert("L").save(eight)
+
+    deep, plain = load_rgb(path).astype(int), load_rgb(eight).astype(int)
+
+    # Clipping to 255 used to make every pixel white.
+    assert abs(deep - plain).max() <= 1
+    assert 80 < deep.mean() < 200
+
+
+def test_16_bit_greyscale_portrait_passes_like_its_8_bit_version(tmp_path: Path):
+    path = make_deep_grey(tmp_path / "grey16.png")
+    assert Image.open(path).mode == "I;16"
+
+    verdict = check_face(path)
+
+    assert verdict.check_pass, verdict.message
+    assert_on_astronaut_face(verdict.face_box)
+    assert read_image_info(path) == ImageInfo(format="PNG", width=512, height=512)

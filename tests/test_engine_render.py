@@ -14,6 +14,7 @@ from studio.engine.images import InputError
 from studio.engine.render import RenderInfo, output_size, render_video
 from tests.media_factories import (
     ASTRONAUT,
+    make_deep_grey,
     make_mp3,
     make_portrait,
     make_text_file,
@@ -169,6 +170,24 @@ def test_portrait_without_a_face_still_renders(tmp_path: Path):
     )
 
     assert info.frames == 25
+
+
+def test_a_16_bit_greyscale_portrait_renders_grey_not_white(tmp_path: Path):
+    portrait = make_deep_grey(tmp_path / "grey16.png")
+    audio = make_wav(tmp_path / "speech.wav", 1.0)
+
+    render_video(
+        portrait=portrait,
+        audio=audio,
+        resolution="480P",
+        face_box=None,
+        out=tmp_path / "grey.mp4",
+        poster=tmp_path / "grey.jpg",
+    )
+
+    poster = np.asarray(Image.open(tmp_path / "grey.jpg").convert("L"))
+    assert 60 < poster.mean() < 200  # a white frame would be 255
+    assert poster.std() > 20
 
 
 @pytest.mark.parametrize("bad", ["portrait", "audio"])

@@ -168,6 +168,47 @@ def test_a_clip_over_the_limit_says_by_how_much_and_is_not_stored(
 
 
 @pytest.mark.parametrize(
+    ("seconds", "shown"), [(0.2, "0.2"), (0.5, "0.5"), (0.96, "0.96")]
+)
+def test_a_clip_under_a_second_says_how_long_it_must_be_and_is_not_stored(
+    alice_client, tmp_path, seconds, shown
+):
+    path = media_factories.make_wav(tmp_path / "blip.wav", seconds)
+
+    html = check_audio(alice_client, path).content.decode()
+
+    assert (
+        f"The clip is only {shown} s long; it must be at least 1 s. "
+        "Use a longer recording." in html
+    )
+    assert not AudioClip.objects.exists()
+
+
+def test_a_clip_of_exactly_a_second_fits(alice_client, tmp_path):
+    path = media_factories.make_wav(tmp_path / "one.wav", 1.0)
+
+    html = check_audio(alice_client, path).content.decode()
+
+    assert "Fits: 1.0 s" in html
+    assert AudioClip.objects.exists()
+
+
+def test_a_wav_with_a_lying_header_is_measured_and_stored_with_an_honest_one(
+    alice_client, tmp_path
+):
+    path = media_factories.make_lying_wav(tmp_path / "liar.wav", 2.0, claimed=1000.0)
+
+    html = check_audio(alice_client, path).content.decode()
+
+    clip = AudioClip.objects.get()
+    assert "Fits: 2.0 s" in html and "over the" not in html
+    assert clip.duration == pytest.approx(2.0, abs=0.05)
+    assert clip.size < path.stat().st_size + 100
+    with clip.file.open("rb") as fh:
+        assert b"fact" not in fh.read(200)  # rewritten, not the lying original
+
+
+@pytest.mark.parametrize(
     "maker",
     [
         lambda d: media_factories.make_text_file(d / "x.mp3", "not audio\n"),

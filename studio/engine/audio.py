@@ -43,6 +43,9 @@ class AudioInfo:
     sample_rate: int
     channels: int
     size: int  # bytes
+    # False when the header states a length the data does not have (a WAV
+    # whose header claims far more): such a file is rewritten before use.
+    header_ok: bool = True
 
 
 def probe_audio(path: Path) -> AudioInfo:
@@ -58,10 +61,15 @@ def probe_audio(path: Path) -> AudioInfo:
         codec = stream.codec_context.codec.canonical_name
         sample_rate = stream.codec_context.sample_rate
         channels = stream.codec_context.channels
-    # Raw AAC states no length (FFmpeg guesses from the bitrate), and some
-    # files state none at all: count the packets instead, which is still fast.
-    if duration is None or fmt == "aac":
-        duration = _counted_duration(path)
+    # Raw AAC states no length (FFmpeg guesses from the bitrate), some files
+    # state none at all, and a WAV header may claim far more than its data
+    # (a fact chunk or data size from a recording cut short): count the
+    # packets instead, which is still fast (PCM packets are not decoded).
+    header_ok = True
+    if duration is None or fmt in ("aac", "wav"):
+        counted = _counted_duration(path)
+        header_ok = duration is None or fmt == "aac" or abs(duration - counted) < 0.1
+        duration = counted
     if duration <= 0:
         raise InputError(
             f"The audio file contains no sound (0 seconds long). {_HINT}",
@@ -74,6 +82,7 @@ def probe_audio(path: Path) -> AudioInfo:
         sample_rate=sample_rate,
         channels=channels,
         size=size,
+        header_ok=header_ok,
     )
 
 

@@ -34,6 +34,10 @@ class EngineLimits:
     price_per_second: dict[str, Decimal] = field(default_factory=dict)
     price_per_check: Decimal = Decimal("0")
     currency: str = "USD"
+    # provider-api.md states no shortest clip for wan2.2-s2v; WaveSpeed bills
+    # at least 3 s. Under a second there is no syllable to lip-sync, so every
+    # engine asks for at least 1 s rather than failing (or billing) later.
+    audio_min_seconds: float = 1.0
 
 
 class Reason(enum.StrEnum):
@@ -84,6 +88,9 @@ class InputFile:
     path: Path
     sha256: str
     storage_name: str = ""
+    # The verified format (Pillow's or the probed container's), when known: it
+    # names staged and uploaded copies, since `path` may carry the upload's name.
+    format: str = ""
 
 
 @dataclass(frozen=True, slots=True)

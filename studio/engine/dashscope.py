@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import PurePosixPath
 from typing import IO
 
 from django.conf import settings
@@ -15,6 +14,8 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.urls import reverse
 from django.utils import timezone
+
+from studio.formats import format_of_suffix, suffix_for
 
 from .base import (
     EngineError,
@@ -282,9 +283,8 @@ class DashScopeEngine:
         policy = self._policies.get(model)
         if policy is None or policy.expires_at <= now:
             policy = self._policies[model] = self.client.upload_policy(model=model)
-        suffix = PurePosixPath(item.storage_name or item.path.name).suffix.lower()
         url = self.client.upload(
-            policy=policy, path=item.path, name=f"{item.sha256[:32]}{suffix}"
+            policy=policy, path=item.path, name=f"{item.sha256[:32]}{_suffix(item)}"
         )
         RemoteUpload.objects.create(
             account=self.account,
@@ -352,8 +352,17 @@ class DashScopeEngine:
 
 def _stage(item: InputFile) -> str:
     """Put an unstored input into storage so that a link can point at it."""
-    name = f"staging/{item.sha256}{item.path.suffix.lower()}"
+    # The suffix is the studio's, so public_input can serve the copy by it.
+    name = f"staging/{item.sha256}{_suffix(item)}"
     if not default_storage.exists(name):
         with item.path.open("rb") as fh:
             name = default_storage.save(name, File(fh))
     return name
+
+
+def _suffix(item: InputFile) -> str:
+    """A suffix from what the input verifiably is, never from an uploader's name."""
+    if item.format:
+        return suffix_for(item.format)
+    fmt = format_of_suffix(item.storage_name or item.path.name)
+    return suffix_for(fmt) if fmt else ""

@@ -187,7 +187,7 @@ def _decode(
             im.draft("RGB", (max_side, max_side))
         try:
             im.load()
-            upright = ImageOps.exif_transpose(im)
+            upright = _eight_bit(ImageOps.exif_transpose(im))
             if upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info:
                 # Transparent parts show as white, as a browser shows them.
                 upright = upright.convert("RGBA")
@@ -200,6 +200,31 @@ def _decode(
                 code=Reason.NOT_IMAGE,
             ) from exc
     return np.asarray(rgb, dtype=np.uint8), (width, height)
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """Greyscale of more than 8 bits per pixel, scaled down to 0-255 ("L").
+
+    Pillow's own conversion of 16-bit greyscale clips every value over 255,
+    which turns a normal photo white. 16-bit files use 0-65535, so their top
+    byte is the 8-bit value; 32-bit integer images holding values over 255
+    came from 16-bit data too, and float images use 0-1 or 0-255.
+    """
+    if im.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return im
+    pixels = np.asarray(im)
+    top = float(pixels.max()) if pixels.size else 0.0
+    if im.mode.startswith("I;16"):
+        grey = (pixels.astype(np.uint16) >> 8).astype(np.uint8)
+    elif im.mode == "I":
+        wide = top > 255
+        grey = (
+            np.clip(pixels, 0, 65535 if wide else 255) >> (8 if wide else 0)
+        ).astype(np.uint8)
+    else:
+        scale = 255.0 if top <= 1.0 else 1.0 if top <= 255 else 1 / 257
+        grey = np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L")
 
 
 # Face detection

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from decimal import Decimal
-from pathlib import Path
 from typing import IO
 
 from django.conf import settings
+
+from studio import scratch
 
 from . import images, render
 from .base import (
@@ -49,7 +49,7 @@ class LocalEngine:
         return images.precheck_image(info, self.limits) or images.check_face(image.path)
 
     def start(self, request: GenerationRequest, progress: Progress) -> TaskResult:
-        workdir = Path(tempfile.mkdtemp(prefix=f"s2v-render-{request.job_code[:8]}-"))
+        workdir = scratch.make_dir(f"s2v-render-{request.job_code[:8]}")
         video, poster = workdir / "video.mp4", workdir / "poster.jpg"
         try:
             info = render.render_video(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -8,6 +10,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+# SIGTERM first; what is still running after this long gets SIGKILL, so the
+# whole stop stays well inside 20 s even when a worker is mid-render.
+GRACE_SECONDS = 8.0
 
 
 class Command(BaseCommand):
@@ -21,55 +27,75 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, addrport: str, **options: Any) -> None:
         manage = [sys.executable, "manage.py"]
-        procs = []
+        commands = []
         if settings.S2V_PROVIDER == "emulator":
-            procs.append(
-                subprocess.Popen(
-                    # A few seconds per task, so the queue and the live status show.
-                    [
-                        *manage,
-                        "dashscope_emulator",
-                        "--port",
-                        str(settings.S2V_EMULATOR_PORT),
-                        "--run-seconds-base",
-                        "4",
-                        "--quiet",
-                    ]
-                )
+            # A few seconds per task, so the queue and the live status show.
+            commands.append(
+                [
+                    *manage,
+                    "dashscope_emulator",
+                    "--port",
+                    str(settings.S2V_EMULATOR_PORT),
+                    "--run-seconds-base",
+                    "4",
+                    "--quiet",
+                ]
             )
-        procs += [
-            subprocess.Popen([*manage, "qcluster"]),
-            subprocess.Popen([*manage, "dispatcher"]),
-            subprocess.Popen([*manage, "runserver", "--noreload", addrport]),
+        commands += [
+            [*manage, "qcluster"],
+            [*manage, "dispatcher"],
+            [*manage, "runserver", "--noreload", addrport],
         ]
+        # Each child leads its own process group, so stopping one also reaches
+        # what it forked (qcluster's sentinel and workers), and a Ctrl-C in the
+        # terminal reaches only this process, which then stops them in order.
+        procs = [subprocess.Popen(cmd, start_new_session=True) for cmd in commands]
         self.stdout.write(f"S2V Studio on http://{addrport}/ (Ctrl-C stops it)")
+        stopping = False
 
-        def stop(*_: object) -> None:
-            # SIGTERM, not SIGINT: a process started in the background may
-            # ignore SIGINT, and both runserver and qcluster stop cleanly on TERM.
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.terminate()
-            deadline = time.monotonic() + 15
-            for proc in procs:
-                try:
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        def stop() -> None:
+            nonlocal stopping
+            if stopping:
+                return
+            stopping = True
+            stop_groups(procs)
 
-        def stop_and_exit(*_: object) -> None:
+        def on_term(*_: object) -> None:
             stop()
             sys.exit(0)
 
-        signal.signal(signal.SIGTERM, stop_and_exit)
+        signal.signal(signal.SIGTERM, on_term)
         # Ctrl-C must work even when this process was started with SIGINT ignored.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            # If either process dies, stop the other: half a studio is worse than none.
+            # If one process dies, stop the others: half a studio is worse than none.
             while all(proc.poll() is None for proc in procs):
                 time.sleep(0.5)
-            self.stderr.write("A studio process stopped; shutting down the other.")
+            self.stderr.write("A studio process stopped; shutting down the others.")
         except KeyboardInterrupt:
             pass
         finally:
             stop()
+
+
+def stop_groups(
+    procs: list[subprocess.Popen[bytes]], *, grace: float = GRACE_SECONDS
+) -> None:
+    """SIGTERM each child's process group, then SIGKILL whatever outlives `grace`."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    # The leader may have exited while its forked workers go on rendering: the
+    # group gets SIGKILL either way. Its id cannot be reused while members live.
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
