@@ -621,8 +621,17 @@ def sweep_remote(*, now: datetime) -> list[int]:
             task_id = engine.find_lost_task(  # type: ignore[attr-defined]
                 submitted_after=job.submit_started_at, known=known
             )
-        except EngineError:
-            continue  # ask again at the next sweep
+        except EngineError as exc:
+            # Not knowing is not "never arrived": requeueing could pay twice.
+            log.warning(
+                "job %s: lost submit; listing failed: %s; asking again at the next sweep",
+                job.pk,
+                exc,
+            )
+            continue
+        except Exception:
+            log.exception("job %s: lost submit; listing failed unexpectedly", job.pk)
+            continue
         current = GenerationJob.objects.filter(
             pk=job.pk,
             attempts=job.attempts,
@@ -631,18 +640,27 @@ def sweep_remote(*, now: datetime) -> list[int]:
         )
         if task_id:
             # The provider took it: adopt the task rather than pay twice.
-            current.update(
+            if current.update(
                 remote_task_id=task_id, remote_status="PENDING", next_poll_at=now
-            )
-            log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
-        else:
-            current.update(
-                status=GenerationJob.Status.QUEUED,
-                attempts=F("attempts") - 1,
-                submit_started_at=None,
-            )
+            ):
+                log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
+            else:
+                log.info(
+                    "job %s: changed meanwhile; task %s not adopted", job.pk, task_id
+                )
+        elif current.update(
+            status=GenerationJob.Status.QUEUED,
+            attempts=F("attempts") - 1,
+            submit_started_at=None,
+        ):
             log.warning(
-                "job %s: submit never reached the provider; queued again", job.pk
+                "job %s: lost submit; no match in the listing since %s; queued again",
+                job.pk,
+                job.submit_started_at.isoformat(),
+            )
+        else:
+            log.info(
+                "job %s: lost submit; no match, but the job changed meanwhile", job.pk
             )
         touched.append(job.pk)
     # A leased poll whose worker died expires by itself (the tick hands out any

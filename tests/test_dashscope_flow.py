@@ -294,6 +294,81 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
     assert len(tasks_of(emu)) == 1
 
 
+def lose_task_id(job: GenerationJob) -> str:
+    """The provider accepted the job's task, but the studio forgot its id."""
+    job.refresh_from_db()
+    task_id = job.remote_task_id
+    assert task_id
+    GenerationJob.objects.filter(pk=job.pk).update(
+        remote_task_id="",
+        remote_status="",
+        next_poll_at=None,
+        submit_started_at=timezone.now() - timedelta(minutes=3),
+    )
+    return task_id
+
+
+def test_a_job_whose_saved_task_id_was_lost_is_adopted_through_the_listing(
+    emu, inputs, alice, team, enqueued, caplog
+):
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    task_id = lose_task_id(job)
+
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        touched = dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert job.pk in touched
+    assert (job.status, job.remote_task_id) == ("submitted", task_id)
+    assert f"job {job.pk}: adopted task {task_id}" in caplog.text
+    assert counts(emu)["list_queries"] >= 1
+    assert drive(job).status == "succeeded"
+    assert [t["id"] for t in tasks_of(emu)] == [task_id]  # paid once, not twice
+
+
+def test_a_failing_listing_is_logged_and_the_job_is_neither_requeued_nor_adopted(
+    emu, inputs, alice, team, enqueued, caplog
+):
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    task_id = lose_task_id(job)
+    emu.faults(kind="server_error", route="list", status=500, count=1)
+
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert (job.status, job.remote_task_id, job.attempts) == ("submitted", "", 1)
+    assert f"job {job.pk}: lost submit; listing failed" in caplog.text
+    assert "InternalError" in caplog.text
+    # The next sweep, with the provider answering again, adopts the task.
+    dispatcher.sweep_remote(now=timezone.now())
+    job.refresh_from_db()
+    assert job.remote_task_id == task_id
+    assert drive(job).status == "succeeded"
+    assert len(tasks_of(emu)) == 1
+
+
+def test_a_finished_task_of_another_job_is_not_adopted(
+    emu, inputs, alice, team, enqueued, caplog
+):
+    first = queue(alice, team, inputs, enqueued)
+    assert drive(first).status == "succeeded"
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch(engine_name="dashscope")  # claimed, never sent
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert job.status == "queued" and job.remote_task_id == ""
+    assert f"job {job.pk}: lost submit; no match in the listing" in caplog.text
+
+
 def test_a_submit_that_never_reached_the_provider_is_queued_again(
     emu, inputs, alice, team, enqueued
 ):

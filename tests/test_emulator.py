@@ -861,9 +861,23 @@ def test_list_tasks_pages_and_filters(
     assert page.status_code == 200
     body = page.json()
     assert (body["total"], body["total_page"], body["page_size"]) == (2, 2, 1)
-    assert body["data"][0]["task_id"] == ids[1]  # newest first
-    assert body["data"][0]["task_status"] == "FAILED"
-    assert body["data"][0]["model_name"] == "wan2.2-s2v"
+    row = body["data"][0]
+    assert row["task_id"] == ids[1]  # newest first
+    # §1.2a: not a task object: `status`, no `task_status`, no `output`.
+    assert row["status"] == "FAILED" and "task_status" not in row
+    assert "output" not in body and "output" not in row
+    assert row["model_name"] == "wan2.2-s2v"
+    assert row["region"] == "cn-beijing"
+    assert set(row) >= {"request_id", "api_key_id", "user_api_unique_key"}
+    assert row["user_api_unique_key"].endswith(":video-synthesis:wan2.2-s2v")
+    # Epoch milliseconds, in order, close to the provider clock.
+    assert all(
+        isinstance(row[k], int) for k in ("gmt_create", "start_time", "end_time")
+    )
+    assert row["gmt_create"] <= row["start_time"] <= row["end_time"]
+    assert abs(row["gmt_create"] / 1000 - emu.state()["now"]) < 60
+    only = client.get(url, params={"task_id": ids[0]}, headers=auth()).json()
+    assert [r["task_id"] for r in only["data"]] == [ids[0]]
     failed = client.get(url, params={"status": "FAILED"}, headers=auth()).json()
     assert failed["total"] == 2
     running = client.get(url, params={"status": "RUNNING"}, headers=auth()).json()
@@ -876,6 +890,34 @@ def test_list_tasks_pages_and_filters(
     assert future["total"] == 0
     bad = client.get(url, params={"page_size": 0}, headers=auth())
     assert error_of(bad)[:2] == (400, "InvalidParameter")
+    # The window is at most 24 h (§1.2a).
+    wide = client.get(
+        url,
+        params={"start_time": "20990101000000", "end_time": "20990102000001"},
+        headers=auth(),
+    )
+    assert error_of(wide)[:2] == (400, "InvalidParameter")
+    day = client.get(
+        url,
+        params={"start_time": "20990101000000", "end_time": "20990102000000"},
+        headers=auth(),
+    )
+    assert day.status_code == 200
+
+
+def test_a_listed_task_shows_start_and_end_only_once_reached(
+    make_emulator: Callable[..., Emulator],
+    client: httpx.Client,
+    served: tuple[str, Path],
+) -> None:
+    emu = make_emulator(pending_seconds=30)
+    base, _ = served
+    task_id = submit_ok(client, emu, f"{base}/astronaut.png", f"{base}/voice.wav")
+    listing = client.get(f"{emu.base_url}/tasks", headers=auth())
+    [row] = listing.json()["data"]
+    assert (row["task_id"], row["status"]) == (task_id, "PENDING")
+    assert isinstance(row["gmt_create"], int)
+    assert "start_time" not in row and "end_time" not in row
 
 
 def test_qwen_prefix_serves_the_same_api(

@@ -238,17 +238,34 @@ class DashScopeEngine:
         """The id of a task this account submitted after a moment and nobody claimed.
 
         Used after a crash between the provider accepting a task and the id being
-        saved (provider-api.md §1.2 list endpoint), so the job is not paid twice.
+        saved: the listing (provider-api.md §1.2a) finds it by creation time and
+        model, and elimination of the ids the studio saved tells it apart. The
+        oldest such task is taken, so jobs lost together adopt in submit order.
+        Raises EngineError when the listing fails or cannot be read.
         """
+        since = submitted_after - timedelta(minutes=1)  # clocks differ a little
         try:
             tasks = self.client.list_tasks(
-                start=submitted_after - timedelta(minutes=1),
-                end=timezone.now() + timedelta(minutes=1),
+                start=since, end=timezone.now() + timedelta(minutes=1)
             )
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            raise EngineError(
+                f"The task listing failed ({exc.code or exc.kind}: {exc.message})",
+                code=exc.code or "listing_failed",
+                permanent=exc.permanent,
+                kind=str(exc.kind),
+            ) from exc
         candidates = sorted(
-            (t for t in tasks if t.task_id not in known and t.status != "UNKNOWN"),
+            (
+                t
+                for t in tasks
+                if t.task_id not in known
+                # Failures are free (§3.3), and a FAILED task may be one a retried
+                # job left behind: resubmitting costs nothing, adopting it might.
+                and t.status not in ("UNKNOWN", "CANCELED", "FAILED")
+                and t.model in ("", S2V_MODEL)
+                and (t.submitted_at is None or t.submitted_at >= since)
+            ),
             key=lambda t: t.submitted_at or submitted_after,
         )
         return candidates[0].task_id if candidates else None
