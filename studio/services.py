@@ -301,20 +301,33 @@ def audio_submit(
 
 
 def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list[str]:
-    """Why a clip of this length and size does not fit the engine, in plain words."""
+    """Why a clip of this length and size does not fit the engine, in plain words.
+
+    The limits are exclusive (§3.1: "< 20 s", "< 15 MB"): a clip of exactly 20 s
+    is refused here, not after it was sent.
+    """
     limits = engine.limits
     problems = []
-    if duration > limits.audio_max_seconds:
-        over = duration - limits.audio_max_seconds
-        problems.append(
-            f"The clip is {duration:.1f} s long, {over:.1f} s over the "
-            f"{limits.audio_max_seconds:g} s limit. Trim it to "
-            f"{limits.audio_max_seconds:g} s or less."
+    top = limits.audio_max_seconds
+    if duration >= top:
+        over = duration - top
+        length = (
+            f"{duration:.1f} s long, {over:.1f} s over the {top:g} s limit"
+            if over >= 0.05
+            else f"{duration:.3f} s long"  # so that "20.0" is not read as fitting
         )
-    if size is not None and size > limits.audio_max_bytes:
         problems.append(
-            f"The file is {size / 1048576:.1f} MB; the limit is "
-            f"{limits.audio_max_bytes / 1048576:g} MB. Export it at a lower bit rate "
+            f"The clip is {length}. It must be shorter than {top:g} s. Trim it."
+        )
+    if size is not None and size >= limits.audio_max_bytes:
+        # MB as 10^6 bytes, the reading the limit uses; bytes when that would
+        # print the limit itself.
+        shown = f"{size / 1e6:.1f} MB"
+        if round(size / 1e6, 1) <= limits.audio_max_bytes / 1e6:
+            shown = f"{size:,} bytes"
+        problems.append(
+            f"The file is {shown}; it must be smaller than "
+            f"{limits.audio_max_bytes / 1e6:g} MB. Export it at a lower bit rate "
             "or shorten it."
         )
     return problems

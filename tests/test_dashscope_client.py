@@ -10,7 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from studio.engine.dashscope import DashScopeEngine, user_message
+from studio.engine.dashscope import DashScopeEngine, tidy, user_message
 from studio.engine.dashscope_client import (
     PROVIDER_TZ,
     DashScopeClient,
@@ -450,3 +450,31 @@ def test_a_listing_that_cannot_be_read_raises(status, body):
             start=datetime(2025, 9, 1, tzinfo=UTC),
             end=datetime(2025, 9, 1, 1, tzinfo=UTC),
         )
+
+
+@pytest.mark.parametrize(
+    "code,message,shown",
+    [
+        ("InvalidURL", "The input audio is longer than 20s.", "longer than 20s. Check"),
+        ("InvalidURL", "  File size is larger than 15MB..  ", "than 15MB. Check"),
+        (
+            "InvalidFile.Whatever",
+            "Bad  file ， try again。",
+            "Bad file, try again. Check",
+        ),
+        ("Odd", "Something broke!!", "(Odd: Something broke)"),
+    ],
+)
+def test_provider_messages_are_tidied_before_they_are_shown(code, message, shown):
+    text = user_message(code, message)
+    assert shown in text
+    assert ".." not in text and "  " not in text and " ," not in text
+
+
+def test_tidy_collapses_repeated_punctuation_and_spaces():
+    assert tidy(" The input audio is longer than 20s.. ") == (
+        "The input audio is longer than 20s."
+    )
+    assert tidy("Invalid file format，the request   file !?") == (
+        "Invalid file format, the request file!"
+    )

@@ -21,8 +21,9 @@ import av
 import httpx
 import pytest
 
-from studio.emulator import Emulator
+from studio.emulator import Emulator, media
 from studio.emulator.faults import parse_flag
+from studio.emulator.state import Config
 from tests import media_factories
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -668,6 +669,51 @@ def test_bad_media_fails_the_task_or_the_submit(
         "The input audio is longer than 20s.",
     )
     assert strict.account_state()["counts"].get("submissions", 0) == 0
+
+
+@pytest.mark.parametrize(
+    "seconds,size,message",
+    [
+        (19.99, None, None),
+        (20.0, None, "The input audio is longer than 20s."),
+        (1.0, 14_999_999, None),
+        (1.0, 15_000_000, "File size is larger than 15MB."),
+    ],
+)
+def test_audio_limits_are_exclusive_at_the_documented_boundary(
+    tmp_path: Path, seconds: float, size: int | None, message: str | None
+) -> None:
+    path = media_factories.make_wav(tmp_path / "voice.wav", seconds)
+    if size is not None:
+        media_factories.pad_wav(path, size)
+    limits = media.IMAGE_LIMITS  # the emulator's own copy of §3.1
+
+    check = media.inspect_audio(
+        path, max_seconds=limits.audio_max_seconds, max_bytes=limits.audio_max_bytes
+    )
+
+    assert check.ok == (message is None)
+    assert (check.message or None) == message
+    assert Config().audio_max_bytes == limits.audio_max_bytes == 15_000_000
+
+
+def test_a_submit_at_the_audio_boundary_is_refused(
+    make_emulator: Callable[..., Emulator],
+    client: httpx.Client,
+    served: tuple[str, Path],
+) -> None:
+    base, root = served
+    media_factories.make_wav(root / "twenty.wav", 20.0)
+    media_factories.pad_wav(media_factories.make_wav(root / "big.wav", 1.0), 15_000_000)
+    emu = make_emulator(input_errors="sync")
+
+    for name, message in [
+        ("twenty.wav", "The input audio is longer than 20s."),
+        ("big.wav", "File size is larger than 15MB."),
+    ]:
+        refused = submit(client, emu, f"{base}/astronaut.png", f"{base}/{name}")
+        assert error_of(refused) == (400, "InvalidURL", message)
+    assert emu.account_state()["counts"].get("submissions", 0) == 0
 
 
 def test_queue_overflow_keeps_the_second_task_pending(

@@ -66,7 +66,8 @@ Choices where the contract is silent (§13):
 * s2v media checks (`input_errors`, §13.2): `async` (default) fails the task
   (RUNNING -> FAILED) with `InvalidURL` "File type is not supported. Allowed
   types are: .wav, .mp3." / "File size is larger than 15MB." / "The input
-  audio is longer than 20s." (limits strict: exactly 20 s is refused), image
+  audio is longer than 20s." (limits strict: exactly 20 s or exactly
+  15,000,000 bytes, the smaller reading of "15 MB", is refused), image
   problems as for detect (wrong image format: `InvalidURL` with the image
   format message); `sync` answers the same codes as HTTP 400 at submit.
 * Concurrency (§13.3): per account at most `concurrency` tasks RUNNING;

@@ -107,8 +107,10 @@ class Config:
     upload_ttl: float | None = None
     policy_ttl: float | None = None
     max_file_size_mb: float = 100.0  # §5.1 F8
-    audio_max_seconds: float = 20.0  # §3.1
-    audio_max_bytes: int = 15 * 1024 * 1024  # §3.1
+    # §3.1 "< 20 s", "< 15 MB": exclusive, and MB read as 10^6 bytes, the
+    # smaller reading, so a client that fits the larger one is caught here.
+    audio_max_seconds: float = 20.0
+    audio_max_bytes: int = 15_000_000
     fetch_timeout: float = 30.0
 
     def __post_init__(self) -> None:

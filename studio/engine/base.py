@@ -26,6 +26,7 @@ class EngineLimits:
     image_min_side: int
     image_max_side: int
     audio_formats: frozenset[str]  # container names sent as-is: {"wav", "mp3"}
+    # Exclusive bounds: a clip must be shorter and smaller than these (§3.1 "<").
     audio_max_seconds: float
     audio_max_bytes: int
     resolutions: tuple[str, ...]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import PurePosixPath
@@ -46,6 +47,8 @@ PRICES = {
     },
     "CNY": {"check": Decimal("0.004"), "480P": Decimal("0.5"), "720P": Decimal("0.9")},
 }
+AUDIO_MAX_SECONDS = 20.0  # §3.1, exclusive
+AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
 UPLOAD_VALID_FOR = timedelta(hours=48)  # §5.4
 # Reuse an upload only while it has this long left: a task may start late.
 UPLOAD_REUSE_MARGIN = timedelta(hours=6)
@@ -64,8 +67,8 @@ _MESSAGES = {
     "InvalidFile.FrontBody": "The person is not facing the camera. Use a frontal photo.",
     "InvalidFile.Value": "The portrait is too dark or unclear. Use a brighter, sharper photo.",
     "InvalidFile.Resolution": "Each side of the portrait must be between 400 and 7000 px. Use a larger or smaller photo.",
-    "InvalidFile.Size": "The file is too large for the provider. Use a smaller file (audio under 15 MB).",
-    "InvalidFile.Duration": "The audio is too long or too short for the provider. Use a clip under 20 s.",
+    "InvalidFile.Size": "The file is too large for the provider. Use a smaller file (audio smaller than 15 MB).",
+    "InvalidFile.Duration": "The audio is too long or too short for the provider. Use a clip shorter than 20 s.",
     "InvalidFile.Format": "The provider does not accept this file format. Use JPEG, PNG, BMP or WebP portraits and WAV or MP3 audio.",
     "InvalidFile.Openerror": "The provider could not open the file. Export it again and retry.",
     "DataInspectionFailed": "The provider's content check refused the input or the result. Use another portrait or audio clip.",
@@ -95,18 +98,38 @@ _ACCOUNT_MESSAGE = (
 )
 
 
+# Full-width punctuation the provider mixes into English messages (§6).
+_FULL_WIDTH = str.maketrans(
+    {"，": ", ", "。": ". ", "！": "! ", "？": "? ", "；": "; ", "：": ": "}
+)
+
+
+def tidy(message: str) -> str:
+    """A provider message fit to show: single spaces, no "20s.." or " ." (§6 texts)."""
+    text = message.translate(_FULL_WIDTH)
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r" ([.!?,;:])", r"\1", text)
+    return re.sub(r"([.!?,;:])[.!?,;:]+", r"\1", text)
+
+
+def _clause(message: str) -> str:
+    """A tidied message to embed in a sentence: without its closing punctuation."""
+    return tidy(message).rstrip(".!?,;: ")
+
+
 def user_message(code: str, message: str) -> str:
     """A plain-words message for a provider failure, keeping its own words when useful."""
     if code in _MESSAGES:
         return _MESSAGES[code]
+    said = _clause(message)
     for prefix in ("InvalidFile", "InvalidURL", "InvalidParameter"):
         if code.startswith(prefix):
-            return f"The provider refused the input: {message or code}. Check the portrait and audio and try again."
+            return f"The provider refused the input: {said or code}. Check the portrait and audio and try again."
     if code.startswith(
         ("InternalError", "SystemError", "ModelServingError", "ModelUnavailable")
     ):
         return "The provider had an internal error. The video was not billed; retry it."
-    return f"The provider could not make this video ({code or 'no code'}: {message or 'no message'})."
+    return f"The provider could not make this video ({code or 'no code'}: {said or 'no message'})."
 
 
 class DashScopeEngine:
@@ -152,8 +175,10 @@ class DashScopeEngine:
             image_min_side=400,
             image_max_side=7000,
             audio_formats=frozenset({"wav", "mp3"}),
-            audio_max_seconds=20.0,
-            audio_max_bytes=15 * 1024 * 1024,
+            # §3.1: "< 15 MB, < 20 s"; both bounds are exclusive, and MB is read
+            # as the smaller 10^6 bytes, so nothing that passes here is refused there.
+            audio_max_seconds=AUDIO_MAX_SECONDS,
+            audio_max_bytes=AUDIO_MAX_BYTES,
             resolutions=("480P", "720P"),
             concurrency=settings.S2V_DASHSCOPE_CONCURRENCY,
             price_per_second={"480P": prices["480P"], "720P": prices["720P"]},
@@ -180,7 +205,7 @@ class DashScopeEngine:
             reason = Reason.NO_FACE
         message = _MESSAGES.get(result.code) or (
             "The provider's check did not pass this portrait"
-            + (f" ({result.message.rstrip('.')})" if result.message else "")
+            + (f" ({_clause(result.message)})" if _clause(result.message) else "")
             + ". Use a clear, well-lit photo of a single person facing the camera, "
             "with the face a good part of the picture."
         )
@@ -352,11 +377,13 @@ class DashScopeEngine:
 
     def _engine_error(self, exc: DashScopeError) -> EngineError:
         if exc.kind == ErrorKind.ACCOUNT:
-            message = _ACCOUNT_MESSAGE.format(code=exc.code, message=exc.message)
+            message = _ACCOUNT_MESSAGE.format(
+                code=exc.code, message=_clause(exc.message)
+            )
         elif exc.kind == ErrorKind.INPUT:
             message = user_message(exc.code, exc.message)
         elif exc.kind == ErrorKind.CLIENT:
-            message = f"The studio sent the provider a request it refused ({exc.code}: {exc.message}). Tell an admin."
+            message = f"The studio sent the provider a request it refused ({exc.code}: {_clause(exc.message)}). Tell an admin."
         else:
             message = "The provider is busy or unreachable; the studio keeps retrying."
         return EngineError(
