@@ -33,7 +33,7 @@ from .engine.base import (
     TaskState,
     Verdict,
 )
-from .engine.images import InputError, precheck_image, read_image_info
+from .engine.images import ImageInfo, InputError, precheck_image, read_image_info
 from .engine.video import probe_video
 from .files import local_path, sha256_of, stored_path
 from .models import (
@@ -71,15 +71,26 @@ class Rejected(Exception):
         self.code = code
 
 
+class CheckUnavailable(Rejected):
+    """The paid portrait check did not answer, even on a retry: ask again later."""
+
+
 # -- portraits ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class PortraitOutcome:
-    """A checked upload: the stored portrait (only when it passed) and its verdict."""
+    """A checked upload: the stored portrait (only when it passed) and its verdict.
 
-    verdict: FaceCheck
+    When the check itself could not run (the provider did not answer), there is
+    no verdict: the upload is kept as `unchecked`, so that checking it again
+    needs no new upload, and `message` says so.
+    """
+
+    verdict: FaceCheck | None
     portrait: Portrait | None = None
+    unchecked: Portrait | None = None
+    message: str = ""
 
 
 def portrait_submit(
@@ -98,15 +109,50 @@ def portrait_submit(
         if check is None:
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
-                verdict = _check(
-                    engine, InputFile(path=path, sha256=sha256), team=team, user=user
-                )
+                try:
+                    verdict = _check(
+                        engine,
+                        InputFile(path=path, sha256=sha256),
+                        team=team,
+                        user=user,
+                    )
+                except CheckUnavailable as exc:
+                    # Keep the file: "check again" must not mean "upload again".
+                    kept = _keep_portrait(
+                        team=team, user=user, upload=upload, info=info, sha256=sha256
+                    )
+                    return PortraitOutcome(
+                        verdict=None, unchecked=kept, message=exc.message
+                    )
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
     if not check.check_pass:
         return PortraitOutcome(verdict=check)
+    portrait = _keep_portrait(
+        team=team, user=user, upload=upload, info=info, sha256=sha256
+    )
+    return PortraitOutcome(verdict=check, portrait=portrait)
 
+
+def portrait_recheck(
+    *, team: Team, user: User, portrait: Portrait, engine: Engine | None = None
+) -> PortraitOutcome:
+    """Check a kept portrait again, without a new upload. Raises Rejected as submit does."""
+    engine = engine or get_engine()
+    try:
+        check = portrait_verdict(portrait=portrait, engine=engine, user=user)
+    except CheckUnavailable as exc:
+        return PortraitOutcome(verdict=None, unchecked=portrait, message=exc.message)
+    if not check.check_pass:
+        return PortraitOutcome(verdict=check)
+    return PortraitOutcome(verdict=check, portrait=portrait)
+
+
+def _keep_portrait(
+    *, team: Team, user: User, upload: UploadedFile, info: ImageInfo, sha256: str
+) -> Portrait:
     portrait = Portrait.objects.filter(team=team, sha256=sha256).first()
     if portrait is None:
+        suffix = PurePosixPath(upload.name or "").suffix.lower()
         portrait = Portrait(
             team=team,
             uploaded_by=user,
@@ -119,7 +165,7 @@ def portrait_submit(
         )
         portrait.file.save(f"portrait{suffix}", upload, save=False)
         portrait.save()
-    return PortraitOutcome(verdict=check, portrait=portrait)
+    return portrait
 
 
 def portrait_verdict(
@@ -134,7 +180,9 @@ def portrait_verdict(
         image = InputFile(
             path=path, sha256=portrait.sha256, storage_name=portrait.file.name
         )
-        verdict = _check(engine, image)
+        verdict = _check(
+            engine, image, team=portrait.team, user=user or portrait.uploaded_by
+        )
     return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
 
 
@@ -158,34 +206,47 @@ def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdi
         raise Rejected(
             f"The portrait check costs money: {exc.message}", code="budget"
         ) from exc
-    try:
-        verdict = engine.check_portrait(image)
-    except InputError as exc:
-        raise Rejected(exc.message, code=exc.code) from exc
-    except EngineError as exc:
-        billing.record_check(
-            team=team,
-            user=user,
-            provider=engine.name,
-            billed=False,
-            reason=f"call failed: {exc.code or exc.kind}",
-        )
-        if exc.about_account:
-            dispatcher.pause_account(
-                engine_name=engine.name, code=exc.code, message=str(exc)
+    retried = False
+    while True:
+        try:
+            verdict = (
+                engine.check_portrait(image, fresh=True)
+                if retried
+                else engine.check_portrait(image)
             )
-            raise Rejected(
-                "The portrait check is unavailable: the provider refused the studio's "
-                "account. An admin has been told; try again later.",
+            break
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        except EngineError as exc:
+            billing.record_check(
+                team=team,
+                user=user,
+                provider=engine.name,
+                billed=False,
+                reason=f"call failed: {exc.code or exc.kind}",
+            )
+            if exc.about_account:
+                dispatcher.pause_account(
+                    engine_name=engine.name, code=exc.code, message=str(exc)
+                )
+                raise Rejected(
+                    "The portrait check is unavailable: the provider refused the "
+                    "studio's account. An admin has been told; try again later.",
+                    code=exc.code,
+                ) from exc
+            if exc.permanent:
+                raise Rejected(str(exc), code=exc.code) from exc
+            # A 5xx or a dropped connection is often a one-off: retry once at
+            # once, on a new connection. Throttling would only be refused again.
+            if not retried and not exc.code.startswith("Throttling"):
+                log.warning("portrait check failed (%s); retrying once", exc.code)
+                retried = True
+                continue
+            raise CheckUnavailable(
+                "The provider's portrait check did not answer. Nothing was billed. "
+                "Your portrait is kept: check it again in a moment.",
                 code=exc.code,
             ) from exc
-        if exc.permanent:
-            raise Rejected(str(exc), code=exc.code) from exc
-        raise Rejected(
-            "The provider's portrait check did not answer. Nothing was billed; "
-            "choose the file again in a moment.",
-            code=exc.code,
-        ) from exc
     billing.record_check(
         team=team,
         user=user,

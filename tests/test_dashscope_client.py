@@ -478,3 +478,20 @@ def test_tidy_collapses_repeated_punctuation_and_spaces():
     assert tidy("Invalid file format，the request   file !?") == (
         "Invalid file format, the request file!"
     )
+
+
+def test_a_fresh_detect_does_not_use_the_pooled_connection():
+    answer = {"output": {"check_pass": True, "humanoid": True}, "request_id": "r"}
+    client = client_for(lambda r: httpx.Response(200, json=answer))
+
+    def dead_pool(*args, **kwargs):
+        raise httpx.RemoteProtocolError(
+            "Server disconnected without sending a response."
+        )
+
+    client._client.request = dead_pool  # type: ignore[method-assign]
+
+    with pytest.raises(DashScopeError) as caught:
+        client.detect(image_url="https://s/p.jpg")
+    assert caught.value.kind == ErrorKind.TRANSIENT
+    assert client.detect(image_url="https://s/p.jpg", fresh=True).check_pass

@@ -7,12 +7,20 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from studio import dispatcher, services
 from studio.engine import get_engine
-from studio.models import FaceCheck, GenerationJob, ProviderAccount, RemoteUpload
+from studio.models import (
+    FaceCheck,
+    GenerationJob,
+    LedgerEntry,
+    Portrait,
+    ProviderAccount,
+    RemoteUpload,
+)
 from tests import media_factories
 from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
 
@@ -499,3 +507,99 @@ def test_remote_jobs_wait_for_the_dispatcher_instead_of_rendering(
         queue(alice, team, inputs, enqueued)
 
     assert enqueued == [("studio.tasks.dispatch", ("dashscope",))]
+
+
+# -- the paid portrait check under transient faults -------------------------------
+
+
+def check_entries() -> list[tuple[bool, str]]:
+    return list(
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHECK)
+        .order_by("pk")
+        .values_list("billed", "reason")
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "server_error", "status": 500},
+        {"kind": "server_error", "status": 503},
+        {"kind": "drop", "when": "before"},
+    ],
+    ids=["500", "503", "dropped"],
+)
+def test_a_transient_fault_on_the_portrait_check_is_retried_once(
+    emu, alice, team, fault
+):
+    emu.faults(route="detect", count=1, **fault)
+
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert outcome.verdict is not None and outcome.verdict.check_pass
+    assert outcome.portrait is not None
+    assert counts(emu)["detect_calls"] == 1
+    assert emu.state()["faults"] == []  # the fault was hit, once
+    [failed, paid] = check_entries()
+    assert failed[0] is False and failed[1].startswith("call failed")
+    assert paid == (True, "passed")
+
+
+def test_a_throttled_portrait_check_is_not_retried_at_once(emu, alice, team):
+    emu.faults(kind="throttle", route="detect", count=1)
+
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert outcome.portrait is None and outcome.unchecked is not None
+    assert counts(emu).get("detect_calls", 0) == 0
+    assert check_entries() == [(False, "call failed: Throttling.RateQuota")]
+
+
+def test_when_the_check_keeps_failing_the_portrait_is_kept_to_check_again(
+    emu, alice, alice_client, team
+):
+    emu.faults(kind="server_error", route="detect", status=500, count=2)
+
+    first = alice_client.post(
+        reverse("studio:portrait-check"),
+        {"portrait_file": upload(ASTRONAUT)},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    assert "did not answer" in first and "Check again" in first
+    assert "choose the file again" not in first.lower()
+    [kept] = Portrait.objects.all()
+    assert f'name="portrait" value="{kept.code}"' in first
+    assert not FaceCheck.objects.exists()
+    assert counts(emu).get("detect_calls", 0) == 0
+
+    again = alice_client.post(
+        reverse("studio:portrait-recheck"),
+        {"portrait": str(kept.code)},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    assert "Face found" in again and "Check again" not in again
+    assert f'type="hidden" name="portrait" value="{kept.code}"' in again
+    assert Portrait.objects.count() == 1  # no second upload, no second file
+    assert counts(emu)["detect_calls"] == 1
+    assert [billed for billed, _ in check_entries()] == [False, False, True]
+
+
+def test_check_again_is_limited_to_the_team_s_own_portraits(
+    emu, alice, team, other_team
+):
+    emu.faults(kind="server_error", route="detect", status=500, count=2)
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+    mallory = make_member(other_team, "mallory3")
+    client = Client()
+    client.force_login(mallory)
+
+    html = client.post(
+        reverse("studio:portrait-recheck"),
+        {"portrait": str(outcome.unchecked.code)},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    assert "That portrait is gone" in html
+    assert counts(emu).get("detect_calls", 0) == 0

@@ -145,7 +145,8 @@ class Engine(Protocol):
     # that must be polled.
     remote: bool
 
-    def check_portrait(self, image: InputFile) -> Verdict: ...
+    # `fresh`: a retry after a transient failure, to be sent on a new connection.
+    def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict: ...
 
     def start(self, request: GenerationRequest, progress: Progress) -> TaskResult: ...
 

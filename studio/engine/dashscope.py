@@ -191,10 +191,10 @@ class DashScopeEngine:
 
     # -- the face check -----------------------------------------------------------
 
-    def check_portrait(self, image: InputFile) -> Verdict:
+    def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict:
         try:
             result = self.client.detect(
-                image_url=self.input_url(image, model=DETECT_MODEL)
+                image_url=self.input_url(image, model=DETECT_MODEL), fresh=fresh
             )
         except DashScopeError as exc:
             raise self._engine_error(exc) from exc

@@ -165,12 +165,13 @@ class DashScopeClient:
         headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         if workspace:
             headers["X-DashScope-WorkSpace"] = workspace
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            transport=transport,
-        )
+        self._options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/"),
+            "headers": headers,
+            "timeout": httpx.Timeout(timeout, connect=5.0),
+        }
+        self._transport = transport
+        self._client = httpx.Client(**self._options, transport=transport)
         # Uploads go to another host and must not carry the API key (§5.2).
         self._plain = httpx.Client(
             timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
@@ -182,11 +183,13 @@ class DashScopeClient:
 
     # -- endpoints ------------------------------------------------------------
 
-    def detect(self, *, image_url: str) -> DetectResult:
+    def detect(self, *, image_url: str, fresh: bool = False) -> DetectResult:
+        """The portrait check. `fresh` sends it on a new connection, for a retry."""
         # provider-api.md §2: synchronous, so no X-DashScope-Async header.
         data = self._send(
             "POST",
             "/services/aigc/image2video/face-detect",
+            fresh=fresh,
             json={
                 "model": DETECT_MODEL,
                 "input": {"image_url": image_url},
@@ -387,9 +390,20 @@ class DashScopeClient:
 
     # -- the one place that sends ------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _send(
+        self, method: str, path: str, *, fresh: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
-            response = self._client.request(method, path, **kwargs)
+            if fresh:
+                # Not the pool, whose kept-alive connections may be the dead ones.
+                client = httpx.Client(**self._options, transport=self._transport)
+                try:
+                    response = client.request(method, path, **kwargs)
+                finally:
+                    if self._transport is None:  # an injected one is shared
+                        client.close()
+            else:
+                response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             # Timeouts, refused or dropped connections: worth retrying.
             raise DashScopeError(

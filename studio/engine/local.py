@@ -44,7 +44,8 @@ class LocalEngine:
             price_per_check=Decimal("0"),
         )
 
-    def check_portrait(self, image: InputFile) -> Verdict:
+    def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict:
+        # `fresh` asks a remote engine for a new connection; nothing to renew here.
         info = images.read_image_info(image.path)
         return images.precheck_image(info, self.limits) or images.check_face(image.path)
 
