@@ -216,6 +216,18 @@ def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
     if exc.permanent and not exc.about_account:
         _fail(current, code=exc.code, message=str(exc))
         return
+    if exc.unanswered:
+        # The provider may have made (and will bill) a task whose id never came
+        # back. Sending again could pay twice: keep the job SUBMITTED and in its
+        # slot, and let the sweep find the task in the listing or, when there is
+        # none, queue the job again (sweep_remote, provider-api.md §1.2a).
+        current.update(heartbeat_at=now)
+        log.warning(
+            "job %s: submit unanswered (%s); the sweep looks for its task",
+            job.pk,
+            exc.code or exc.kind,
+        )
+        return
     if exc.about_account:
         pause_account(engine_name=job.engine, code=exc.code, message=str(exc))
     deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)

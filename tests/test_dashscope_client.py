@@ -495,3 +495,25 @@ def test_a_fresh_detect_does_not_use_the_pooled_connection():
         client.detect(image_url="https://s/p.jpg")
     assert caught.value.kind == ErrorKind.TRANSIENT
     assert client.detect(image_url="https://s/p.jpg", fresh=True).check_pass
+
+
+@pytest.mark.parametrize(
+    "error,unanswered",
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow"), False),
+        (httpx.ReadTimeout("no answer"), True),
+        (httpx.RemoteProtocolError("Server disconnected"), True),
+        (httpx.ReadError("reset"), True),
+    ],
+)
+def test_a_transport_error_says_whether_the_request_may_have_arrived(error, unanswered):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    with pytest.raises(DashScopeError) as caught:
+        client_for(handler).submit(
+            image_url="https://s/p.jpg", audio_url="https://s/a.mp3", resolution="480P"
+        )
+    assert caught.value.kind == ErrorKind.TRANSIENT
+    assert caught.value.unanswered is unanswered

@@ -377,6 +377,39 @@ def test_a_finished_task_of_another_job_is_not_adopted(
     assert f"job {job.pk}: lost submit; no match in the listing" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "when,adopted", [("after", True), ("before", False)], ids=["made", "not-made"]
+)
+def test_an_unanswered_submit_is_not_sent_again_but_found_or_requeued_by_the_sweep(
+    emu, inputs, alice, team, enqueued, caplog, when, adopted
+):
+    # "after": the provider made the task, then the connection dropped.
+    emu.faults(kind="drop", route="submit", when=when, count=1)
+    job = queue(alice, team, inputs, enqueued)
+
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+
+    job.refresh_from_db()
+    assert (job.status, job.remote_task_id) == ("submitted", "")
+    assert len(tasks_of(emu)) == (1 if adopted else 0)
+    # The job keeps its slot: nothing else is sent meanwhile.
+    assert dispatcher.dispatch(engine_name="dashscope") == []
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=timezone.now() - timedelta(minutes=3)
+    )
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    if adopted:
+        assert job.remote_task_id == tasks_of(emu)[0]["id"]
+        assert "adopted task" in caplog.text
+    else:
+        assert job.status == "queued" and "no match in the listing" in caplog.text
+    assert drive(job).status == "succeeded"
+    assert len(tasks_of(emu)) == 1  # one task, paid once
+
+
 def test_a_submit_that_never_reached_the_provider_is_queued_again(
     emu, inputs, alice, team, enqueued
 ):

@@ -125,12 +125,21 @@ class EngineError(Exception):
     """
 
     def __init__(
-        self, message: str, *, code: str = "", permanent: bool = True, kind: str = ""
+        self,
+        message: str,
+        *,
+        code: str = "",
+        permanent: bool = True,
+        kind: str = "",
+        unanswered: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.permanent = permanent
         self.kind = kind or ("input" if permanent else "transient")
+        # A remote call that may have taken effect although no answer came back
+        # (a dropped connection, a read timeout): a submit may have made a task.
+        self.unanswered = unanswered
 
     @property
     def about_account(self) -> bool:

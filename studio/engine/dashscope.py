@@ -222,6 +222,9 @@ class DashScopeEngine:
         try:
             image_url = self.input_url(request.portrait, model=S2V_MODEL)
             audio_url = self.input_url(request.audio, model=S2V_MODEL)
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc  # no task can exist yet
+        try:
             task = self.client.submit(
                 image_url=image_url,
                 audio_url=audio_url,
@@ -229,7 +232,9 @@ class DashScopeEngine:
                 style=settings.S2V_DASHSCOPE_STYLE,
             )
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            error = self._engine_error(exc)
+            error.unanswered = exc.unanswered  # a task may exist: see dispatcher
+            raise error from exc
         return self._result(task)
 
     def poll(self, task_id: str) -> TaskResult:

@@ -27,6 +27,17 @@ PROVIDER_TZ = timezone(timedelta(hours=8))
 LIST_WINDOW = timedelta(hours=24)
 
 
+# Transport errors raised before any byte of the request left: nothing happened.
+_NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
 class ErrorKind(enum.StrEnum):
     TRANSIENT = "transient"  # throttling, 5xx, timeouts, resets: retry with backoff
     INPUT = "input"  # this job's inputs are refused: fail the job, say why
@@ -96,6 +107,7 @@ class DashScopeError(Exception):
         kind: ErrorKind = ErrorKind.TRANSIENT,
         status: int | None = None,
         request_id: str = "",
+        unanswered: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -103,6 +115,9 @@ class DashScopeError(Exception):
         self.kind = kind
         self.status = status
         self.request_id = request_id
+        # The request may have reached the provider, but no answer came back:
+        # whatever it asked for may have happened (and been billed).
+        self.unanswered = unanswered
 
     @property
     def permanent(self) -> bool:
@@ -407,7 +422,9 @@ class DashScopeClient:
         except httpx.TransportError as exc:
             # Timeouts, refused or dropped connections: worth retrying.
             raise DashScopeError(
-                f"{method} {path}: {type(exc).__name__}", kind=ErrorKind.TRANSIENT
+                f"{method} {path}: {type(exc).__name__}",
+                kind=ErrorKind.TRANSIENT,
+                unanswered=not isinstance(exc, _NEVER_SENT),
             ) from exc
         try:
             data = response.json()
