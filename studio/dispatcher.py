@@ -215,6 +215,18 @@ def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
     if exc.permanent and not exc.about_account:
         _fail(current, code=exc.code, message=str(exc))
         return
+    if exc.unanswered:
+        # The provider may have made (and will bill) a task whose id never came
+        # back. Sending again could pay twice: keep the job SUBMITTED and in its
+        # slot, and let the sweep find the task in the listing or, when there is
+        # none, queue the job again (sweep_remote, provider-api.md §1.2a).
+        current.update(heartbeat_at=now)
+        log.warning(
+            "job %s: submit unanswered (%s); the sweep looks for its task",
+            job.pk,
+            exc.code or exc.kind,
+        )
+        return
     if exc.about_account:
         pause_account(engine_name=job.engine, code=exc.code, message=str(exc))
     deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)
@@ -624,8 +636,17 @@ def sweep_remote(*, now: datetime) -> list[int]:
             task_id = engine.find_lost_task(  # type: ignore[attr-defined]
                 submitted_after=job.submit_started_at, known=known
             )
-        except EngineError:
-            continue  # ask again at the next sweep
+        except EngineError as exc:
+            # Not knowing is not "never arrived": requeueing could pay twice.
+            log.warning(
+                "job %s: lost submit; listing failed: %s; asking again at the next sweep",
+                job.pk,
+                exc,
+            )
+            continue
+        except Exception:
+            log.exception("job %s: lost submit; listing failed unexpectedly", job.pk)
+            continue
         current = GenerationJob.objects.filter(
             pk=job.pk,
             attempts=job.attempts,
@@ -634,18 +655,27 @@ def sweep_remote(*, now: datetime) -> list[int]:
         )
         if task_id:
             # The provider took it: adopt the task rather than pay twice.
-            current.update(
+            if current.update(
                 remote_task_id=task_id, remote_status="PENDING", next_poll_at=now
-            )
-            log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
-        else:
-            current.update(
-                status=GenerationJob.Status.QUEUED,
-                attempts=F("attempts") - 1,
-                submit_started_at=None,
-            )
+            ):
+                log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
+            else:
+                log.info(
+                    "job %s: changed meanwhile; task %s not adopted", job.pk, task_id
+                )
+        elif current.update(
+            status=GenerationJob.Status.QUEUED,
+            attempts=F("attempts") - 1,
+            submit_started_at=None,
+        ):
             log.warning(
-                "job %s: submit never reached the provider; queued again", job.pk
+                "job %s: lost submit; no match in the listing since %s; queued again",
+                job.pk,
+                job.submit_started_at.isoformat(),
+            )
+        else:
+            log.info(
+                "job %s: lost submit; no match, but the job changed meanwhile", job.pk
             )
         touched.append(job.pk)
     # A leased poll whose worker died expires by itself (the tick hands out any

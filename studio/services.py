@@ -32,7 +32,7 @@ from .engine.base import (
     TaskState,
     Verdict,
 )
-from .engine.images import InputError, precheck_image, read_image_info
+from .engine.images import ImageInfo, InputError, precheck_image, read_image_info
 from .engine.video import probe_video
 from .files import local_path, sha256_of, stored_path
 from .models import (
@@ -70,15 +70,26 @@ class Rejected(Exception):
         self.code = code
 
 
+class CheckUnavailable(Rejected):
+    """The paid portrait check did not answer, even on a retry: ask again later."""
+
+
 # -- portraits ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class PortraitOutcome:
-    """A checked upload: the stored portrait (only when it passed) and its verdict."""
+    """A checked upload: the stored portrait (only when it passed) and its verdict.
 
-    verdict: FaceCheck
+    When the check itself could not run (the provider did not answer), there is
+    no verdict: the upload is kept as `unchecked`, so that checking it again
+    needs no new upload, and `message` says so.
+    """
+
+    verdict: FaceCheck | None
     portrait: Portrait | None = None
+    unchecked: Portrait | None = None
+    message: str = ""
 
 
 def portrait_submit(
@@ -97,16 +108,47 @@ def portrait_submit(
         if check is None:
             verdict = precheck_image(info, engine.limits)
             if verdict is None:
-                verdict = _check(
-                    engine,
-                    InputFile(path=path, sha256=sha256, format=info.format),
-                    team=team,
-                    user=user,
-                )
+                try:
+                    verdict = _check(
+                        engine,
+                        InputFile(path=path, sha256=sha256, format=info.format),
+                        team=team,
+                        user=user,
+                    )
+                except CheckUnavailable as exc:
+                    # Keep the file: "check again" must not mean "upload again".
+                    kept = _keep_portrait(
+                        team=team, user=user, upload=upload, info=info, sha256=sha256
+                    )
+                    return PortraitOutcome(
+                        verdict=None, unchecked=kept, message=exc.message
+                    )
             check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
     if not check.check_pass:
         return PortraitOutcome(verdict=check)
+    portrait = _keep_portrait(
+        team=team, user=user, upload=upload, info=info, sha256=sha256
+    )
+    return PortraitOutcome(verdict=check, portrait=portrait)
 
+
+def portrait_recheck(
+    *, team: Team, user: User, portrait: Portrait, engine: Engine | None = None
+) -> PortraitOutcome:
+    """Check a kept portrait again, without a new upload. Raises Rejected as submit does."""
+    engine = engine or get_engine()
+    try:
+        check = portrait_verdict(portrait=portrait, engine=engine, user=user)
+    except CheckUnavailable as exc:
+        return PortraitOutcome(verdict=None, unchecked=portrait, message=exc.message)
+    if not check.check_pass:
+        return PortraitOutcome(verdict=check)
+    return PortraitOutcome(verdict=check, portrait=portrait)
+
+
+def _keep_portrait(
+    *, team: Team, user: User, upload: File[bytes], info: ImageInfo, sha256: str
+) -> Portrait:
     portrait = Portrait.objects.filter(team=team, sha256=sha256).first()
     if portrait is None:
         portrait = Portrait(
@@ -122,7 +164,7 @@ def portrait_submit(
         # portrait_upload_to names it by the verified format, not by `upload.name`.
         portrait.file.save("portrait", upload, save=False)
         portrait.save()
-    return PortraitOutcome(verdict=check, portrait=portrait)
+    return portrait
 
 
 def portrait_verdict(
@@ -166,34 +208,47 @@ def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdi
         raise Rejected(
             f"The portrait check costs money: {exc.message}", code="budget"
         ) from exc
-    try:
-        verdict = engine.check_portrait(image)
-    except InputError as exc:
-        raise Rejected(exc.message, code=exc.code) from exc
-    except EngineError as exc:
-        billing.record_check(
-            team=team,
-            user=user,
-            provider=engine.name,
-            billed=False,
-            reason=f"call failed: {exc.code or exc.kind}",
-        )
-        if exc.about_account:
-            dispatcher.pause_account(
-                engine_name=engine.name, code=exc.code, message=str(exc)
+    retried = False
+    while True:
+        try:
+            verdict = (
+                engine.check_portrait(image, fresh=True)
+                if retried
+                else engine.check_portrait(image)
             )
-            raise Rejected(
-                "The portrait check is unavailable: the provider refused the studio's "
-                "account. An admin has been told; try again later.",
+            break
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        except EngineError as exc:
+            billing.record_check(
+                team=team,
+                user=user,
+                provider=engine.name,
+                billed=False,
+                reason=f"call failed: {exc.code or exc.kind}",
+            )
+            if exc.about_account:
+                dispatcher.pause_account(
+                    engine_name=engine.name, code=exc.code, message=str(exc)
+                )
+                raise Rejected(
+                    "The portrait check is unavailable: the provider refused the "
+                    "studio's account. An admin has been told; try again later.",
+                    code=exc.code,
+                ) from exc
+            if exc.permanent:
+                raise Rejected(str(exc), code=exc.code) from exc
+            # A 5xx or a dropped connection is often a one-off: retry once at
+            # once, on a new connection. Throttling would only be refused again.
+            if not retried and not exc.code.startswith("Throttling"):
+                log.warning("portrait check failed (%s); retrying once", exc.code)
+                retried = True
+                continue
+            raise CheckUnavailable(
+                "The provider's portrait check did not answer. Nothing was billed. "
+                "Your portrait is kept: check it again in a moment.",
                 code=exc.code,
             ) from exc
-        if exc.permanent:
-            raise Rejected(str(exc), code=exc.code) from exc
-        raise Rejected(
-            "The provider's portrait check did not answer. Nothing was billed; "
-            "choose the file again in a moment.",
-            code=exc.code,
-        ) from exc
     billing.record_check(
         team=team,
         user=user,
@@ -310,7 +365,11 @@ def audio_submit(
 
 
 def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list[str]:
-    """Why a clip of this length and size does not fit the engine, in plain words."""
+    """Why a clip of this length and size does not fit the engine, in plain words.
+
+    The limits are exclusive (§3.1: "< 20 s", "< 15 MB"): a clip of exactly 20 s
+    is refused here, not after it was sent.
+    """
     limits = engine.limits
     problems = []
     if duration < limits.audio_min_seconds:
@@ -319,17 +378,26 @@ def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list
             f"The clip is only {shown} s long; it must be at least "
             f"{limits.audio_min_seconds:g} s. Use a longer recording."
         )
-    if duration > limits.audio_max_seconds:
-        over = duration - limits.audio_max_seconds
-        problems.append(
-            f"The clip is {duration:.1f} s long, {over:.1f} s over the "
-            f"{limits.audio_max_seconds:g} s limit. Trim it to "
-            f"{limits.audio_max_seconds:g} s or less."
+    top = limits.audio_max_seconds
+    if duration >= top:
+        over = duration - top
+        length = (
+            f"{duration:.1f} s long, {over:.1f} s over the {top:g} s limit"
+            if over >= 0.05
+            else f"{duration:.3f} s long"  # so that "20.0" is not read as fitting
         )
-    if size is not None and size > limits.audio_max_bytes:
         problems.append(
-            f"The file is {size / 1048576:.1f} MB; the limit is "
-            f"{limits.audio_max_bytes / 1048576:g} MB. Export it at a lower bit rate "
+            f"The clip is {length}. It must be shorter than {top:g} s. Trim it."
+        )
+    if size is not None and size >= limits.audio_max_bytes:
+        # MB as 10^6 bytes, the reading the limit uses; bytes when that would
+        # print the limit itself.
+        shown = f"{size / 1e6:.1f} MB"
+        if round(size / 1e6, 1) <= limits.audio_max_bytes / 1e6:
+            shown = f"{size:,} bytes"
+        problems.append(
+            f"The file is {shown}; it must be smaller than "
+            f"{limits.audio_max_bytes / 1e6:g} MB. Export it at a lower bit rate "
             "or shorten it."
         )
     return problems

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("new/", views.job_create, name="job-create"),
     path("check/portrait/", views.portrait_check, name="portrait-check"),
+    path("check/portrait/again/", views.portrait_recheck, name="portrait-recheck"),
     path("check/audio/", views.audio_check, name="audio-check"),
     path("estimate/", views.job_estimate, name="job-estimate"),
     path("gallery/", views.gallery, name="gallery"),

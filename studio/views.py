@@ -320,9 +320,12 @@ def _audio_ok(membership: Membership, code: str) -> bool:
 
 def _portrait_ok(membership: Membership, code: str) -> bool:
     portrait = _team_object(Portrait, membership, code)
-    return (
-        portrait is not None and services.portrait_verdict(portrait=portrait).check_pass
-    )
+    if portrait is None:
+        return False
+    try:
+        return services.portrait_verdict(portrait=portrait).check_pass
+    except services.Rejected:  # a kept portrait whose check could not run yet
+        return False
 
 
 @team_required
@@ -350,6 +353,40 @@ def portrait_check(request: HttpRequest, membership: Membership) -> HttpResponse
     outcome = context["outcome"]
     passed = bool(outcome and outcome.portrait)
     html = render_to_string("studio/job_create.html#portrait-verdict", context, request)
+    audio_code = request.POST.get("audio", "")
+    html += _generate_ready(
+        request,
+        membership,
+        portrait_code=str(outcome.portrait.code) if passed else "",
+        audio_code=audio_code,
+        portrait_ok=passed,
+        audio_ok=_audio_ok(membership, audio_code),
+    )
+    return HttpResponse(html)
+
+
+@team_required
+@require_POST
+def portrait_recheck(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """Check a kept portrait again after the check could not run. Always 200."""
+    portrait = _team_object(Portrait, membership, request.POST.get("portrait", ""))
+    context: dict[str, Any] = {"error": "", "outcome": None}
+    if portrait is None:
+        context["error"] = "That portrait is gone. Choose the file again."
+    else:
+        try:
+            context["outcome"] = services.portrait_recheck(
+                team=membership.team,
+                user=request.user,  # type: ignore[arg-type]
+                portrait=portrait,
+            )
+        except services.Rejected as exc:
+            context["error"] = exc.message
+    outcome = context["outcome"]
+    passed = bool(outcome and outcome.portrait)
+    html = str(
+        render_to_string("studio/job_create.html#portrait-verdict", context, request)
+    )
     audio_code = request.POST.get("audio", "")
     html += _generate_ready(
         request,

@@ -352,3 +352,17 @@ def make_truncated(path: Path, source: Path, *, keep: float = 0.5) -> Path:
     data = source.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def pad_wav(path: Path, size: int) -> Path:
+    """Grow a WAV to exactly `size` bytes with a `junk` chunk players skip."""
+    current = path.stat().st_size
+    pad = size - current - 8
+    if pad < 0:
+        raise ValueError(f"{path} is already {current} bytes")
+    with path.open("r+b") as fh:
+        fh.seek(0, 2)
+        fh.write(b"junk" + pad.to_bytes(4, "little") + b"\0" * pad)
+        fh.seek(4)
+        fh.write((size - 8).to_bytes(4, "little"))  # the RIFF size covers it
+    return path

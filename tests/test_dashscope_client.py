@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from studio.engine.dashscope import DashScopeEngine, user_message
+from studio.engine.dashscope import DashScopeEngine, tidy, user_message
 from studio.engine.dashscope_client import (
+    PROVIDER_TZ,
     DashScopeClient,
     DashScopeError,
     ErrorKind,
+    ListedTask,
     classify,
 )
 
@@ -344,3 +347,173 @@ def test_the_engine_refuses_to_start_without_a_key(settings):
     settings.DASHSCOPE_API_KEY = ""
     with pytest.raises(ImproperlyConfigured, match="DASHSCOPE_API_KEY"):
         DashScopeEngine()
+
+
+# provider-api.md §1.2a, the documented listing answer (ids completed).
+LISTING = {
+    "total": 1,
+    "total_page": 1,
+    "page_no": 1,
+    "page_size": 10,
+    "data": [
+        {
+            "task_id": "0385dc79-5ff8-4d82-bcb6-xxxxxx",
+            "status": "SUCCEEDED",
+            "model_name": "wan2.2-s2v",
+            "request_id": "4909100c-7b5a-9f92-bfe5-xxxxxx",
+            "gmt_create": 1756690647468,
+            "start_time": 1756690654885,
+            "end_time": 1756690820734,
+            "region": "cn-beijing",
+            "api_key_id": "...",
+            "caller_parent_id": "...",
+            "caller_uid": "...",
+            "user_api_unique_key": "apikey:v1:aigc:image2video:video-synthesis:wan2.2-s2v",
+        }
+    ],
+}
+
+
+def test_the_task_listing_is_read_as_documented():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=LISTING)
+
+    start = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
+    [row] = client_for(handler).list_tasks(start=start, end=start + timedelta(hours=2))
+
+    assert row == ListedTask(
+        task_id="0385dc79-5ff8-4d82-bcb6-xxxxxx",
+        status="SUCCEEDED",
+        model="wan2.2-s2v",
+        submitted_at=datetime(2025, 9, 1, 1, 37, 27, 468000, tzinfo=UTC),
+        scheduled_at=datetime(2025, 9, 1, 1, 37, 34, 885000, tzinfo=UTC),
+        ended_at=datetime(2025, 9, 1, 1, 40, 20, 734000, tzinfo=UTC),
+    )
+    # The same moment as F3's "2025-09-01 09:37:27.468" in UTC+8.
+    assert row.submitted_at.astimezone(PROVIDER_TZ).hour == 9
+    params = seen[0].url.params
+    assert seen[0].url.path == "/api/v1/tasks"
+    assert (params["start_time"], params["end_time"]) == (
+        "20250901090000",
+        "20250901110000",
+    )
+    assert (params["model_name"], params["page_no"]) == ("wan2.2-s2v", "1")
+
+
+def test_a_row_without_times_or_model_and_a_lowercase_status_is_read():
+    listing = {
+        "total": 1,
+        "total_page": 1,
+        "data": [{"task_id": "t-1", "status": " running "}],
+    }
+    [row] = client_for(lambda r: httpx.Response(200, json=listing)).list_tasks(
+        start=datetime(2025, 9, 1, tzinfo=UTC), end=datetime(2025, 9, 1, 1, tzinfo=UTC)
+    )
+    assert row == ListedTask(task_id="t-1", status="RUNNING")
+
+
+def test_the_listing_window_is_cut_to_24_hours_and_pages_are_followed():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        page = int(request.url.params["page_no"])
+        row = {"task_id": f"t-{page}", "status": "PENDING", "gmt_create": 1}
+        return httpx.Response(200, json={"total_page": 2, "data": [row]})
+
+    end = datetime(2025, 9, 2, 12, 0, tzinfo=UTC)
+    rows = client_for(handler).list_tasks(start=end - timedelta(days=3), end=end)
+
+    assert [r.task_id for r in rows] == ["t-1", "t-2"]
+    assert [r.url.params["page_no"] for r in seen] == ["1", "2"]
+    assert seen[0].url.params["start_time"] == "20250901200000"  # end - 24 h, UTC+8
+
+
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        (200, F3),  # a task object, as the sweep used to expect: no `data`
+        (200, {"output": {"data": [{"task_id": "t", "task_status": "RUNNING"}]}}),
+        (200, {"data": [{"task_id": "t", "task_status": "RUNNING"}]}),
+        (200, {"data": [{"task_id": "t", "status": "RUNNING", "gmt_create": "x"}]}),
+        (200, {"data": ["t"]}),
+        (404, {"code": "NotFound", "message": "Not found!"}),
+    ],
+)
+def test_a_listing_that_cannot_be_read_raises(status, body):
+    client = client_for(lambda r: httpx.Response(status, json=body))
+    with pytest.raises(DashScopeError):
+        client.list_tasks(
+            start=datetime(2025, 9, 1, tzinfo=UTC),
+            end=datetime(2025, 9, 1, 1, tzinfo=UTC),
+        )
+
+
+@pytest.mark.parametrize(
+    "code,message,shown",
+    [
+        ("InvalidURL", "The input audio is longer than 20s.", "longer than 20s. Check"),
+        ("InvalidURL", "  File size is larger than 15MB..  ", "than 15MB. Check"),
+        (
+            "InvalidFile.Whatever",
+            "Bad  file ， try again。",
+            "Bad file, try again. Check",
+        ),
+        ("Odd", "Something broke!!", "(Odd: Something broke)"),
+    ],
+)
+def test_provider_messages_are_tidied_before_they_are_shown(code, message, shown):
+    text = user_message(code, message)
+    assert shown in text
+    assert ".." not in text and "  " not in text and " ," not in text
+
+
+def test_tidy_collapses_repeated_punctuation_and_spaces():
+    assert tidy(" The input audio is longer than 20s.. ") == (
+        "The input audio is longer than 20s."
+    )
+    assert tidy("Invalid file format，the request   file !?") == (
+        "Invalid file format, the request file!"
+    )
+
+
+def test_a_fresh_detect_does_not_use_the_pooled_connection():
+    answer = {"output": {"check_pass": True, "humanoid": True}, "request_id": "r"}
+    client = client_for(lambda r: httpx.Response(200, json=answer))
+
+    def dead_pool(*args, **kwargs):
+        raise httpx.RemoteProtocolError(
+            "Server disconnected without sending a response."
+        )
+
+    client._client.request = dead_pool  # type: ignore[method-assign]
+
+    with pytest.raises(DashScopeError) as caught:
+        client.detect(image_url="https://s/p.jpg")
+    assert caught.value.kind == ErrorKind.TRANSIENT
+    assert client.detect(image_url="https://s/p.jpg", fresh=True).check_pass
+
+
+@pytest.mark.parametrize(
+    "error,unanswered",
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow"), False),
+        (httpx.ReadTimeout("no answer"), True),
+        (httpx.RemoteProtocolError("Server disconnected"), True),
+        (httpx.ReadError("reset"), True),
+    ],
+)
+def test_a_transport_error_says_whether_the_request_may_have_arrived(error, unanswered):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    with pytest.raises(DashScopeError) as caught:
+        client_for(handler).submit(
+            image_url="https://s/p.jpg", audio_url="https://s/a.mp3", resolution="480P"
+        )
+    assert caught.value.kind == ErrorKind.TRANSIENT
+    assert caught.value.unanswered is unanswered

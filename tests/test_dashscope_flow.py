@@ -7,12 +7,20 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from studio import dispatcher, services
 from studio.engine import get_engine
-from studio.models import FaceCheck, GenerationJob, ProviderAccount, RemoteUpload
+from studio.models import (
+    FaceCheck,
+    GenerationJob,
+    LedgerEntry,
+    Portrait,
+    ProviderAccount,
+    RemoteUpload,
+)
 from tests import media_factories
 from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
 
@@ -302,6 +310,114 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
     assert len(tasks_of(emu)) == 1
 
 
+def lose_task_id(job: GenerationJob) -> str:
+    """The provider accepted the job's task, but the studio forgot its id."""
+    job.refresh_from_db()
+    task_id = job.remote_task_id
+    assert task_id
+    GenerationJob.objects.filter(pk=job.pk).update(
+        remote_task_id="",
+        remote_status="",
+        next_poll_at=None,
+        submit_started_at=timezone.now() - timedelta(minutes=3),
+    )
+    return task_id
+
+
+def test_a_job_whose_saved_task_id_was_lost_is_adopted_through_the_listing(
+    emu, inputs, alice, team, enqueued, caplog
+):
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    task_id = lose_task_id(job)
+
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        touched = dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert job.pk in touched
+    assert (job.status, job.remote_task_id) == ("submitted", task_id)
+    assert f"job {job.pk}: adopted task {task_id}" in caplog.text
+    assert counts(emu)["list_queries"] >= 1
+    assert drive(job).status == "succeeded"
+    assert [t["id"] for t in tasks_of(emu)] == [task_id]  # paid once, not twice
+
+
+def test_a_failing_listing_is_logged_and_the_job_is_neither_requeued_nor_adopted(
+    emu, inputs, alice, team, enqueued, caplog
+):
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    task_id = lose_task_id(job)
+    emu.faults(kind="server_error", route="list", status=500, count=1)
+
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert (job.status, job.remote_task_id, job.attempts) == ("submitted", "", 1)
+    assert f"job {job.pk}: lost submit; listing failed" in caplog.text
+    assert "InternalError" in caplog.text
+    # The next sweep, with the provider answering again, adopts the task.
+    dispatcher.sweep_remote(now=timezone.now())
+    job.refresh_from_db()
+    assert job.remote_task_id == task_id
+    assert drive(job).status == "succeeded"
+    assert len(tasks_of(emu)) == 1
+
+
+def test_a_finished_task_of_another_job_is_not_adopted(
+    emu, inputs, alice, team, enqueued, caplog
+):
+    first = queue(alice, team, inputs, enqueued)
+    assert drive(first).status == "succeeded"
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch(engine_name="dashscope")  # claimed, never sent
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    assert job.status == "queued" and job.remote_task_id == ""
+    assert f"job {job.pk}: lost submit; no match in the listing" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "when,adopted", [("after", True), ("before", False)], ids=["made", "not-made"]
+)
+def test_an_unanswered_submit_is_not_sent_again_but_found_or_requeued_by_the_sweep(
+    emu, inputs, alice, team, enqueued, caplog, when, adopted
+):
+    # "after": the provider made the task, then the connection dropped.
+    emu.faults(kind="drop", route="submit", when=when, count=1)
+    job = queue(alice, team, inputs, enqueued)
+
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+
+    job.refresh_from_db()
+    assert (job.status, job.remote_task_id) == ("submitted", "")
+    assert len(tasks_of(emu)) == (1 if adopted else 0)
+    # The job keeps its slot: nothing else is sent meanwhile.
+    assert dispatcher.dispatch(engine_name="dashscope") == []
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=timezone.now() - timedelta(minutes=3)
+    )
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
+
+    job.refresh_from_db()
+    if adopted:
+        assert job.remote_task_id == tasks_of(emu)[0]["id"]
+        assert "adopted task" in caplog.text
+    else:
+        assert job.status == "queued" and "no match in the listing" in caplog.text
+    assert drive(job).status == "succeeded"
+    assert len(tasks_of(emu)) == 1  # one task, paid once
+
+
 def test_a_submit_that_never_reached_the_provider_is_queued_again(
     emu, inputs, alice, team, enqueued
 ):
@@ -432,3 +548,99 @@ def test_remote_jobs_wait_for_the_dispatcher_instead_of_rendering(
         queue(alice, team, inputs, enqueued)
 
     assert enqueued == [("studio.tasks.dispatch", ("dashscope",))]
+
+
+# -- the paid portrait check under transient faults -------------------------------
+
+
+def check_entries() -> list[tuple[bool, str]]:
+    return list(
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.CHECK)
+        .order_by("pk")
+        .values_list("billed", "reason")
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "server_error", "status": 500},
+        {"kind": "server_error", "status": 503},
+        {"kind": "drop", "when": "before"},
+    ],
+    ids=["500", "503", "dropped"],
+)
+def test_a_transient_fault_on_the_portrait_check_is_retried_once(
+    emu, alice, team, fault
+):
+    emu.faults(route="detect", count=1, **fault)
+
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert outcome.verdict is not None and outcome.verdict.check_pass
+    assert outcome.portrait is not None
+    assert counts(emu)["detect_calls"] == 1
+    assert emu.state()["faults"] == []  # the fault was hit, once
+    [failed, paid] = check_entries()
+    assert failed[0] is False and failed[1].startswith("call failed")
+    assert paid == (True, "passed")
+
+
+def test_a_throttled_portrait_check_is_not_retried_at_once(emu, alice, team):
+    emu.faults(kind="throttle", route="detect", count=1)
+
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+
+    assert outcome.portrait is None and outcome.unchecked is not None
+    assert counts(emu).get("detect_calls", 0) == 0
+    assert check_entries() == [(False, "call failed: Throttling.RateQuota")]
+
+
+def test_when_the_check_keeps_failing_the_portrait_is_kept_to_check_again(
+    emu, alice, alice_client, team
+):
+    emu.faults(kind="server_error", route="detect", status=500, count=2)
+
+    first = alice_client.post(
+        reverse("studio:portrait-check"),
+        {"portrait_file": upload(ASTRONAUT)},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    assert "did not answer" in first and "Check again" in first
+    assert "choose the file again" not in first.lower()
+    [kept] = Portrait.objects.all()
+    assert f'name="portrait" value="{kept.code}"' in first
+    assert not FaceCheck.objects.exists()
+    assert counts(emu).get("detect_calls", 0) == 0
+
+    again = alice_client.post(
+        reverse("studio:portrait-recheck"),
+        {"portrait": str(kept.code)},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    assert "Face found" in again and "Check again" not in again
+    assert f'type="hidden" name="portrait" value="{kept.code}"' in again
+    assert Portrait.objects.count() == 1  # no second upload, no second file
+    assert counts(emu)["detect_calls"] == 1
+    assert [billed for billed, _ in check_entries()] == [False, False, True]
+
+
+def test_check_again_is_limited_to_the_team_s_own_portraits(
+    emu, alice, team, other_team
+):
+    emu.faults(kind="server_error", route="detect", status=500, count=2)
+    outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
+    mallory = make_member(other_team, "mallory3")
+    client = Client()
+    client.force_login(mallory)
+
+    html = client.post(
+        reverse("studio:portrait-recheck"),
+        {"portrait": str(outcome.unchecked.code)},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+
+    assert "That portrait is gone" in html
+    assert counts(emu).get("detect_calls", 0) == 0

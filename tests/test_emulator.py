@@ -21,8 +21,9 @@ import av
 import httpx
 import pytest
 
-from studio.emulator import Emulator
+from studio.emulator import Emulator, media
 from studio.emulator.faults import parse_flag
+from studio.emulator.state import Config
 from tests import media_factories
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -670,6 +671,51 @@ def test_bad_media_fails_the_task_or_the_submit(
     assert strict.account_state()["counts"].get("submissions", 0) == 0
 
 
+@pytest.mark.parametrize(
+    "seconds,size,message",
+    [
+        (19.99, None, None),
+        (20.0, None, "The input audio is longer than 20s."),
+        (1.0, 14_999_999, None),
+        (1.0, 15_000_000, "File size is larger than 15MB."),
+    ],
+)
+def test_audio_limits_are_exclusive_at_the_documented_boundary(
+    tmp_path: Path, seconds: float, size: int | None, message: str | None
+) -> None:
+    path = media_factories.make_wav(tmp_path / "voice.wav", seconds)
+    if size is not None:
+        media_factories.pad_wav(path, size)
+    limits = media.IMAGE_LIMITS  # the emulator's own copy of §3.1
+
+    check = media.inspect_audio(
+        path, max_seconds=limits.audio_max_seconds, max_bytes=limits.audio_max_bytes
+    )
+
+    assert check.ok == (message is None)
+    assert (check.message or None) == message
+    assert Config().audio_max_bytes == limits.audio_max_bytes == 15_000_000
+
+
+def test_a_submit_at_the_audio_boundary_is_refused(
+    make_emulator: Callable[..., Emulator],
+    client: httpx.Client,
+    served: tuple[str, Path],
+) -> None:
+    base, root = served
+    media_factories.make_wav(root / "twenty.wav", 20.0)
+    media_factories.pad_wav(media_factories.make_wav(root / "big.wav", 1.0), 15_000_000)
+    emu = make_emulator(input_errors="sync")
+
+    for name, message in [
+        ("twenty.wav", "The input audio is longer than 20s."),
+        ("big.wav", "File size is larger than 15MB."),
+    ]:
+        refused = submit(client, emu, f"{base}/astronaut.png", f"{base}/{name}")
+        assert error_of(refused) == (400, "InvalidURL", message)
+    assert emu.account_state()["counts"].get("submissions", 0) == 0
+
+
 def test_queue_overflow_keeps_the_second_task_pending(
     make_emulator: Callable[..., Emulator],
     client: httpx.Client,
@@ -861,9 +907,23 @@ def test_list_tasks_pages_and_filters(
     assert page.status_code == 200
     body = page.json()
     assert (body["total"], body["total_page"], body["page_size"]) == (2, 2, 1)
-    assert body["data"][0]["task_id"] == ids[1]  # newest first
-    assert body["data"][0]["task_status"] == "FAILED"
-    assert body["data"][0]["model_name"] == "wan2.2-s2v"
+    row = body["data"][0]
+    assert row["task_id"] == ids[1]  # newest first
+    # §1.2a: not a task object: `status`, no `task_status`, no `output`.
+    assert row["status"] == "FAILED" and "task_status" not in row
+    assert "output" not in body and "output" not in row
+    assert row["model_name"] == "wan2.2-s2v"
+    assert row["region"] == "cn-beijing"
+    assert set(row) >= {"request_id", "api_key_id", "user_api_unique_key"}
+    assert row["user_api_unique_key"].endswith(":video-synthesis:wan2.2-s2v")
+    # Epoch milliseconds, in order, close to the provider clock.
+    assert all(
+        isinstance(row[k], int) for k in ("gmt_create", "start_time", "end_time")
+    )
+    assert row["gmt_create"] <= row["start_time"] <= row["end_time"]
+    assert abs(row["gmt_create"] / 1000 - emu.state()["now"]) < 60
+    only = client.get(url, params={"task_id": ids[0]}, headers=auth()).json()
+    assert [r["task_id"] for r in only["data"]] == [ids[0]]
     failed = client.get(url, params={"status": "FAILED"}, headers=auth()).json()
     assert failed["total"] == 2
     running = client.get(url, params={"status": "RUNNING"}, headers=auth()).json()
@@ -876,6 +936,34 @@ def test_list_tasks_pages_and_filters(
     assert future["total"] == 0
     bad = client.get(url, params={"page_size": 0}, headers=auth())
     assert error_of(bad)[:2] == (400, "InvalidParameter")
+    # The window is at most 24 h (§1.2a).
+    wide = client.get(
+        url,
+        params={"start_time": "20990101000000", "end_time": "20990102000001"},
+        headers=auth(),
+    )
+    assert error_of(wide)[:2] == (400, "InvalidParameter")
+    day = client.get(
+        url,
+        params={"start_time": "20990101000000", "end_time": "20990102000000"},
+        headers=auth(),
+    )
+    assert day.status_code == 200
+
+
+def test_a_listed_task_shows_start_and_end_only_once_reached(
+    make_emulator: Callable[..., Emulator],
+    client: httpx.Client,
+    served: tuple[str, Path],
+) -> None:
+    emu = make_emulator(pending_seconds=30)
+    base, _ = served
+    task_id = submit_ok(client, emu, f"{base}/astronaut.png", f"{base}/voice.wav")
+    listing = client.get(f"{emu.base_url}/tasks", headers=auth())
+    [row] = listing.json()["data"]
+    assert (row["task_id"], row["status"]) == (task_id, "PENDING")
+    assert isinstance(row["gmt_create"], int)
+    assert "start_time" not in row and "end_time" not in row
 
 
 def test_qwen_prefix_serves_the_same_api(

@@ -54,6 +54,7 @@ OWN_TEAM_ONLY = {
     "home",
     "job-create",
     "portrait-check",
+    "portrait-recheck",
     "audio-check",
     "gallery",
     "gallery-zip",

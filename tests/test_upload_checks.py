@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from studio import services
+from studio.engine import get_engine
 from studio.engine.local import LocalEngine
 from studio.models import AudioClip, FaceCheck, Portrait
 from tests import media_factories
@@ -295,3 +296,61 @@ def test_services_reject_non_images_with_a_message(alice, team, tmp_path):
 
 def upload_bytes(name: str, size: int) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, b"\0" * size)
+
+
+# provider-api.md §3.1: audio "< 20 s" and "< 15 MB" (read as 15,000,000 bytes).
+@pytest.mark.parametrize(
+    "seconds,size,fits",
+    [
+        (19.99, 1000, True),
+        (20.0, 1000, False),
+        (5.0, 14_999_999, True),
+        (5.0, 15_000_000, False),
+    ],
+)
+def test_dashscope_audio_limits_are_exclusive_at_the_documented_boundary(
+    settings, seconds, size, fits
+):
+    settings.DASHSCOPE_API_KEY = "sk-test"
+    engine = get_engine("dashscope")
+
+    problems = services.audio_problems(duration=seconds, size=size, engine=engine)
+
+    assert (not problems) == fits, problems
+    for problem in problems:
+        assert "or less" not in problem
+        assert "shorter than 20 s" in problem or "smaller than 15 MB" in problem
+
+
+def test_a_clip_of_exactly_20_s_is_refused_before_the_provider_sees_it(
+    alice, team, tmp_path, settings
+):
+    settings.DASHSCOPE_API_KEY = "sk-test"
+    settings.S2V_PROVIDER = "dashscope"
+    path = media_factories.make_wav(tmp_path / "twenty.wav", 20.0)
+
+    outcome = services.audio_submit(team=team, user=alice, upload=upload(path))
+
+    assert outcome.clip is None
+    assert outcome.problems == [
+        "The clip is 20.000 s long. It must be shorter than 20 s. Trim it."
+    ]
+    assert not AudioClip.objects.exists()
+
+
+def test_a_file_of_exactly_15_000_000_bytes_is_refused_and_says_so(
+    alice, team, tmp_path, settings
+):
+    settings.DASHSCOPE_API_KEY = "sk-test"
+    settings.S2V_PROVIDER = "dashscope"
+    path = media_factories.pad_wav(
+        media_factories.make_wav(tmp_path / "big.wav", 1.0), 15_000_000
+    )
+
+    outcome = services.audio_submit(team=team, user=alice, upload=upload(path))
+
+    assert outcome.clip is None
+    assert outcome.problems == [
+        "The file is 15,000,000 bytes; it must be smaller than 15 MB. Export it at "
+        "a lower bit rate or shorten it."
+    ]

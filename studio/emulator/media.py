@@ -31,7 +31,7 @@ IMAGE_LIMITS = EngineLimits(
     image_max_side=7000,
     audio_formats=frozenset({"wav", "mp3"}),
     audio_max_seconds=20.0,
-    audio_max_bytes=15 * 1024 * 1024,
+    audio_max_bytes=15_000_000,  # §3.1 "< 15 MB", the smaller reading
     resolutions=("480P", "720P"),
     concurrency=1,
 )
@@ -232,11 +232,12 @@ def inspect_audio(path: Path, *, max_seconds: float, max_bytes: int) -> AudioChe
         return AudioCheck(
             ok=False, code="InvalidURL", message=errors.AUDIO_TYPE, size=size
         )
+    # §3.1 says "< 15 MB": exactly the limit is refused too.
     if size >= max_bytes:
         return AudioCheck(
             ok=False,
             code="InvalidURL",
-            message=f"File size is larger than {max_bytes / 1024 / 1024:g}MB.",
+            message=f"File size is larger than {max_bytes / 1e6:g}MB.",
             duration=info.duration,
             size=size,
         )

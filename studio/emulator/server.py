@@ -21,11 +21,15 @@ plus, without prefix:
 
 Choices where the contract is silent (§13):
 
-* List tasks answers `{"request_id", "data": [item...], "total", "total_page",
-  "page_no", "page_size"}`, newest first; an item is the task's `output`
-  object plus `model_name`, `region` and, once succeeded, `usage`. page_size
-  is 1..100 (default 10); start_time/end_time are `YYYYMMDDhhmmss` UTC+8 and
-  filter on submit time. Expired tasks are not listed.
+* List tasks answers as §1.2a documents: `{"request_id", "total",
+  "total_page", "page_no", "page_size", "data": [row...]}`, newest first; a
+  row has `task_id`, `status`, `model_name`, `request_id` (of the submit),
+  `gmt_create` and, once reached, `start_time`/`end_time` (epoch ms), plus
+  `region`, `api_key_id`, `caller_parent_id`, `caller_uid` and
+  `user_api_unique_key`. Filters: task_id, status, model_name, start_time and
+  end_time (`YYYYMMDDhhmmss` UTC+8, on the creation time; the window is at most
+  24 h, default the last 24 h, longer is 400 InvalidParameter). page_size is
+  1..100 (default 10). Expired tasks are not listed.
 * Cancel of a PENDING task answers 200 `{"request_id", "output": {"task_id",
   "task_status": "CANCELED"}}`. Any other task (running, finished, unknown or
   expired) answers 400 `UnsupportedOperation` "Failed to cancel the task,
@@ -62,7 +66,8 @@ Choices where the contract is silent (§13):
 * s2v media checks (`input_errors`, §13.2): `async` (default) fails the task
   (RUNNING -> FAILED) with `InvalidURL` "File type is not supported. Allowed
   types are: .wav, .mp3." / "File size is larger than 15MB." / "The input
-  audio is longer than 20s." (limits strict: exactly 20 s is refused), image
+  audio is longer than 20s." (limits strict: exactly 20 s or exactly
+  15,000,000 bytes, the smaller reading of "15 MB", is refused), image
   problems as for detect (wrong image format: `InvalidURL` with the image
   format message); `sync` answers the same codes as HTTP 400 at submit.
 * Concurrency (§13.3): per account at most `concurrency` tasks RUNNING;
@@ -177,7 +182,6 @@ from .state import (
     ApiKey,
     Config,
     Store,
-    Task,
     log_line,
     parse_list_time,
 )
@@ -187,6 +191,8 @@ DEFAULT_KEY = "sk-emulator"
 JSON_LIMIT = 10 * 1024 * 1024
 # Unread request bodies up to this size are drained to keep the connection.
 DRAIN_LIMIT = 1024 * 1024
+# The listing searches at most 24 h of creation times (§1.2a), whatever the scale.
+LIST_WINDOW = 24 * 3600.0
 
 _TASK = re.compile(r"/tasks/([^/]+)")
 _CANCEL = re.compile(r"/tasks/([^/]+)/cancel")
@@ -254,6 +260,7 @@ class Request:
         self.query = {k: v[0] for k, v in parse_qs(split.query).items()}
         self.headers = handler.headers
         self.client = handler.client_address[0]
+        self.request_id = ""  # set by the app before it dispatches
         self._body: bytes | None = None
 
     def header(self, name: str) -> str:
@@ -478,6 +485,7 @@ class _App:
             prepared = self.store.prepare(key, model, image, audio)
         try:
             task = self.store.submit(
+                request_id=req.request_id,
                 key=key,
                 model=model,
                 resolution=resolution,
@@ -509,7 +517,7 @@ class _App:
         task = self.store.cancel(key, task_id)
         return {"output": {"task_id": task.id, "task_status": task.status}}
 
-    # §1.2: list tasks; the response shape is this emulator's (§13.8).
+    # §1.2, §1.2a: list tasks; rows are not task objects.
     def list_tasks(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
         self.store.count(key.account, "list_queries")
         self.store.check_rate(key.account, "query", self.cfg.query_qps)
@@ -525,28 +533,30 @@ class _App:
                 times.append(parse_list_time(q[name]) if q.get(name) else None)
             except ValueError:
                 raise ApiError(400, "InvalidParameter", errors.missing(name)) from None
+        start, end = times
+        # A window of at most 24 h; the default is the last 24 h (§1.2a).
+        if end is None:
+            end = self.store.now() if start is None else start + LIST_WINDOW
+        if start is None:
+            start = end - LIST_WINDOW
+        if not 0 <= end - start <= LIST_WINDOW:
+            raise ApiError(400, "InvalidParameter", errors.missing("start_time"))
         found = self.store.list_tasks(
             key,
+            task_id=q.get("task_id") or None,
             status=status,
             model=q.get("model_name") or None,
-            start=times[0],
-            end=times[1],
+            start=start,
+            end=end,
         )
         page = found[(page_no - 1) * page_size : page_no * page_size]
         return {
-            "data": [self._list_item(task) for task in page],
             "total": len(found),
             "total_page": -(-len(found) // page_size),
             "page_no": page_no,
             "page_size": page_size,
+            "data": [self.store.list_row(task, self.cfg.region) for task in page],
         }
-
-    def _list_item(self, task: Task) -> dict[str, Any]:
-        output, usage = self.store.task_output(task)
-        item = {**output, "model_name": task.model, "region": self.cfg.region}
-        if usage:
-            item["usage"] = usage
-        return item
 
     # §5.1: getPolicy; 100 QPS per account and model.
     def policy(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
@@ -761,6 +771,7 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         request_id = str(uuid.uuid4())
         req = Request(self)
+        req.request_id = request_id
         try:
             response = app.dispatch(req, request_id)
         except BodyTooLarge:

@@ -107,8 +107,10 @@ class Config:
     upload_ttl: float | None = None
     policy_ttl: float | None = None
     max_file_size_mb: float = 100.0  # §5.1 F8
-    audio_max_seconds: float = 20.0  # §3.1
-    audio_max_bytes: int = 15 * 1024 * 1024  # §3.1
+    # §3.1 "< 20 s", "< 15 MB": exclusive, and MB read as 10^6 bytes, the
+    # smaller reading, so a client that fits the larger one is caught here.
+    audio_max_seconds: float = 20.0
+    audio_max_bytes: int = 15_000_000
     fetch_timeout: float = 30.0
 
     def __post_init__(self) -> None:
@@ -163,6 +165,15 @@ def format_time(t: float | None) -> str | None:
 def parse_list_time(text: str) -> float:
     """§1.2 list filter times: `YYYYMMDDhhmmss`, UTC+8."""
     return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC8).timestamp()
+
+
+def _millis(t: float) -> int:
+    """§1.2a listing times: epoch milliseconds."""
+    return round(t * 1000)
+
+
+def _endpoint_name(model: str) -> str:
+    return "face-detect" if MODELS.get(model) == "detect" else "video-synthesis"
 
 
 class RateWindow:
@@ -225,6 +236,7 @@ class Task:
     video_path: Path | None = None
     result_url: str = ""
     result_expires: int | None = None
+    request_id: str = ""  # of the submit, shown by the listing (§1.2a)
 
 
 @dataclass
@@ -648,6 +660,7 @@ class Store:
         image: media.Source,
         audio: media.Source,
         prepared: Prepared | None,
+        request_id: str = "",
     ) -> Task:
         cfg = self.config
         with self.lock:
@@ -670,6 +683,7 @@ class Store:
                 submit_time=self.now(),
                 generation=self.generation,
                 prepared=prepared,
+                request_id=request_id or str(uuid.uuid4()),
             )
             forced = self.take_fault(
                 faults.TASK_KINDS, route="submit", account=key.account
@@ -883,23 +897,54 @@ class Store:
         self,
         key: ApiKey,
         *,
+        task_id: str | None = None,
         status: str | None,
         model: str | None,
         start: float | None,
         end: float | None,
     ) -> list[Task]:
+        """§1.2a: the account's tasks created in [start, end], newest first."""
         with self.lock:
             found = [
                 task
-                for task_id in self.account(key.account).tasks
-                if (task := self.tasks[task_id])
+                for tid in self.account(key.account).tasks
+                if (task := self.tasks[tid])
                 and not self.task_expired(task)
+                and (task_id is None or task.id == task_id)
                 and (status is None or task.status == status)
                 and (model is None or task.model == model)
                 and (start is None or task.submit_time >= start)
                 and (end is None or task.submit_time <= end)
             ]
         return sorted(found, key=lambda t: t.submit_time, reverse=True)
+
+    def list_row(self, task: Task, region: str) -> dict[str, Any]:
+        """One row of the task listing, shaped as §1.2a documents (not as §1.6)."""
+        with self.lock:
+            row: dict[str, Any] = {
+                "task_id": task.id,
+                "status": task.status,
+                "model_name": task.model,
+                "request_id": task.request_id,
+                "gmt_create": _millis(task.submit_time),
+            }
+            # start_time/end_time only once reached (§1.2a).
+            if task.scheduled_time is not None:
+                row["start_time"] = _millis(task.scheduled_time)
+            if task.end_time is not None:
+                row["end_time"] = _millis(task.end_time)
+            api_key_id = hashlib.sha256(task.api_key.encode()).hexdigest()[:16]
+            row.update(
+                region=region,
+                api_key_id=api_key_id,
+                caller_parent_id=task.account,
+                caller_uid=task.account,
+                user_api_unique_key=(
+                    f"apikey:v1:aigc:image2video:{_endpoint_name(task.model)}:"
+                    f"{task.model}"
+                ),
+            )
+            return row
 
     def result_file(self, task_id: str, query: Mapping[str, str]) -> Path:
         """The MP4 behind a signed result URL (§3.2: valid 24 h). Raises OssError."""

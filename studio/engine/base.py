@@ -26,6 +26,7 @@ class EngineLimits:
     image_min_side: int
     image_max_side: int
     audio_formats: frozenset[str]  # container names sent as-is: {"wav", "mp3"}
+    # Exclusive bounds: a clip must be shorter and smaller than these (§3.1 "<").
     audio_max_seconds: float
     audio_max_bytes: int
     resolutions: tuple[str, ...]
@@ -131,12 +132,21 @@ class EngineError(Exception):
     """
 
     def __init__(
-        self, message: str, *, code: str = "", permanent: bool = True, kind: str = ""
+        self,
+        message: str,
+        *,
+        code: str = "",
+        permanent: bool = True,
+        kind: str = "",
+        unanswered: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.permanent = permanent
         self.kind = kind or ("input" if permanent else "transient")
+        # A remote call that may have taken effect although no answer came back
+        # (a dropped connection, a read timeout): a submit may have made a task.
+        self.unanswered = unanswered
 
     @property
     def about_account(self) -> bool:
@@ -151,7 +161,8 @@ class Engine(Protocol):
     # that must be polled.
     remote: bool
 
-    def check_portrait(self, image: InputFile) -> Verdict: ...
+    # `fresh`: a retry after a transient failure, to be sent on a new connection.
+    def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict: ...
 
     def start(self, request: GenerationRequest, progress: Progress) -> TaskResult: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO
@@ -47,6 +48,8 @@ PRICES = {
     },
     "CNY": {"check": Decimal("0.004"), "480P": Decimal("0.5"), "720P": Decimal("0.9")},
 }
+AUDIO_MAX_SECONDS = 20.0  # §3.1, exclusive
+AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
 UPLOAD_VALID_FOR = timedelta(hours=48)  # §5.4
 # Reuse an upload only while it has this long left: a task may start late.
 UPLOAD_REUSE_MARGIN = timedelta(hours=6)
@@ -65,8 +68,8 @@ _MESSAGES = {
     "InvalidFile.FrontBody": "The person is not facing the camera. Use a frontal photo.",
     "InvalidFile.Value": "The portrait is too dark or unclear. Use a brighter, sharper photo.",
     "InvalidFile.Resolution": "Each side of the portrait must be between 400 and 7000 px. Use a larger or smaller photo.",
-    "InvalidFile.Size": "The file is too large for the provider. Use a smaller file (audio under 15 MB).",
-    "InvalidFile.Duration": "The audio is too long or too short for the provider. Use a clip under 20 s.",
+    "InvalidFile.Size": "The file is too large for the provider. Use a smaller file (audio smaller than 15 MB).",
+    "InvalidFile.Duration": "The audio is too long or too short for the provider. Use a clip shorter than 20 s.",
     "InvalidFile.Format": "The provider does not accept this file format. Use JPEG, PNG, BMP or WebP portraits and WAV or MP3 audio.",
     "InvalidFile.Openerror": "The provider could not open the file. Export it again and retry.",
     "DataInspectionFailed": "The provider's content check refused the input or the result. Use another portrait or audio clip.",
@@ -96,18 +99,38 @@ _ACCOUNT_MESSAGE = (
 )
 
 
+# Full-width punctuation the provider mixes into English messages (§6).
+_FULL_WIDTH = str.maketrans(
+    {"，": ", ", "。": ". ", "！": "! ", "？": "? ", "；": "; ", "：": ": "}
+)
+
+
+def tidy(message: str) -> str:
+    """A provider message fit to show: single spaces, no "20s.." or " ." (§6 texts)."""
+    text = message.translate(_FULL_WIDTH)
+    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r" ([.!?,;:])", r"\1", text)
+    return re.sub(r"([.!?,;:])[.!?,;:]+", r"\1", text)
+
+
+def _clause(message: str) -> str:
+    """A tidied message to embed in a sentence: without its closing punctuation."""
+    return tidy(message).rstrip(".!?,;: ")
+
+
 def user_message(code: str, message: str) -> str:
     """A plain-words message for a provider failure, keeping its own words when useful."""
     if code in _MESSAGES:
         return _MESSAGES[code]
+    said = _clause(message)
     for prefix in ("InvalidFile", "InvalidURL", "InvalidParameter"):
         if code.startswith(prefix):
-            return f"The provider refused the input: {message or code}. Check the portrait and audio and try again."
+            return f"The provider refused the input: {said or code}. Check the portrait and audio and try again."
     if code.startswith(
         ("InternalError", "SystemError", "ModelServingError", "ModelUnavailable")
     ):
         return "The provider had an internal error. The video was not billed; retry it."
-    return f"The provider could not make this video ({code or 'no code'}: {message or 'no message'})."
+    return f"The provider could not make this video ({code or 'no code'}: {said or 'no message'})."
 
 
 class DashScopeEngine:
@@ -153,8 +176,10 @@ class DashScopeEngine:
             image_min_side=400,
             image_max_side=7000,
             audio_formats=frozenset({"wav", "mp3"}),
-            audio_max_seconds=20.0,
-            audio_max_bytes=15 * 1024 * 1024,
+            # §3.1: "< 15 MB, < 20 s"; both bounds are exclusive, and MB is read
+            # as the smaller 10^6 bytes, so nothing that passes here is refused there.
+            audio_max_seconds=AUDIO_MAX_SECONDS,
+            audio_max_bytes=AUDIO_MAX_BYTES,
             resolutions=("480P", "720P"),
             concurrency=settings.S2V_DASHSCOPE_CONCURRENCY,
             price_per_second={"480P": prices["480P"], "720P": prices["720P"]},
@@ -167,10 +192,10 @@ class DashScopeEngine:
 
     # -- the face check -----------------------------------------------------------
 
-    def check_portrait(self, image: InputFile) -> Verdict:
+    def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict:
         try:
             result = self.client.detect(
-                image_url=self.input_url(image, model=DETECT_MODEL)
+                image_url=self.input_url(image, model=DETECT_MODEL), fresh=fresh
             )
         except DashScopeError as exc:
             raise self._engine_error(exc) from exc
@@ -181,7 +206,7 @@ class DashScopeEngine:
             reason = Reason.NO_FACE
         message = _MESSAGES.get(result.code) or (
             "The provider's check did not pass this portrait"
-            + (f" ({result.message.rstrip('.')})" if result.message else "")
+            + (f" ({_clause(result.message)})" if _clause(result.message) else "")
             + ". Use a clear, well-lit photo of a single person facing the camera, "
             "with the face a good part of the picture."
         )
@@ -198,6 +223,9 @@ class DashScopeEngine:
         try:
             image_url = self.input_url(request.portrait, model=S2V_MODEL)
             audio_url = self.input_url(request.audio, model=S2V_MODEL)
+        except DashScopeError as exc:
+            raise self._engine_error(exc) from exc  # no task can exist yet
+        try:
             task = self.client.submit(
                 image_url=image_url,
                 audio_url=audio_url,
@@ -205,7 +233,9 @@ class DashScopeEngine:
                 style=settings.S2V_DASHSCOPE_STYLE,
             )
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            error = self._engine_error(exc)
+            error.unanswered = exc.unanswered  # a task may exist: see dispatcher
+            raise error from exc
         return self._result(task)
 
     def poll(self, task_id: str) -> TaskResult:
@@ -239,17 +269,34 @@ class DashScopeEngine:
         """The id of a task this account submitted after a moment and nobody claimed.
 
         Used after a crash between the provider accepting a task and the id being
-        saved (provider-api.md §1.2 list endpoint), so the job is not paid twice.
+        saved: the listing (provider-api.md §1.2a) finds it by creation time and
+        model, and elimination of the ids the studio saved tells it apart. The
+        oldest such task is taken, so jobs lost together adopt in submit order.
+        Raises EngineError when the listing fails or cannot be read.
         """
+        since = submitted_after - timedelta(minutes=1)  # clocks differ a little
         try:
             tasks = self.client.list_tasks(
-                start=submitted_after - timedelta(minutes=1),
-                end=timezone.now() + timedelta(minutes=1),
+                start=since, end=timezone.now() + timedelta(minutes=1)
             )
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            raise EngineError(
+                f"The task listing failed ({exc.code or exc.kind}: {exc.message})",
+                code=exc.code or "listing_failed",
+                permanent=exc.permanent,
+                kind=str(exc.kind),
+            ) from exc
         candidates = sorted(
-            (t for t in tasks if t.task_id not in known and t.status != "UNKNOWN"),
+            (
+                t
+                for t in tasks
+                if t.task_id not in known
+                # Failures are free (§3.3), and a FAILED task may be one a retried
+                # job left behind: resubmitting costs nothing, adopting it might.
+                and t.status not in ("UNKNOWN", "CANCELED", "FAILED")
+                and t.model in ("", S2V_MODEL)
+                and (t.submitted_at is None or t.submitted_at >= since)
+            ),
             key=lambda t: t.submitted_at or submitted_after,
         )
         return candidates[0].task_id if candidates else None
@@ -335,11 +382,13 @@ class DashScopeEngine:
 
     def _engine_error(self, exc: DashScopeError) -> EngineError:
         if exc.kind == ErrorKind.ACCOUNT:
-            message = _ACCOUNT_MESSAGE.format(code=exc.code, message=exc.message)
+            message = _ACCOUNT_MESSAGE.format(
+                code=exc.code, message=_clause(exc.message)
+            )
         elif exc.kind == ErrorKind.INPUT:
             message = user_message(exc.code, exc.message)
         elif exc.kind == ErrorKind.CLIENT:
-            message = f"The studio sent the provider a request it refused ({exc.code}: {exc.message}). Tell an admin."
+            message = f"The studio sent the provider a request it refused ({exc.code}: {_clause(exc.message)}). Tell an admin."
         else:
             message = "The provider is busy or unreachable; the studio keeps retrying."
         return EngineError(

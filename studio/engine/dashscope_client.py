@@ -23,6 +23,19 @@ S2V_MODEL = "wan2.2-s2v"
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 # DashScope timestamps are UTC+8 without an offset (provider-api.md §1.6).
 PROVIDER_TZ = timezone(timedelta(hours=8))
+# The task listing searches at most 24 h of creation times (provider-api.md §1.2a).
+LIST_WINDOW = timedelta(hours=24)
+
+
+# Transport errors raised before any byte of the request left: nothing happened.
+_NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
 
 
 class ErrorKind(enum.StrEnum):
@@ -94,6 +107,7 @@ class DashScopeError(Exception):
         kind: ErrorKind = ErrorKind.TRANSIENT,
         status: int | None = None,
         request_id: str = "",
+        unanswered: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -101,6 +115,9 @@ class DashScopeError(Exception):
         self.kind = kind
         self.status = status
         self.request_id = request_id
+        # The request may have reached the provider, but no answer came back:
+        # whatever it asked for may have happened (and been billed).
+        self.unanswered = unanswered
 
     @property
     def permanent(self) -> bool:
@@ -129,6 +146,18 @@ class RemoteTask:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedTask:
+    """One row of the task listing (provider-api.md §1.2a)."""
+
+    task_id: str
+    status: str  # as RemoteTask.status
+    model: str = ""
+    submitted_at: datetime | None = None  # gmt_create
+    scheduled_at: datetime | None = None  # start_time, once running
+    ended_at: datetime | None = None  # end_time, once finished
+
+
+@dataclass(frozen=True, slots=True)
 class UploadPolicy:
     model: str
     fields: dict[str, str]
@@ -151,12 +180,13 @@ class DashScopeClient:
         headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         if workspace:
             headers["X-DashScope-WorkSpace"] = workspace
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            transport=transport,
-        )
+        self._options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/"),
+            "headers": headers,
+            "timeout": httpx.Timeout(timeout, connect=5.0),
+        }
+        self._transport = transport
+        self._client = httpx.Client(**self._options, transport=transport)
         # Uploads go to another host and must not carry the API key (§5.2).
         self._plain = httpx.Client(
             timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
@@ -168,11 +198,13 @@ class DashScopeClient:
 
     # -- endpoints ------------------------------------------------------------
 
-    def detect(self, *, image_url: str) -> DetectResult:
+    def detect(self, *, image_url: str, fresh: bool = False) -> DetectResult:
+        """The portrait check. `fresh` sends it on a new connection, for a retry."""
         # provider-api.md §2: synchronous, so no X-DashScope-Async header.
         data = self._send(
             "POST",
             "/services/aigc/image2video/face-detect",
+            fresh=fresh,
             json={
                 "model": DETECT_MODEL,
                 "input": {"image_url": image_url},
@@ -226,19 +258,39 @@ class DashScopeClient:
         end: datetime,
         model: str = S2V_MODEL,
         page_size: int = 50,
-    ) -> list[RemoteTask]:
-        # provider-api.md §1.2; the response shape is an open question (§13.8),
-        # so both a `data` list and an `output.data` list are read.
+        max_pages: int = 20,
+    ) -> list[ListedTask]:
+        """The account's tasks created between `start` and `end`, newest first.
+
+        provider-api.md §1.2a: rows under a top-level `data`, not task objects.
+        The window is at most 24 h, so a longer one is cut to its last 24 h.
+        Raises DashScopeError, also when the answer cannot be read.
+        """
+        start = max(start, end - LIST_WINDOW)
         params = {
-            "page_no": "1",
             "page_size": str(page_size),
             "model_name": model,
             "start_time": start.astimezone(PROVIDER_TZ).strftime("%Y%m%d%H%M%S"),
             "end_time": end.astimezone(PROVIDER_TZ).strftime("%Y%m%d%H%M%S"),
         }
-        data = self._send("GET", "/tasks", params=params)
-        rows = data.get("data") or (data.get("output") or {}).get("data") or []
-        return [_parse_task({"output": row}) for row in rows if isinstance(row, dict)]
+        rows: list[ListedTask] = []
+        page_no = 1
+        while True:
+            data = self._send("GET", "/tasks", params={**params, "page_no": page_no})
+            page = data.get("data")
+            if not isinstance(page, list):
+                raise DashScopeError(
+                    "The task listing had no `data` list.", kind=ErrorKind.TRANSIENT
+                )
+            rows += [_parse_listed(row) for row in page]
+            total_pages = data.get("total_page")
+            if (
+                not page
+                or not isinstance(total_pages, int)
+                or page_no >= min(total_pages, max_pages)
+            ):
+                return rows
+            page_no += 1
 
     def upload_policy(self, *, model: str) -> UploadPolicy:
         # provider-api.md §5.1: fields come under `data`, not `output`.
@@ -353,13 +405,26 @@ class DashScopeClient:
 
     # -- the one place that sends ------------------------------------------------
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _send(
+        self, method: str, path: str, *, fresh: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         try:
-            response = self._client.request(method, path, **kwargs)
+            if fresh:
+                # Not the pool, whose kept-alive connections may be the dead ones.
+                client = httpx.Client(**self._options, transport=self._transport)
+                try:
+                    response = client.request(method, path, **kwargs)
+                finally:
+                    if self._transport is None:  # an injected one is shared
+                        client.close()
+            else:
+                response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             # Timeouts, refused or dropped connections: worth retrying.
             raise DashScopeError(
-                f"{method} {path}: {type(exc).__name__}", kind=ErrorKind.TRANSIENT
+                f"{method} {path}: {type(exc).__name__}",
+                kind=ErrorKind.TRANSIENT,
+                unanswered=not isinstance(exc, _NEVER_SENT),
             ) from exc
         try:
             data = response.json()
@@ -419,6 +484,34 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         submitted_at=_parse_time(output.get("submit_time")),
         ended_at=_parse_time(output.get("end_time")),
     )
+
+
+def _parse_listed(row: object) -> ListedTask:
+    if not isinstance(row, dict):
+        raise DashScopeError("A task listing row was not an object.")
+    task_id = row.get("task_id")
+    status = row.get("status")
+    if not isinstance(task_id, str) or not task_id or not isinstance(status, str):
+        raise DashScopeError("A task listing row lacked task_id or status.")
+    return ListedTask(
+        task_id=task_id,
+        status=status.strip().upper(),
+        model=str(row.get("model_name") or ""),
+        submitted_at=_parse_millis(row.get("gmt_create")),
+        scheduled_at=_parse_millis(row.get("start_time")),
+        ended_at=_parse_millis(row.get("end_time")),
+    )
+
+
+def _parse_millis(value: object) -> datetime | None:
+    """An epoch-millisecond time of the listing (§1.2a); None when absent."""
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        millis = float(value)  # type: ignore[arg-type]
+        return datetime.fromtimestamp(millis / 1000, tz=UTC) if millis > 0 else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise DashScopeError(f"A task listing time was {value!r}.") from None
 
 
 def _parse_time(value: object) -> datetime | None:

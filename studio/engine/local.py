@@ -37,14 +37,15 @@ class LocalEngine:
             image_max_side=7000,
             audio_formats=frozenset({"wav", "mp3"}),
             audio_max_seconds=float(settings.S2V_LOCAL_MAX_AUDIO_SECONDS),
-            audio_max_bytes=50 * 1024 * 1024,
+            audio_max_bytes=50_000_000,
             resolutions=("480P", "720P"),
             concurrency=int(settings.Q_CLUSTER.get("workers", 1)),
             price_per_second={"480P": Decimal("0"), "720P": Decimal("0")},
             price_per_check=Decimal("0"),
         )
 
-    def check_portrait(self, image: InputFile) -> Verdict:
+    def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict:
+        # `fresh` asks a remote engine for a new connection; nothing to renew here.
         info = images.read_image_info(image.path)
         return images.precheck_image(info, self.limits) or images.check_face(image.path)
 

@@ -55,7 +55,8 @@ class Command(BaseCommand):
                     team=team, user=user, upload=File(fh, name=opts["portrait"].name)
                 )
             if portrait.portrait is None:
-                raise CommandError(f"Portrait: {portrait.verdict.message}")
+                reason = portrait.verdict.message if portrait.verdict else ""
+                raise CommandError(f"Portrait: {reason or portrait.message}")
             with opts["audio"].open("rb") as fh:
                 audio = services.audio_submit(
                     team=team, user=user, upload=File(fh, name=opts["audio"].name)
