@@ -330,6 +330,11 @@ class GenerationJob(models.Model):
         return self.status in (self.Status.FAILED, self.Status.CANCELED)
 
     @property
+    def paid_for_nothing(self) -> bool:
+        """The provider billed this job's task, but the video could not be saved."""
+        return self.status == self.Status.FAILED and self.remote_status == "SUCCEEDED"
+
+    @property
     def is_approved(self) -> bool:
         return self.review_state == self.ReviewState.APPROVED
 

@@ -363,6 +363,24 @@ def ledger(*, team: Team, start: datetime, end: datetime) -> QuerySet[LedgerEntr
     )
 
 
+def spent_for_nothing(
+    *, team: Team, start: datetime, end: datetime
+) -> QuerySet[LedgerEntry]:
+    """Billed generations whose video could not be saved: money to dispute."""
+    return (
+        LedgerEntry.objects.filter(
+            team=team,
+            kind=LedgerEntry.Kind.GENERATION,
+            billed=True,
+            job__status=GenerationJob.Status.FAILED,
+            created_at__gte=start,
+            created_at__lt=end,
+        )
+        .select_related("job")
+        .order_by("created_at", "id")
+    )
+
+
 def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[SpendRow]:
     """Billed spend grouped by user, day, resolution, provider or kind."""
     billed = LedgerEntry.objects.filter(

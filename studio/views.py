@@ -1156,6 +1156,7 @@ def spend(request: HttpRequest, membership: Membership) -> HttpResponse:
             )
         ],
         "days": days,
+        "wasted": selectors.spent_for_nothing(team=team, start=start, end=end),
         "chart": _daily_chart(days, start, end),
         "usage": billing.usage(team=team),
         "teams": selectors.spend_per_team(start=start, end=end)
