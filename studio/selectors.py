@@ -381,6 +381,20 @@ def spent_for_nothing(
     )
 
 
+def outside_billing(*, days: int = 31) -> SpendRow:
+    """What the reconciliation recorded as billed outside the studio lately."""
+    totals = LedgerEntry.objects.filter(
+        kind=LedgerEntry.Kind.OUTSIDE,
+        created_at__gte=timezone.now() - timedelta(days=days),
+    ).aggregate(amount=Sum("amount"), seconds=Sum("seconds"), count=Count("id"))
+    return SpendRow(
+        label=f"last {days} days",
+        amount=totals["amount"] or Decimal(0),
+        seconds=totals["seconds"] or Decimal(0),
+        count=totals["count"],
+    )
+
+
 def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[SpendRow]:
     """Billed spend grouped by user, day, resolution, provider or kind."""
     billed = LedgerEntry.objects.filter(
@@ -422,7 +436,8 @@ def spend_per_team(*, start: datetime, end: datetime) -> list[SpendRow]:
     )
     return [
         SpendRow(
-            row["team__name"],
+            # Lines of no team: another application's tasks on the same key.
+            row["team__name"] or "Outside the studio",
             row["amount"] or Decimal(0),
             row["seconds"] or Decimal(0),
             row["count"],
