@@ -455,6 +455,9 @@ S2V_PUBLIC_BASE_URL = env_str("S2V_PUBLIC_BASE_URL").rstrip("/")
 # Polling: the documented ~15 s far from a task's expected end, faster near it.
 S2V_POLL_INTERVAL = env_int("S2V_POLL_INTERVAL", 15)
 S2V_POLL_FAST_INTERVAL = float(env_str("S2V_POLL_FAST_INTERVAL", "2"))
+# How often the provider's task listing is reconciled with the ledger (manage.py
+# reconcile does it at once). The listing covers the last 24 h.
+S2V_RECONCILE_MINUTES = env_int("S2V_RECONCILE_MINUTES", 60)
 # Throttling and outages retry with backoff until this many minutes after queueing.
 S2V_SUBMIT_DEADLINE_MINUTES = env_int("S2V_SUBMIT_DEADLINE_MINUTES", 360)
 S2V_RESULT_MAX_MB = env_int("S2V_RESULT_MAX_MB", 500)

@@ -30,3 +30,17 @@ def _ensure_schedules(**kwargs: object) -> None:
             "repeats": -1,
         },
     )
+    # The provider's bill, compared with the studio's records (studio.reconcile).
+    # The listing covers 24 h and every run is idempotent, so running it more
+    # often only finds outside billing sooner.
+    from django.conf import settings
+
+    Schedule.objects.update_or_create(
+        name="studio-reconcile",
+        defaults={
+            "func": "studio.tasks.reconcile_account",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": settings.S2V_RECONCILE_MINUTES,
+            "repeats": -1,
+        },
+    )

@@ -430,8 +430,24 @@ def _job_entry(job: GenerationJob, kind: str, **fields: object) -> LedgerEntry:
     )
 
 
+LOST_RESULT_REASON = "billed by the provider; the video could not be saved"
+
+
+def paid_but_lost(job: GenerationJob) -> bool:
+    """The provider finished (and billed, §3.3) the task, but the job failed anyway.
+
+    The video could not be copied before its link expired, or could not be
+    read: money spent for nothing, shown to admins to dispute.
+    """
+    return (
+        job.status == GenerationJob.Status.FAILED and job.remote_status == "SUCCEEDED"
+    )
+
+
 def job_finished(*, job_id: int) -> None:
     """Settle a finished job: release its hold, and charge it if the provider billed.
+
+    A failed job whose task SUCCEEDED is charged too: the provider billed it.
 
     Safe to call any number of times: each money entry exists once per job.
     """
@@ -456,26 +472,44 @@ def job_finished(*, job_id: int) -> None:
                     currency=held.currency,
                     reason=f"job {job.get_status_display().lower()}",
                 )
-            billed = job.status == GenerationJob.Status.SUCCEEDED
+            lost = paid_but_lost(job)
+            billed = job.status == GenerationJob.Status.SUCCEEDED or lost
             seconds = (job.billed_seconds or ZERO) if billed else ZERO
+            reason = "billed seconds × unit price"
+            if lost:
+                reason = LOST_RESULT_REASON + (
+                    f" ({job.error_code})" if job.error_code else ""
+                )
+                if job.billed_seconds is None and held is not None:
+                    # The provider did not say how long: the held seconds are
+                    # the best guess, and the reconciliation corrects it.
+                    seconds = held.seconds
+                    reason += "; seconds estimated"
+            elif not billed:
+                reason = f"not billed: {job.get_status_display().lower()}" + (
+                    f" ({job.error_code})" if job.error_code else ""
+                )
             price = unit_price(
                 provider=job.engine, unit=Price.Unit.SECOND, resolution=job.resolution
             )
+            amount = amount_for(seconds, price)
             _job_entry(
                 job,
                 LedgerEntry.Kind.GENERATION,
                 quantity=seconds,
                 unit_price=price,
-                amount=amount_for(seconds, price),
+                amount=amount,
                 seconds=seconds,
                 currency=currency(),
                 billed=billed,
-                reason="billed seconds × unit price"
-                if billed
-                else f"not billed: {job.get_status_display().lower()}"
-                + (f" ({job.error_code})" if job.error_code else ""),
+                reason=reason[:255],
                 remote_id=job.remote_task_id,
             )
+            if lost:
+                # The money is gone: the job shows what it cost, for nothing.
+                GenerationJob.objects.filter(pk=job.pk).update(
+                    cost=amount, currency=currency()
+                )
     except IntegrityError:
         return  # settled already, by another worker or an earlier call
     if billed:

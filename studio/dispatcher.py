@@ -26,7 +26,7 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, scratch
+from . import billing, reconcile, scratch
 from .engine import get_engine
 from .engine.base import (
     Engine,
@@ -195,6 +195,9 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         next_poll_at=plan_next_poll(job, now=now),
     )
     _resume_account(engine.name)
+    reconcile.remember_task(
+        job=job, task_id=result.task_id, status=result.remote_status or "PENDING"
+    )
     if not saved:
         # Canceled while the submit was on its way: withdraw the task again.
         log.info(
@@ -288,6 +291,13 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(engine.name)
+    if result.remote_status in REMOTE_DONE:
+        reconcile.remember_task(
+            job=job,
+            task_id=job.remote_task_id,
+            status=result.remote_status,
+            billed_seconds=result.billed_seconds,
+        )
     fields: dict[str, object] = {
         "polls": F("polls") + 1,
         "heartbeat_at": now,
@@ -658,6 +668,7 @@ def sweep_remote(*, now: datetime) -> list[int]:
             if current.update(
                 remote_task_id=task_id, remote_status="PENDING", next_poll_at=now
             ):
+                reconcile.remember_task(job=job, task_id=task_id, status="PENDING")
                 log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
             else:
                 log.info(

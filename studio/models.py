@@ -330,6 +330,11 @@ class GenerationJob(models.Model):
         return self.status in (self.Status.FAILED, self.Status.CANCELED)
 
     @property
+    def paid_for_nothing(self) -> bool:
+        """The provider billed this job's task, but the video could not be saved."""
+        return self.status == self.Status.FAILED and self.remote_status == "SUCCEEDED"
+
+    @property
     def is_approved(self) -> bool:
         return self.review_state == self.ReviewState.APPROVED
 
@@ -436,8 +441,14 @@ class LedgerEntry(models.Model):
         GENERATION = "generation", "Generation"
         HOLD = "hold", "Hold"
         RELEASE = "release", "Release"
+        # Found by the reconciliation: billed by the provider, unknown to the
+        # studio (another application on the key) or more than the studio knew.
+        OUTSIDE = "outside", "Billed outside the studio"
 
-    team = models.ForeignKey(Team, models.PROTECT, related_name="ledger")
+    # Empty only for money billed outside the studio that no team's job made.
+    team = models.ForeignKey(
+        Team, models.PROTECT, null=True, blank=True, related_name="ledger"
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         models.PROTECT,
@@ -474,7 +485,13 @@ class LedgerEntry(models.Model):
                 fields=["job", "kind"],
                 condition=models.Q(kind__in=["hold", "release", "generation"]),
                 name="one_money_entry_per_job_and_kind",
-            )
+            ),
+            # A reconciliation run twice records a provider's task once.
+            models.UniqueConstraint(
+                fields=["remote_id"],
+                condition=models.Q(kind="outside"),
+                name="one_outside_entry_per_task",
+            ),
         ]
         indexes = [models.Index(fields=["team", "created_at"], name="ledger_team_time")]
         verbose_name_plural = "ledger entries"
@@ -486,6 +503,69 @@ class LedgerEntry(models.Model):
         if self.pk is not None:
             raise ValueError("Ledger entries are append-only.")
         super().save(*args, **kwargs)
+
+
+class RemoteTask(models.Model):
+    """Every task a job ever had at a provider, kept when a retry clears the job's id.
+
+    Written wherever a task id is saved (studio.reconcile.remember_task); the
+    reconciliation tells the account's other tasks apart by these.
+    """
+
+    job = models.ForeignKey(
+        GenerationJob,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="remote_tasks",
+    )
+    engine = models.CharField(max_length=32)
+    account = models.CharField(max_length=64)  # a fingerprint of the API key
+    task_id = models.CharField(max_length=128)
+    model = models.CharField(max_length=64, blank=True)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    # The provider's last word the studio heard (PENDING ... SUCCEEDED, FAILED).
+    status = models.CharField(max_length=16, blank=True)
+    billed_seconds = models.DecimalField(
+        max_digits=8, decimal_places=2, null=True, blank=True
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "task_id"], name="one_record_per_remote_task"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} ({self.status or 'submitted'})"
+
+
+class Reconciliation(models.Model):
+    """One comparison of the provider account's task listing with the studio's records.
+
+    `findings` holds one dict per task worth a look: unknown to the studio, or
+    whose state or billed seconds disagree (studio.reconcile.Finding).
+    """
+
+    engine = models.CharField(max_length=32)
+    account = models.CharField(max_length=64)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    tasks_found = models.PositiveIntegerField(default=0)
+    entries_recorded = models.PositiveIntegerField(default=0)
+    findings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Reconciliation of {self.engine} at {self.started_at:%Y-%m-%d %H:%M}"
 
 
 class Budget(models.Model):

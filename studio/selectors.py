@@ -363,6 +363,38 @@ def ledger(*, team: Team, start: datetime, end: datetime) -> QuerySet[LedgerEntr
     )
 
 
+def spent_for_nothing(
+    *, team: Team, start: datetime, end: datetime
+) -> QuerySet[LedgerEntry]:
+    """Billed generations whose video could not be saved: money to dispute."""
+    return (
+        LedgerEntry.objects.filter(
+            team=team,
+            kind=LedgerEntry.Kind.GENERATION,
+            billed=True,
+            job__status=GenerationJob.Status.FAILED,
+            created_at__gte=start,
+            created_at__lt=end,
+        )
+        .select_related("job")
+        .order_by("created_at", "id")
+    )
+
+
+def outside_billing(*, days: int = 31) -> SpendRow:
+    """What the reconciliation recorded as billed outside the studio lately."""
+    totals = LedgerEntry.objects.filter(
+        kind=LedgerEntry.Kind.OUTSIDE,
+        created_at__gte=timezone.now() - timedelta(days=days),
+    ).aggregate(amount=Sum("amount"), seconds=Sum("seconds"), count=Count("id"))
+    return SpendRow(
+        label=f"last {days} days",
+        amount=totals["amount"] or Decimal(0),
+        seconds=totals["seconds"] or Decimal(0),
+        count=totals["count"],
+    )
+
+
 def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[SpendRow]:
     """Billed spend grouped by user, day, resolution, provider or kind."""
     billed = LedgerEntry.objects.filter(
@@ -404,7 +436,8 @@ def spend_per_team(*, start: datetime, end: datetime) -> list[SpendRow]:
     )
     return [
         SpendRow(
-            row["team__name"],
+            # Lines of no team: another application's tasks on the same key.
+            row["team__name"] or "Outside the studio",
             row["amount"] or Decimal(0),
             row["seconds"] or Decimal(0),
             row["count"],

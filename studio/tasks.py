@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import dispatcher, services
+import contextlib
+
+from . import dispatcher, reconcile, services
 
 
 def job_run(job_id: int) -> None:
@@ -25,3 +27,9 @@ def job_poll(job_id: int) -> None:
 
 def jobs_sweep() -> None:
     services.jobs_sweep()
+
+
+def reconcile_account() -> None:
+    """The scheduled comparison of the provider's task listing with the studio's."""
+    with contextlib.suppress(reconcile.NothingToReconcile):  # the local engine
+        reconcile.reconcile()

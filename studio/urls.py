@@ -29,6 +29,7 @@ urlpatterns = [
     path("spend/", views.spend, name="spend"),
     path("spend/ledger.csv", views.ledger_csv, name="ledger-csv"),
     path("provider/resume/", views.provider_resume, name="provider-resume"),
+    path("provider/reconcile/", views.provider_reconcile, name="provider-reconcile"),
     path("inputs/<str:token>", views.public_input, name="public-input"),
     # Gallery, review and hand-off.
     path("gallery/zip/", views.gallery_zip, name="gallery-zip"),

@@ -44,7 +44,7 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from . import billing, dispatcher, notifications, selectors, services
+from . import billing, dispatcher, notifications, reconcile, selectors, services
 from .engine import get_engine
 from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 from .formats import POSTER_FORMAT, VIDEO_FORMAT
@@ -758,6 +758,51 @@ def provider_resume(request: HttpRequest) -> HttpResponse:
     return redirect(next_url)
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def provider_reconcile(request: HttpRequest) -> HttpResponse:
+    """The provider's bill against the studio's records: site staff only.
+
+    The account is shared by every team (and often by other tools), so this is
+    the site's page, not a team's. POST runs a reconciliation now, inline.
+    """
+    if not request.user.is_staff:
+        return _forbidden(
+            request,
+            None,
+            needed="site staff",
+            action="see the provider account's reconciliation",
+            back=reverse("studio:gallery"),
+        )
+    engine = get_engine()
+    if request.method == "POST":
+        try:
+            run = reconcile.reconcile()
+        except reconcile.NothingToReconcile as exc:
+            messages.info(request, str(exc))
+        else:
+            if run.error:
+                messages.error(request, run.error)
+            else:
+                messages.success(request, f"Reconciled now: {reconcile.summary(run)}")
+        return redirect("studio:provider-reconcile")
+    last = reconcile.latest(engine_name=engine.name)
+    context = {
+        "remote": engine.remote,
+        "engine_label": engine.label,
+        "run": last,
+        "summary": reconcile.summary(last) if last else "",
+        # Stored as text in JSON; money is shown from Decimals.
+        "findings": [
+            {**f, "cost": Decimal(f["cost"]) if f["cost"] else None}
+            for f in (last.findings if last else [])
+        ],
+        "outside": selectors.outside_billing(),
+        "currency": billing.currency(),
+    }
+    return render(request, "studio/reconcile.html", context)
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """A friendly page instead of Django's technical 403."""
     return render(request, "studio/csrf_failure.html", status=403)
@@ -1156,6 +1201,7 @@ def spend(request: HttpRequest, membership: Membership) -> HttpResponse:
             )
         ],
         "days": days,
+        "wasted": selectors.spent_for_nothing(team=team, start=start, end=end),
         "chart": _daily_chart(days, start, end),
         "usage": billing.usage(team=team),
         "teams": selectors.spend_per_team(start=start, end=end)

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import dispatcher, services
+from studio import billing, dispatcher, services
 from studio.engine import get_engine
 from studio.models import (
     FaceCheck,
@@ -262,6 +262,36 @@ def test_an_expired_result_link_fails_with_a_clear_message(
 
     assert job.status == "failed"
     assert "could not be saved" in job.error_message
+
+
+def test_a_billed_result_that_could_not_be_saved_is_charged_and_shown(
+    emu, inputs, alice, team, enqueued
+):
+    emu.faults(kind="expire_results")
+
+    job = drive(queue(alice, team, inputs, enqueued, resolution="720P"))
+
+    assert job.status == "failed" and job.error_code == "ResultExpired"
+    [task] = tasks_of(emu)
+    line = LedgerEntry.objects.get(job=job, kind="generation")
+    assert line.billed and line.remote_id == task["id"]
+    assert line.seconds == Decimal(str(task["video_duration"]))
+    assert line.amount == (line.seconds * Decimal("0.129018")).quantize(
+        Decimal("0.000001")
+    )
+    assert "could not be saved" in line.reason and "ResultExpired" in line.reason
+    assert job.cost == line.amount
+    # The money is gone: the team's budget counts it.
+    checks = sum(e.amount for e in LedgerEntry.objects.filter(kind="check"))
+    assert billing.usage(team=team).spent == line.amount + checks
+    client = Client()
+    client.force_login(alice)
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert "Spent for nothing" in page and task["id"] in page
+    assert "(not billed)" not in page
+    spend = client.get(reverse("studio:spend")).content.decode()
+    assert 'id="spent-for-nothing"' in spend
+    assert task["id"] in spend and job.display_title in spend
 
 
 def test_an_unknown_task_is_treated_as_expired(emu, inputs, alice, team, enqueued):

@@ -143,6 +143,7 @@ class RemoteTask:
     message: str = ""
     submitted_at: datetime | None = None
     ended_at: datetime | None = None
+    resolution: str = ""  # "480P" or "720P", from usage.SR (§3.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +475,7 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
     # The docs name the billed seconds both ways (§3.2): prefer `duration`.
     seconds = usage.get("duration", usage.get("video_duration"))
     results = output["results"] if isinstance(output.get("results"), dict) else {}
+    tier = usage.get("SR")
     return RemoteTask(
         task_id=task_id,
         status=status,
@@ -483,6 +485,7 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         message=str(output.get("message") or ""),
         submitted_at=_parse_time(output.get("submit_time")),
         ended_at=_parse_time(output.get("end_time")),
+        resolution=f"{tier}P" if isinstance(tier, int) and tier > 0 else "",
     )
 
 

@@ -1,0 +1,439 @@
+"""The provider's bill, reconciled with the studio's records.
+
+The API key's account is often shared with other tools, and a crash can lose a
+task the studio made. `reconcile` lists the account's tasks of the last 24 h
+(provider-api.md §1.2a), compares them with every task the studio ever had
+(RemoteTask, written by `remember_task` wherever a task id is saved) and
+records what the provider billed that the ledger does not know as "billed
+outside the studio", once per task however often it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from . import billing
+from .engine import get_engine
+from .engine.dashscope import DashScopeEngine
+from .engine.dashscope_client import (
+    LIST_WINDOW,
+    S2V_MODEL,
+    DashScopeError,
+    ListedTask,
+)
+from .models import GenerationJob, LedgerEntry, Price, Reconciliation, RemoteTask
+
+log = logging.getLogger(__name__)
+
+FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+# Task queries share 20 QPS with the polls (§1.6): stay well below.
+QUERY_GAP = 0.1
+# Seconds that differ by less than this are the same (the provider rounds to 0.01).
+SECONDS_TOLERANCE = Decimal("0.01")
+
+
+class NothingToReconcile(Exception):
+    """The engine has no provider account (the local engine)."""
+
+
+def remember_task(
+    *,
+    job: GenerationJob,
+    task_id: str,
+    status: str = "",
+    billed_seconds: Decimal | None = None,
+) -> None:
+    """Record that a job had this remote task, or the provider's latest word on it.
+
+    Call wherever a task id is saved (submit, adoption) and when a task ends.
+    Never raises: a missing record is found again by the reconciliation.
+    """
+    if not task_id:
+        return
+    try:
+        engine = get_engine(job.engine)
+        fields: dict[str, object] = {"job": job, "engine": job.engine}
+        if status:
+            fields["status"] = status[:16]
+        if billed_seconds is not None:
+            fields["billed_seconds"] = billed_seconds
+        RemoteTask.objects.update_or_create(
+            account=getattr(engine, "account", ""),
+            task_id=task_id,
+            defaults=fields,
+            create_defaults={
+                **fields,
+                "model": billing.GENERATION_MODEL.get(job.engine, job.engine),
+                "submitted_at": job.submit_started_at or timezone.now(),
+            },
+        )
+    except Exception:
+        log.exception("job %s: could not record task %s", job.pk, task_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One task worth an admin's look, as stored in Reconciliation.findings."""
+
+    task_id: str
+    kind: str  # "unknown", "state", "seconds", "unreadable"
+    status: str  # the provider's
+    ours: str  # what the studio knew ("" when unknown)
+    created_at: str  # ISO time, or ""
+    seconds: str  # billed by the provider, or ""
+    cost: str  # at the price table's unit price, or ""
+    recorded: bool  # a ledger line was written for it (this run or before)
+    note: str
+    job_code: str = ""
+    job_title: str = ""
+
+
+def reconcile(
+    *, engine_name: str | None = None, now: datetime | None = None
+) -> Reconciliation:
+    """Compare the account's last 24 h of tasks with the studio's; record outside billing.
+
+    Raises NothingToReconcile on an engine without a provider account. A
+    listing that fails is kept on the run's `error`, not raised.
+    """
+    name = engine_name or settings.S2V_PROVIDER
+    engine = get_engine(name)
+    if not isinstance(engine, DashScopeEngine):
+        raise NothingToReconcile(
+            f"The {engine.label} engine has no provider account: nothing to reconcile."
+        )
+    now = now or timezone.now()
+    run = Reconciliation.objects.create(
+        engine=name,
+        account=engine.account,
+        started_at=now,
+        window_start=now - LIST_WINDOW,
+        window_end=now,
+    )
+    try:
+        rows = engine.client.list_tasks(
+            start=run.window_start,
+            # The listing's times have whole seconds, and clocks differ a little.
+            end=now + timedelta(minutes=1),
+            model=S2V_MODEL,
+            page_size=100,
+        )
+    except DashScopeError as exc:
+        run.error = f"The task listing failed ({exc.code or exc.kind}: {exc.message})"
+        run.finished_at = timezone.now()
+        run.save()
+        log.warning("reconciliation of %s: %s", name, run.error)
+        return run
+
+    ids = [row.task_id for row in rows]
+    known = {
+        r.task_id: r
+        for r in RemoteTask.objects.filter(
+            account=engine.account, task_id__in=ids
+        ).select_related("job")
+    }
+    # Jobs from before RemoteTask existed still name their current task.
+    legacy = {
+        job.remote_task_id: job
+        for job in GenerationJob.objects.filter(engine=name, remote_task_id__in=ids)
+    }
+    lost_since = (
+        GenerationJob.objects.filter(
+            engine=name, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+        )
+        .exclude(submit_started_at__isnull=True)
+        .order_by("submit_started_at")
+        .values_list("submit_started_at", flat=True)
+        .first()
+    )
+    findings: list[Finding] = []
+    recorded = 0
+    for row in rows:
+        record = known.get(row.task_id)
+        job = record.job if record else legacy.get(row.task_id)
+        finding: Finding | None
+        if record is None and job is None:
+            finding, wrote = _unknown(engine, row, lost_since=lost_since)
+        else:
+            finding, wrote = _known(engine, row, record=record, job=job)
+        recorded += wrote
+        if finding is not None:
+            findings.append(finding)
+    run.tasks_found = len(rows)
+    run.entries_recorded = recorded
+    run.findings = [asdict(f) for f in findings]
+    run.finished_at = timezone.now()
+    run.save()
+    log.info(
+        "reconciliation of %s: %d tasks, %d findings, %d ledger lines",
+        name,
+        len(rows),
+        len(findings),
+        recorded,
+    )
+    return run
+
+
+def _usage(engine: DashScopeEngine, task_id: str) -> tuple[Decimal | None, str]:
+    """Billed seconds and resolution of a task: the listing has neither (§1.2a, §3.2)."""
+    time.sleep(QUERY_GAP)
+    task = engine.client.get_task(task_id)
+    return task.billed_seconds, task.resolution
+
+
+def _price(engine: DashScopeEngine, resolution: str) -> Decimal:
+    return billing.unit_price(
+        provider=engine.name,
+        unit=Price.Unit.SECOND,
+        resolution=resolution or "480P",
+    )
+
+
+def _created(row_time: datetime | None) -> str:
+    return row_time.isoformat() if row_time else ""
+
+
+def _unknown(
+    engine: DashScopeEngine, row: ListedTask, *, lost_since: datetime | None
+) -> tuple[Finding, int]:
+    base = {
+        "task_id": row.task_id,
+        "status": row.status,
+        "ours": "",
+        "created_at": _created(row.submitted_at),
+    }
+    if row.status != "SUCCEEDED":
+        note = (
+            "Not billed: failures and cancellations are free."
+            if row.status in FINAL or row.status == "UNKNOWN"
+            else "Still running: another application is using the account's slot."
+        )
+        return Finding(
+            kind="unknown", seconds="", cost="", recorded=False, note=note, **base
+        ), 0
+    try:
+        seconds, resolution = _usage(engine, row.task_id)
+    except DashScopeError as exc:
+        return Finding(
+            kind="unreadable",
+            seconds="",
+            cost="",
+            recorded=False,
+            note=f"Its billed seconds could not be read ({exc.code or exc.kind}); "
+            "the next run asks again.",
+            **base,
+        ), 0
+    if seconds is None:
+        return Finding(
+            kind="unknown",
+            seconds="",
+            cost="",
+            recorded=False,
+            note="The provider did not say how many seconds it billed.",
+            **base,
+        ), 0
+    cost = billing.amount_for(seconds, _price(engine, resolution))
+    if (
+        lost_since is not None
+        and row.submitted_at is not None
+        and row.submitted_at >= lost_since - timedelta(minutes=1)
+    ):
+        # A studio submit whose answer was lost may have made it: the sweep
+        # adopts it, and then the job's own line charges it.
+        return Finding(
+            kind="unknown",
+            seconds=str(seconds),
+            cost=str(cost),
+            recorded=False,
+            note="May be a studio job whose submit answer was lost; "
+            "not recorded until the sweep has looked for it.",
+            **base,
+        ), 0
+    wrote = _record_outside(
+        engine,
+        task_id=row.task_id,
+        seconds=seconds,
+        resolution=resolution,
+        job=None,
+        reason="billed outside the studio: a task the studio never made "
+        "(another application on the same key, or a lost one)",
+    )
+    return Finding(
+        kind="unknown",
+        seconds=str(seconds),
+        cost=str(cost),
+        recorded=True,
+        note="Billed outside the studio.",
+        **base,
+    ), wrote
+
+
+def _known(
+    engine: DashScopeEngine,
+    row: ListedTask,
+    *,
+    record: RemoteTask | None,
+    job: GenerationJob | None,
+) -> tuple[Finding | None, int]:
+    ours = (record.status if record else "") or (job.remote_status if job else "")
+    job_done = job is None or job.is_terminal or job.remote_task_id != row.task_id
+    base = {
+        "task_id": row.task_id,
+        "status": row.status,
+        "ours": ours or "submitted",
+        "created_at": _created(row.submitted_at),
+        "job_code": str(job.code) if job else "",
+        "job_title": job.display_title if job else "",
+    }
+    state_differs = row.status in FINAL and (
+        (ours in FINAL and ours != row.status)
+        # The studio gave up on (or moved on from) a task the provider finished.
+        or (ours not in FINAL and job_done and row.status == "SUCCEEDED")
+    )
+    if row.status != "SUCCEEDED":
+        if not state_differs:
+            return None, 0
+        return Finding(
+            kind="state",
+            seconds="",
+            cost="",
+            recorded=False,
+            note="The states disagree; the provider did not bill it.",
+            **base,
+        ), 0
+    provider_seconds = record.billed_seconds if record else None
+    resolution = job.resolution if job else ""
+    if provider_seconds is None:
+        try:
+            provider_seconds, tier = _usage(engine, row.task_id)
+        except DashScopeError as exc:
+            return Finding(
+                kind="unreadable",
+                seconds="",
+                cost="",
+                recorded=False,
+                note=f"Its billed seconds could not be read ({exc.code or exc.kind}); "
+                "the next run asks again.",
+                **base,
+            ), 0
+        resolution = tier or resolution
+        if record is not None and provider_seconds is not None:
+            RemoteTask.objects.filter(pk=record.pk).update(
+                billed_seconds=provider_seconds
+            )
+    if provider_seconds is None:
+        return None, 0
+    if not job_done and not state_differs:
+        return None, 0  # the studio is still copying its result: the job bills it
+    charged = LedgerEntry.objects.filter(
+        remote_id=row.task_id,
+        billed=True,
+        kind__in=[LedgerEntry.Kind.GENERATION, LedgerEntry.Kind.OUTSIDE],
+    ).aggregate(seconds=Sum("seconds"))["seconds"] or Decimal(0)
+    missing = provider_seconds - charged
+    if not state_differs and abs(missing) < SECONDS_TOLERANCE:
+        return None, 0
+    cost = billing.amount_for(provider_seconds, _price(engine, resolution))
+    wrote = 0
+    if missing >= SECONDS_TOLERANCE:
+        wrote = _record_outside(
+            engine,
+            task_id=row.task_id,
+            seconds=missing,
+            resolution=resolution,
+            job=job,
+            reason=f"billed outside the studio: the provider billed {provider_seconds} s "
+            f"of a task the studio {'had as ' + ours if ours else 'knew'}"
+            f" and charged {charged} s",
+        )
+    recorded = (
+        missing >= SECONDS_TOLERANCE
+        or LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.OUTSIDE, remote_id=row.task_id
+        ).exists()
+    )
+    if state_differs:
+        note = f"The studio had it as {ours or 'submitted'}; the provider finished and billed it."
+    elif missing > 0:
+        note = (
+            f"The provider billed {provider_seconds} s; the studio charged {charged} s."
+        )
+    else:
+        note = (
+            f"The studio charged {charged} s; the provider billed only "
+            f"{provider_seconds} s. Nothing recorded: check the job's line."
+        )
+    return Finding(
+        kind="state" if state_differs else "seconds",
+        seconds=str(provider_seconds),
+        cost=str(cost),
+        recorded=recorded,
+        note=note,
+        **base,
+    ), wrote
+
+
+def _record_outside(
+    engine: DashScopeEngine,
+    *,
+    task_id: str,
+    seconds: Decimal,
+    resolution: str,
+    job: GenerationJob | None,
+    reason: str,
+) -> int:
+    """One ledger line per provider task; 0 when an earlier run wrote it."""
+    price = _price(engine, resolution)
+    try:
+        with transaction.atomic():
+            LedgerEntry.objects.create(
+                team=job.team if job else None,
+                user=job.created_by if job else None,
+                job=job,
+                kind=LedgerEntry.Kind.OUTSIDE,
+                provider=engine.name,
+                model=S2V_MODEL,
+                resolution=resolution,
+                unit=Price.Unit.SECOND,
+                quantity=seconds,
+                unit_price=price,
+                amount=billing.amount_for(seconds, price),
+                currency=billing.currency(),
+                seconds=seconds,
+                billed=True,
+                reason=reason[:255],
+                remote_id=task_id[:128],
+            )
+    except IntegrityError:
+        return 0
+    return 1
+
+
+def latest(*, engine_name: str | None = None) -> Reconciliation | None:
+    return (
+        Reconciliation.objects.filter(engine=engine_name or settings.S2V_PROVIDER)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def summary(run: Reconciliation) -> str:
+    """One line saying what a run found, for the command and the page's message."""
+    if run.error:
+        return run.error
+    unknown = sum(1 for f in run.findings if f["kind"] == "unknown")
+    other = len(run.findings) - unknown
+    return (
+        f"{run.tasks_found} tasks in the last 24 h; {unknown} unknown to the studio, "
+        f"{other} disagreeing or unreadable; {run.entries_recorded} new ledger "
+        f"line{'s' if run.entries_recorded != 1 else ''} billed outside the studio."
+    )

@@ -1,0 +1,163 @@
+"""The provider's bill reconciled with the studio's records, over HTTP against the emulator."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from studio import dispatcher, reconcile
+from studio.engine.dashscope_client import S2V_MODEL, DashScopeClient
+from studio.models import GenerationJob, LedgerEntry, Membership, RemoteTask
+from tests import media_factories
+from tests.conftest import ASTRONAUT, make_member
+from tests.test_dashscope_flow import drive, queue, tasks_of
+from tests.test_dashscope_flow import inputs as inputs  # a fixture
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    monkeypatch.setattr(reconcile, "QUERY_GAP", 0)
+
+
+def wait_until_final(emu, task_id, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [task] = [t for t in tasks_of(emu) if t["id"] == task_id]
+        if task["status"] in ("SUCCEEDED", "FAILED", "CANCELED"):
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} still {task['status']}")
+
+
+def another_application(emu, tmp_path, *, fail=False):
+    """A task made with the same key by a tool that is not the studio."""
+    if fail:
+        emu.faults(kind="fail_task", code="InvalidFile.NoHuman", count=1)
+    client = DashScopeClient(api_key="sk-emulator", base_url=emu.base_url)
+    policy = client.upload_policy(model=S2V_MODEL)
+    wav = media_factories.make_wav(tmp_path / "other.wav", 1.5)
+    task = client.submit(
+        image_url=client.upload(policy=policy, path=ASTRONAUT),
+        audio_url=client.upload(policy=policy, path=wav),
+        resolution="720P",
+    )
+    client.close()
+    return wait_until_final(emu, task.task_id)
+
+
+def run_command(*args):
+    out = io.StringIO()
+    call_command("reconcile", *args, stdout=out)
+    return out.getvalue()
+
+
+def outside_lines():
+    return list(LedgerEntry.objects.filter(kind="outside").order_by("id"))
+
+
+def test_reconcile_records_outside_billing_once_and_reports_it(
+    emu, inputs, alice, team, enqueued, tmp_path
+):
+    ours = drive(queue(alice, team, inputs, enqueued))
+    assert ours.status == "succeeded"
+    # A job the studio gave up on while the provider went on and billed it.
+    given_up = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    given_up.refresh_from_db()
+    dispatcher._fail(
+        GenerationJob.objects.filter(pk=given_up.pk),
+        code="lost_contact",
+        message="The studio could not reach the provider.",
+    )
+    given_up_task = wait_until_final(emu, given_up.remote_task_id)
+    other = another_application(emu, tmp_path)
+    other_failed = another_application(emu, tmp_path, fail=True)
+    assert (given_up_task["status"], other["status"], other_failed["status"]) == (
+        "SUCCEEDED",
+        "SUCCEEDED",
+        "FAILED",
+    )
+
+    first = run_command()
+    second = run_command()
+
+    assert "4 tasks in the last 24 h; 2 unknown to the studio" in first
+    assert "2 new ledger lines" in first and "0 new ledger lines" in second
+    assert other["id"] in first and other_failed["id"] in first
+    lines = outside_lines()
+    assert len(lines) == 2  # idempotent: the second run recorded nothing
+    by_task = {line.remote_id: line for line in lines}
+    outside = by_task[other["id"]]
+    assert outside.team is None and outside.billed
+    assert outside.resolution == "720P"
+    assert float(outside.seconds) == pytest.approx(
+        float(other["video_duration"]), abs=0.01
+    )
+    assert "outside the studio" in outside.reason
+    mine = by_task[given_up.remote_task_id]
+    assert (mine.team, mine.job) == (team, given_up)
+    assert float(mine.seconds) == pytest.approx(
+        float(given_up_task["video_duration"]), abs=0.01
+    )
+    assert ours.remote_task_id not in by_task  # known and agreeing: nothing
+    assert other_failed["id"] not in by_task  # failures are free
+
+    staff = make_member(team, "root", Membership.Role.ADMIN)
+    staff.is_staff = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    page = client.get(reverse("studio:provider-reconcile")).content.decode()
+    assert "Last run" in page and "Reconcile now" in page
+    for task_id in (other["id"], other_failed["id"], given_up.remote_task_id):
+        assert task_id in page
+    assert given_up.display_title in page and "FAILED" in page
+    assert ours.remote_task_id not in page
+    assert (
+        reverse("studio:provider-reconcile")
+        in client.get(reverse("studio:spend")).content.decode()
+    )
+
+    response = client.post(reverse("studio:provider-reconcile"), follow=True)
+    assert "Reconciled now: 4 tasks" in response.content.decode()
+    assert len(outside_lines()) == 2
+
+
+def test_every_task_a_retried_job_had_is_remembered(emu, inputs, alice, team, enqueued):
+    emu.faults(kind="fail_task", count=1)
+
+    job = drive(queue(alice, team, inputs, enqueued))
+
+    assert job.attempts == 2
+    records = RemoteTask.objects.filter(job=job).order_by("submitted_at", "id")
+    assert [(r.task_id, r.status) for r in records] == [
+        (t["id"], t["status"]) for t in tasks_of(emu)
+    ]
+    run = reconcile.reconcile()
+    assert run.tasks_found == 2 and run.findings == []
+
+
+def test_only_staff_may_see_or_run_the_reconciliation(emu, alice_client):
+    assert alice_client.get(reverse("studio:provider-reconcile")).status_code == 403
+    assert alice_client.post(reverse("studio:provider-reconcile")).status_code == 403
+
+
+def test_the_local_engine_has_nothing_to_reconcile(settings, team):
+    settings.S2V_PROVIDER = "local"
+    assert "nothing to reconcile" in run_command()
+    staff = make_member(team, "root")
+    staff.is_staff = True
+    staff.save()
+    client = Client()
+    client.force_login(staff)
+    assert (
+        "nothing to reconcile"
+        in client.get(reverse("studio:provider-reconcile")).content.decode()
+    )
