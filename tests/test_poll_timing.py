@@ -219,3 +219,21 @@ def test_a_pending_task_keeps_the_slow_pace(fast_settings, checked_inputs, alice
     job = make_job(checked_inputs, alice, team, status=GenerationJob.Status.SUBMITTED)
 
     assert dispatcher.plan_next_poll(job, now=T0) == T0 + timedelta(seconds=15)
+
+
+def test_the_eta_shown_uses_the_same_provider_measured_run_times(
+    emu, checked_inputs, alice, team
+):
+    from studio.selectors import job_progress
+
+    for _ in range(3):
+        finished(checked_inputs, alice, team, seconds=6.0)
+    for _ in range(5):
+        finished(checked_inputs, alice, team, seconds=14.5, measured=False)
+    job = make_job(checked_inputs, alice, team)
+
+    progress = job_progress(job=job)
+
+    assert progress.position == 1
+    assert progress.eta_seconds == pytest.approx(6.0)
+    assert dispatcher.expected_remote_seconds(job) == pytest.approx(6.0)
