@@ -57,6 +57,14 @@ REMOTE_LIFETIME = timedelta(hours=24)
 LOST_SUBMIT_AFTER = timedelta(minutes=2)
 # Seconds of provider time per second of audio before there is any history.
 DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
+# Run times an expected run time is the median of.
+HISTORY_SIZE = 20
+# The poll aimed at a task's expected end comes this long after it: the
+# dispatcher's tick and the workers only add lag, so a task that ends on time
+# is seen ended by that one query.
+END_MARGIN = 0.25
+# Polls closer together than this are merged into the later one.
+MIN_POLL_GAP = 0.5
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
 
 
@@ -303,9 +311,11 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         "heartbeat_at": now,
         "remote_status": result.remote_status,
     }
+    if result.scheduled_at is not None:
+        fields["provider_scheduled_at"] = result.scheduled_at
     if result.state in (TaskState.PENDING, TaskState.RUNNING):
         if result.state == TaskState.RUNNING:
-            job.remote_started_at = job.remote_started_at or now
+            job.remote_started_at = _running_since(job, result, now=now)
             fields["status"] = GenerationJob.Status.RUNNING
         else:
             job.remote_started_at = None  # waiting behind another task of the account
@@ -321,8 +331,10 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             billed_seconds=result.billed_seconds,
             next_poll_at=now + POLL_LEASE,
         )
-        if job.remote_started_at:
-            fields["remote_seconds"] = (now - job.remote_started_at).total_seconds()
+        # Both set, even to None, so that an earlier attempt's times never linger.
+        fields["provider_scheduled_at"] = result.scheduled_at
+        fields["provider_ended_at"] = result.ended_at
+        fields["remote_seconds"] = _run_seconds(job, result, now=now)
         mine.update(**fields)
         # The slot is free now: send the next job before copying this result.
         _free_slot(engine.name)
@@ -526,51 +538,120 @@ def _backoff(failures: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def remote_ratio(*, engine_name: str) -> float | None:
-    """Provider seconds per second of audio from this instance's recent tasks, if any."""
-    rows = (
-        GenerationJob.objects.filter(engine=engine_name, remote_seconds__isnull=False)
-        .order_by("-finished_at")
-        .values_list("remote_seconds", "audio__duration")[:20]
+def _running_since(
+    job: GenerationJob, result: TaskResult, *, now: datetime
+) -> datetime:
+    """When a RUNNING task started: the provider's word, within what the studio saw.
+
+    The studio's own guess (the submit's answer) is later than the truth by the
+    submit's latency; a provider clock a little off is held between the submit
+    and this answer.
+    """
+    started = result.scheduled_at
+    if started is None:
+        return job.remote_started_at or now
+    if job.submit_started_at is not None:
+        started = max(started, job.submit_started_at)
+    return min(started, now)
+
+
+def _run_seconds(
+    job: GenerationJob, result: TaskResult, *, now: datetime
+) -> float | None:
+    """How long a finished task ran: by the provider's clock when it said so."""
+    if result.scheduled_at is not None and result.ended_at is not None:
+        seconds = (result.ended_at - result.scheduled_at).total_seconds()
+        if seconds >= 0:
+            return seconds
+    if job.remote_started_at is not None:
+        # Late by up to a poll interval: only a fallback (see remote_ratio).
+        return (now - job.remote_started_at).total_seconds()
+    return None
+
+
+def remote_ratio(*, engine_name: str, resolution: str = "") -> float | None:
+    """Provider seconds per second of audio: the median of recent tasks, if any.
+
+    Run time follows the audio's length and the resolution (720P takes longer),
+    so the ratio is learned per resolution. Run times measured on the
+    provider's clock are preferred to ones from when a poll noticed the end
+    (those run late by up to a poll interval); each lesser kind of history is
+    used only while the better one is empty.
+    """
+    rows = list(
+        GenerationJob.objects.filter(
+            engine=engine_name, remote_seconds__isnull=False, audio__duration__gt=0
+        )
+        .order_by("-id")
+        .values_list(
+            "remote_seconds",
+            "audio__duration",
+            "resolution",
+            "provider_scheduled_at",
+            "provider_ended_at",
+        )[: HISTORY_SIZE * 4]
     )
-    ratios = [
-        seconds / duration
-        for seconds, duration in rows
-        if duration and seconds is not None
-    ]
-    return median(ratios) if ratios else None
+    for measured_only, same_resolution in (
+        (True, True),
+        (True, False),
+        (False, True),
+        (False, False),
+    ):
+        ratios = [
+            seconds / duration
+            for seconds, duration, tier, scheduled, ended in rows
+            if seconds is not None
+            and (not measured_only or (scheduled and ended))
+            and (not same_resolution or not resolution or tier == resolution)
+        ][:HISTORY_SIZE]
+        if ratios:
+            return median(ratios)
+    return None
 
 
 def expected_remote_seconds(job: GenerationJob) -> float:
-    ratio = remote_ratio(engine_name=job.engine)
+    """How long the provider will run this job's task, from recent history."""
+    ratio = remote_ratio(engine_name=job.engine, resolution=job.resolution)
     if ratio is None:
         ratio = DEFAULT_REMOTE_RATIO.get(job.engine, 20.0)
     return max(ratio * job.audio.duration, 1.0)
 
 
 def plan_next_poll(job: GenerationJob, *, now: datetime) -> datetime:
-    """When to ask next: the slow interval far from the expected end, fast near it.
+    """When to ask next: at the expected end, sparsely before it, tightly after.
 
-    Far from the end this honours the documented ~15 s; the last slow poll lands
-    just before the expected end (learned from this instance's history) and
-    then it asks every few seconds, so a finished task frees the slot quickly
-    while a 5-minute task costs about one query per 13 s. With no history yet,
-    or for a task still PENDING behind someone else's, it keeps the slow pace.
+    The expected end is when the task started running (the provider's
+    scheduled_time once a poll has brought it, else the submit) plus the
+    expected run time. Counting back from it: one poll at the end, one shortly
+    before it when the task is long enough to afford a query per ~10 s, and
+    the documented ~15 s pace before that, so no query is wasted just short of
+    the end. Past the end it asks every few seconds, easing back to the slow
+    pace once the task is long overdue. A task still PENDING behind another of
+    the account's tasks keeps the slow pace.
     """
     slow = float(settings.S2V_POLL_INTERVAL)
     fast = float(settings.S2V_POLL_FAST_INTERVAL)
-    ratio = remote_ratio(engine_name=job.engine)
-    if job.remote_started_at is None or ratio is None:
+    if job.remote_started_at is None:
         return now + timedelta(seconds=slow)
-    expected = max(ratio * job.audio.duration, 1.0)
-    remaining = expected - (now - job.remote_started_at).total_seconds()
-    if remaining > fast:
-        delay = min(slow, remaining - fast / 2)
-    elif remaining > -4 * fast:
+    expected = expected_remote_seconds(job)
+    end = job.remote_started_at + timedelta(seconds=expected + END_MARGIN)
+    remaining = (end - now).total_seconds()
+    if remaining > 0:
+        # Offsets before the end at which to ask: 0, `fast` (long tasks only),
+        # then every `slow` before the last of those.
+        last = fast if expected >= 2 * slow else 0.0
+        far = int((remaining - MIN_POLL_GAP - last) // slow) if slow > 0 else 0
+        if far >= 1:
+            delay = remaining - (last + far * slow)
+        elif remaining - last >= MIN_POLL_GAP:
+            delay = remaining - last
+        else:
+            delay = remaining
+    elif -remaining < 4 * fast:
         delay = fast
     else:
         delay = min(slow, fast + (-remaining) / 4)  # overdue: ease back to slow
-    return now + timedelta(seconds=max(delay, 0.5))
+    return now + timedelta(seconds=max(delay, MIN_POLL_GAP))
 
 
 def _progress(job: GenerationJob, now: datetime) -> float:

@@ -247,7 +247,13 @@ class GenerationJob(models.Model):
     next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Queued again after a throttled or failed submit: not before this moment.
     not_before = models.DateTimeField(null=True, blank=True)
-    # Seconds the provider took from RUNNING to done: the history ETAs learn from.
+    # The provider's own times (provider-api.md §1.6): when it started running
+    # the task and when it ended it. Null when it did not say.
+    provider_scheduled_at = models.DateTimeField(null=True, blank=True)
+    provider_ended_at = models.DateTimeField(null=True, blank=True)
+    # Seconds the provider took from RUNNING to done: the history ETAs and polls
+    # learn from. From the provider's times when it gave both; otherwise from
+    # when the studio noticed, which overstates it by up to a poll interval.
     remote_seconds = models.FloatField(null=True, blank=True)
 
     billed_seconds = models.DecimalField(

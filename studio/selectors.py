@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from . import billing
+from .dispatcher import DEFAULT_REMOTE_RATIO, is_remote, remote_ratio
 from .engine import get_engine
 from .models import (
     Favourite,
@@ -234,8 +235,17 @@ def team_admins(*, team: Team) -> list[str]:
     )
 
 
-def work_ratio(*, engine: str) -> float:
-    """Seconds of processing per second of audio, from this instance's recent jobs."""
+def work_ratio(*, engine: str, resolution: str = "") -> float:
+    """Seconds of processing per second of audio, from this instance's recent jobs.
+
+    Remote engines use the provider-measured run times the dispatcher plans its
+    polls and writes progress with, so the ETA and the progress bar agree.
+    """
+    if is_remote(engine):
+        learned = remote_ratio(engine_name=engine, resolution=resolution)
+        return (
+            learned if learned is not None else DEFAULT_REMOTE_RATIO.get(engine, 20.0)
+        )
     recent = (
         GenerationJob.objects.filter(
             engine=engine,
@@ -280,7 +290,7 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
             eta_seconds=0.0,
             fraction=1.0 if job.status == GenerationJob.Status.SUCCEEDED else 0.0,
         )
-    ratio = work_ratio(engine=job.engine)
+    ratio = work_ratio(engine=job.engine, resolution=job.resolution)
     own = job.audio.duration * ratio
     if job.is_in_flight:
         fraction = job.progress

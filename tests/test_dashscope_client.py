@@ -163,6 +163,62 @@ def test_a_succeeded_task_gives_url_and_billed_seconds():
     )
 
 
+def test_task_times_are_read_as_utc_plus_8_without_an_offset():
+    task = client_for(lambda r: httpx.Response(200, json=F3)).get_task("bcae8761")
+
+    # 09:37:34.885 in UTC+8 is 01:37:34.885 UTC (provider-api.md §1.6).
+    assert task.submitted_at == datetime(2025, 9, 1, 1, 37, 27, 468000, tzinfo=UTC)
+    assert task.scheduled_at == datetime(2025, 9, 1, 1, 37, 34, 885000, tzinfo=UTC)
+    assert task.ended_at == datetime(2025, 9, 1, 1, 40, 20, 734000, tzinfo=UTC)
+    assert (task.ended_at - task.scheduled_at).total_seconds() == pytest.approx(165.849)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "   ",
+        1756690654885,
+        "yesterday",
+        "2025-13-01 09:37:27.468",
+        "2025-09-01 25:61:00.000",
+        "2025/09/01 09:37:27",
+        ["2025-09-01"],
+    ],
+)
+def test_missing_or_garbled_task_times_are_none_and_the_task_is_still_read(value):
+    body = json.loads(json.dumps(F3))
+    body["output"]["scheduled_time"] = value
+    del body["output"]["end_time"]
+
+    task = client_for(lambda r: httpx.Response(200, json=body)).get_task("t")
+
+    assert task.status == "SUCCEEDED" and task.video_url
+    assert task.scheduled_at is None and task.ended_at is None
+    assert task.submitted_at is not None
+
+
+def test_a_time_that_does_carry_an_offset_is_taken_at_its_word():
+    body = json.loads(json.dumps(F3))
+    body["output"]["end_time"] = "2025-09-01T01:40:20.734Z"
+
+    task = client_for(lambda r: httpx.Response(200, json=body)).get_task("t")
+
+    assert task.ended_at == datetime(2025, 9, 1, 1, 40, 20, 734000, tzinfo=UTC)
+
+
+def test_the_engine_passes_the_provider_s_run_times_on(settings):
+    settings.DASHSCOPE_API_KEY = "sk-test"
+    engine = DashScopeEngine(base_url=BASE)
+    engine.client = client_for(lambda r: httpx.Response(200, json=F3))
+
+    result = engine.poll("bcae8761")
+
+    assert result.scheduled_at == datetime(2025, 9, 1, 1, 37, 34, 885000, tzinfo=UTC)
+    assert result.ended_at == datetime(2025, 9, 1, 1, 40, 20, 734000, tzinfo=UTC)
+
+
 def test_billed_seconds_fall_back_to_video_duration():
     body = json.loads(json.dumps(F3))
     body["usage"] = {"video_duration": 10.23}

@@ -1305,3 +1305,36 @@ def test_management_command_serves_until_interrupted() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_task_times_are_utc_plus_8_without_offset_and_appear_as_reached(
+    make_emulator: Callable[..., Emulator],
+    client: httpx.Client,
+    wav: Path,
+) -> None:
+    from studio.engine.dashscope_client import parse_time
+
+    emu = make_emulator(run_seconds_base=1.0)
+    image = upload(client, emu, ASTRONAUT, "wan2.2-s2v")
+    audio = upload(client, emu, wav, "wan2.2-s2v")
+    task_id = submit_ok(client, emu, image, audio)
+
+    running, _ = poll(client, emu, task_id, until=("RUNNING",))
+    assert TIMESTAMP.fullmatch(running["output"]["scheduled_time"])
+    assert "end_time" not in running["output"]
+    done, _ = poll(client, emu, task_id)
+
+    task = emu.account_state()["tasks"][0]
+    for name, clock in (
+        ("submit_time", "submit_time"),
+        ("scheduled_time", "start_time"),
+        ("end_time", "end_time"),
+    ):
+        text = done["output"][name]
+        assert TIMESTAMP.fullmatch(text), text  # no offset, no "T", no "Z"
+        # Read as UTC+8 it is the emulator's own moment, to the millisecond.
+        assert parse_time(text).timestamp() == pytest.approx(task[clock], abs=0.0011)
+    ran = parse_time(done["output"]["end_time"]) - parse_time(
+        done["output"]["scheduled_time"]
+    )
+    assert ran.total_seconds() >= 0.998  # at least --run-seconds-base

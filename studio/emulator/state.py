@@ -237,6 +237,7 @@ class Task:
     result_url: str = ""
     result_expires: int | None = None
     request_id: str = ""  # of the submit, shown by the listing (§1.2a)
+    queries: int = 0  # GET /tasks/{id} answered for it: what polling cost
 
 
 @dataclass
@@ -859,6 +860,7 @@ class Store:
     def task_output(self, task: Task) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The `output` and `usage` objects of GET /tasks/{id} (§1.6, §3.2, F3, F4)."""
         with self.lock:
+            task.queries += 1
             output: dict[str, Any] = {"task_id": task.id, "task_status": task.status}
             for name in ("submit_time", "scheduled_time", "end_time"):
                 value = getattr(task, name)
@@ -1032,6 +1034,7 @@ class Store:
             "message": task.message or None,
             "result_expires": task.result_expires,
             "expired": self.task_expired(task),
+            "queries": task.queries,
         }
 
     def reset(self) -> None:

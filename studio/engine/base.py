@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Protocol
@@ -119,6 +120,11 @@ class TaskResult:
     error_message: str = ""
     remote_status: str = ""  # the provider's own word, e.g. "PENDING"
     retryable: bool = False  # a failed task that a new submission may fix
+    # Remote engines: when the provider says the task started running and ended,
+    # by its own clock. Run times learned from these do not depend on when the
+    # studio happened to ask.
+    scheduled_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 Progress = Callable[[float], None]

@@ -367,6 +367,8 @@ class DashScopeEngine:
             remote_status=task.status,
             video_url=task.video_url,
             billed_seconds=task.billed_seconds,
+            scheduled_at=task.scheduled_at,
+            ended_at=task.ended_at,
             error_code=code,
             error_message=message,
             retryable=state == TaskState.FAILED

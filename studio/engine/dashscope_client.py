@@ -141,7 +141,10 @@ class RemoteTask:
     billed_seconds: Decimal | None = None
     code: str = ""
     message: str = ""
+    # The provider's own clock (§1.6): when it took the task, started running
+    # it and finished it. None when absent or unreadable.
     submitted_at: datetime | None = None
+    scheduled_at: datetime | None = None
     ended_at: datetime | None = None
     resolution: str = ""  # "480P" or "720P", from usage.SR (§3.2)
 
@@ -483,8 +486,9 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         billed_seconds=Decimal(str(seconds)) if seconds is not None else None,
         code=str(output.get("code") or ""),
         message=str(output.get("message") or ""),
-        submitted_at=_parse_time(output.get("submit_time")),
-        ended_at=_parse_time(output.get("end_time")),
+        submitted_at=parse_time(output.get("submit_time")),
+        scheduled_at=parse_time(output.get("scheduled_time")),
+        ended_at=parse_time(output.get("end_time")),
         resolution=f"{tier}P" if isinstance(tier, int) and tier > 0 else "",
     )
 
@@ -517,15 +521,17 @@ def _parse_millis(value: object) -> datetime | None:
         raise DashScopeError(f"A task listing time was {value!r}.") from None
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
+def parse_time(value: object) -> datetime | None:
+    """A task time (§1.6, `YYYY-MM-DD HH:mm:ss.SSS` in UTC+8, no offset) as an aware
+    datetime; None when absent or unreadable, since timing is only ever a hint."""
+    if not isinstance(value, str) or not value.strip():
         return None
-    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=PROVIDER_TZ)
-        except ValueError:
-            continue
-    return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    # A time that does carry an offset (or "Z") is taken at its word.
+    return moment if moment.tzinfo else moment.replace(tzinfo=PROVIDER_TZ)
 
 
 def _now() -> datetime:
