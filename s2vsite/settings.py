@@ -396,10 +396,11 @@ S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
 # redelivers it; a job whose worker died is taken back by the studio's sweep.
 Q_CLUSTER: dict[str, Any] = {
     "name": REDIS_PREFIX if REDIS_URL else "s2v",
-    # On the ORM broker, studio's subclass releases the messages of a killed
-    # cluster at once rather than after `retry` (studio/broker.py).
+    # Studio's broker subclasses notice a killed cluster within seconds: the
+    # ORM one releases its messages at once rather than after `retry`, and
+    # with Redis its jobs are sent again (studio/broker.py).
     **(
-        {"redis": REDIS_URL}
+        {"redis": REDIS_URL, "broker_class": "studio.broker.StudioRedis"}
         if REDIS_URL
         else {"orm": "default", "broker_class": "studio.broker.StudioORM"}
     ),

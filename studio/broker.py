@@ -1,4 +1,4 @@
-"""django-q2's ORM broker, plus knowing which cluster took which message.
+"""django-q2's ORM and Redis brokers, plus knowing which clusters are alive.
 
 The ORM broker locks a message it hands out until `retry` seconds later
 (960 here): a cluster killed with SIGKILL leaves the messages it had taken,
@@ -7,6 +7,11 @@ records who took each message (QueueLease) and has each cluster's sentinel
 report every few seconds (QueueCluster). Any cluster then releases the
 messages of clusters that stopped reporting, or whose process on this host is
 gone, and takes back their jobs; a live cluster's messages are never touched.
+
+The Redis broker pops a message when a cluster takes it, so what a killed
+cluster had taken but not started is simply gone: with Redis, a dead cluster's
+jobs are taken back and every queued local job is sent again (the conditional
+claim makes a duplicate message a no-op).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 from django_q.brokers.orm import ORM
+from django_q.brokers.redis_broker import Redis
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
@@ -43,14 +49,34 @@ def current_cluster() -> str:
     return _cluster_name
 
 
-class StudioORM(ORM):  # type: ignore[misc]
+class _Heartbeat:
+    """Names this process's cluster and reports it alive from the sentinel."""
+
     def __init__(self, list_key: str | None = None) -> None:
         global _cluster_name
-        super().__init__(list_key=list_key)
+        super().__init__(list_key=list_key)  # type: ignore[call-arg]
         if not _cluster_name:
             _cluster_name = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
         self._next_beat = 0.0
 
+    def set_stat(self, key: str, value: str, timeout: int) -> object:
+        # Only the sentinel saves its status, every guard cycle (0.5 s): the
+        # place for a cluster's heartbeat.
+        if time.monotonic() >= self._next_beat:
+            first = self._next_beat == 0.0
+            self._next_beat = time.monotonic() + BEAT_SECONDS
+            try:
+                cluster_beat(first=first)
+            except Exception:
+                log.exception("queue cluster heartbeat failed")
+        return super().set_stat(key, value, timeout)  # type: ignore[misc]
+
+
+class StudioRedis(_Heartbeat, Redis):  # type: ignore[misc]
+    """Redis broker whose clusters report alive, so a killed one's jobs come back."""
+
+
+class StudioORM(_Heartbeat, ORM):  # type: ignore[misc]
     def dequeue(self) -> list[tuple[int, str]] | None:
         tasks = self.get_connection().filter(
             key=self.list_key, lock__lt=timezone.now()
@@ -79,18 +105,6 @@ class StudioORM(ORM):  # type: ignore[misc]
     def delete(self, task_id: int) -> None:
         super().delete(task_id)
         QueueLease.objects.filter(message_id=task_id).delete()
-
-    def set_stat(self, key: str, value: str, timeout: int) -> object:
-        # Only the sentinel saves its status, every guard cycle (0.5 s): the
-        # place for a cluster's heartbeat.
-        if time.monotonic() >= self._next_beat:
-            first = self._next_beat == 0.0
-            self._next_beat = time.monotonic() + BEAT_SECONDS
-            try:
-                cluster_beat(first=first)
-            except Exception:
-                log.exception("queue cluster heartbeat failed")
-        return super().set_stat(key, value, timeout)
 
 
 def cluster_beat(*, first: bool = False) -> None:
@@ -135,6 +149,9 @@ def release_dead_clusters() -> list[str]:
         )
     QueueLease.objects.filter(cluster__in=dead).delete()
     jobs = services.jobs_take_back(workers=dead)
+    if not Conf.ORM:
+        # Redis: the messages the dead cluster had popped are lost.
+        jobs += services.jobs_resend_queued()
     QueueCluster.objects.filter(name__in=dead).delete()
     log.warning(
         "clusters %s are gone: released %d messages, took back jobs %s",

@@ -828,12 +828,23 @@ def _resend_lost_messages(*, now: datetime) -> list[int]:
     started is gone when that cluster is killed. A job queued for longer than
     the broker's retry period is sent again, at most once a period; a duplicate
     message is harmless because the claim is conditional. (`heartbeat_at` of a
-    queued job records when it was last sent.)
+    queued job records when it was last sent.) When a dead cluster is noticed
+    sooner, `jobs_resend_queued` does this at once (studio/broker.py).
     """
     period = timedelta(seconds=settings.Q_CLUSTER.get("retry", 960))
     waiting = GenerationJob.objects.filter(
         status=GenerationJob.Status.QUEUED, queued_at__lt=now - period
     ).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - period))
+    return _resend(waiting, now=now)
+
+
+def jobs_resend_queued() -> list[int]:
+    """Send every queued local job again: a dead cluster may have popped its message."""
+    waiting = GenerationJob.objects.filter(status=GenerationJob.Status.QUEUED)
+    return _resend(waiting, now=timezone.now())
+
+
+def _resend(waiting: QuerySet[GenerationJob], *, now: datetime) -> list[int]:
     resent = []
     for job in waiting.only("pk", "engine"):
         if dispatcher.is_remote(job.engine):

@@ -82,6 +82,25 @@ def test_a_killed_clusters_messages_and_jobs_are_released_and_a_live_ones_are_no
     assert [func for func, _ in enqueued] == ["studio.tasks.job_run"]
 
 
+@pytest.mark.parametrize("orm", [True, False], ids=["orm", "redis"])
+def test_queued_jobs_are_sent_again_only_when_the_broker_may_have_lost_them(
+    job, enqueued, django_capture_on_commit_callbacks, monkeypatch, orm
+):
+    # Redis pops a message when a cluster takes it: a killed cluster's queued
+    # work is gone with it. The ORM broker keeps the message and releases it.
+    monkeypatch.setattr(broker.Conf, "ORM", "default" if orm else None)
+    _cluster("dead", pid=_gone_pid())
+    enqueued.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert broker.release_dead_clusters() == ["dead"]
+
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED
+    sent = [args for func, args in enqueued if func == "studio.tasks.job_run"]
+    assert sent == ([] if orm else [(job.pk,)])
+
+
 def test_a_live_clusters_running_job_is_left_alone(job, enqueued):
     _cluster("live", pid=os.getpid())
     _running(job, worker="live")
