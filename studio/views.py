@@ -350,19 +350,7 @@ def portrait_check(request: HttpRequest, membership: Membership) -> HttpResponse
             )
         except services.Rejected as exc:
             context["error"] = exc.message
-    outcome = context["outcome"]
-    passed = bool(outcome and outcome.portrait)
-    html = render_to_string("studio/job_create.html#portrait-verdict", context, request)
-    audio_code = request.POST.get("audio", "")
-    html += _generate_ready(
-        request,
-        membership,
-        portrait_code=str(outcome.portrait.code) if passed else "",
-        audio_code=audio_code,
-        portrait_ok=passed,
-        audio_ok=_audio_ok(membership, audio_code),
-    )
-    return HttpResponse(html)
+    return _portrait_answer(request, membership, context)
 
 
 @team_required
@@ -382,6 +370,13 @@ def portrait_recheck(request: HttpRequest, membership: Membership) -> HttpRespon
             )
         except services.Rejected as exc:
             context["error"] = exc.message
+    return _portrait_answer(request, membership, context)
+
+
+def _portrait_answer(
+    request: HttpRequest, membership: Membership, context: dict[str, Any]
+) -> HttpResponse:
+    """The portrait verdict fragment, followed by the Generate button for its new state."""
     outcome = context["outcome"]
     passed = bool(outcome and outcome.portrait)
     html = str(
