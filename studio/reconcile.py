@@ -223,15 +223,7 @@ def _unknown(
     try:
         seconds, resolution = _usage(engine, row.task_id)
     except DashScopeError as exc:
-        return Finding(
-            kind="unreadable",
-            seconds="",
-            cost="",
-            recorded=False,
-            note=f"Its billed seconds could not be read ({exc.code or exc.kind}); "
-            "the next run asks again.",
-            **base,
-        ), 0
+        return _unreadable(exc, base), 0
     if seconds is None:
         return Finding(
             kind="unknown",
@@ -316,15 +308,7 @@ def _known(
         try:
             provider_seconds, tier = _usage(engine, row.task_id)
         except DashScopeError as exc:
-            return Finding(
-                kind="unreadable",
-                seconds="",
-                cost="",
-                recorded=False,
-                note=f"Its billed seconds could not be read ({exc.code or exc.kind}); "
-                "the next run asks again.",
-                **base,
-            ), 0
+            return _unreadable(exc, base), 0
         resolution = tier or resolution
         if record is not None and provider_seconds is not None:
             RemoteTask.objects.filter(pk=record.pk).update(
@@ -436,4 +420,17 @@ def summary(run: Reconciliation) -> str:
         f"{run.tasks_found} tasks in the last 24 h; {unknown} unknown to the studio, "
         f"{other} disagreeing or unreadable; {run.entries_recorded} new ledger "
         f"line{'s' if run.entries_recorded != 1 else ''} billed outside the studio."
+    )
+
+
+def _unreadable(exc: DashScopeError, base: dict[str, str]) -> Finding:
+    """A finding for a task whose billed seconds the provider would not tell."""
+    return Finding(
+        kind="unreadable",
+        seconds="",
+        cost="",
+        recorded=False,
+        note=f"Its billed seconds could not be read ({exc.code or exc.kind}); "
+        "the next run asks again.",
+        **base,
     )
