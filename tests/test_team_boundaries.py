@@ -60,6 +60,7 @@ OWN_TEAM_ONLY = {
     "gallery-zip",
     "team-switch",
     "provider-resume",
+    "provider-reconcile",
     "notifications",
     "notification-badge",
     "team-settings",
