@@ -213,6 +213,11 @@ def test_a_submit_answer_slower_than_the_timeout_makes_one_task(
     client.force_login(alice)
     page = client.get(reverse("studio:job-status", args=[job.code]))
     assert b"Checking with the provider whether it received this job" in page.content
+    # Its task may be running, with no id to withdraw it by: no cancel.
+    cancel_url = reverse("studio:job-cancel", args=[job.code]).encode()
+    assert cancel_url not in page.content and not job.can_cancel
+    with pytest.raises(services.Rejected, match="checking whether the provider"):
+        services.job_cancel(job=job)
     time.sleep(1.5)
     assert len(tasks_of(emu)) == 1
 
