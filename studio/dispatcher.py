@@ -175,6 +175,20 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         return job
     engine = get_engine(job.engine)
     mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
+    # Claim the send: dispatch() sets heartbeat_at to submit_started_at, and the
+    # first send moves it on. A message redelivered after its worker died
+    # mid-submit must not send again (the provider may have made the task); the
+    # sweep finds that task in the listing or queues the job again.
+    if not mine.filter(
+        status=GenerationJob.Status.SUBMITTED,
+        remote_task_id="",
+        heartbeat_at=F("submit_started_at"),
+    ).update(heartbeat_at=timezone.now()):
+        log.warning(
+            "job %s: submit already begun by an earlier delivery; left to the sweep",
+            job.pk,
+        )
+        return job
     try:
         with (
             stored_path(job.portrait.file.name) as portrait,

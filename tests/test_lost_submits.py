@@ -367,3 +367,24 @@ def test_matching_is_ambiguous_when_tasks_and_jobs_do_not_pair_up():
     late_a = GenerationJob(pk=3, submit_started_at=now + timedelta(minutes=5))
     assert dispatcher.match_lost([late_a], [t1]) == ([], [late_a], [])
     assert dispatcher.match_lost([a], [t1, t2]) == ([], [], [a])
+
+
+def test_a_submit_redelivered_after_its_worker_died_is_not_sent_again(
+    emu, inputs, alice, team, monkeypatch, caplog
+):
+    job = new_job(alice, team, inputs)
+    kill_at(monkeypatch, DashScopeClient, "submit", after=True)
+    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    with pytest.raises(WorkerKilled):
+        dispatcher.job_submit(job_id=claimed)
+    assert len(tasks_of(emu)) == 1
+
+    # The broker hands the message to another worker.
+    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
+        dispatcher.job_submit(job_id=claimed)
+
+    assert len(tasks_of(emu)) == 1  # not sent twice
+    assert "submit already begun" in caplog.text
+    settle([job], crashed_at=timezone.now())
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.remote_task_id == tasks_of(emu)[0]["id"]
