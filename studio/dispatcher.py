@@ -454,13 +454,15 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
     engine = get_engine(job.engine)
     if not job.remote_task_id:
         # Still being submitted: job_submit withdraws the task when it sees this.
-        # A job whose submit answer was lost is not: its task may be running
-        # (and billed) with no id to withdraw it by; the sweep settles it.
+        # Only before the send began (see job_submit's claim): once it has, a
+        # task may exist with no id to withdraw it by, and if that worker dies
+        # nobody would. The sweep settles such a job.
         withdrawn = GenerationJob.objects.filter(
             pk=job.pk,
             status=GenerationJob.Status.SUBMITTED,
             remote_task_id="",
             recovery=GenerationJob.Recovery.NONE,
+            heartbeat_at=F("submit_started_at"),
         ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
         if withdrawn:
             billing.job_finished(job_id=job.pk)

@@ -216,7 +216,9 @@ def test_a_submit_answer_slower_than_the_timeout_makes_one_task(
     # Its task may be running, with no id to withdraw it by: no cancel.
     cancel_url = reverse("studio:job-cancel", args=[job.code]).encode()
     assert cancel_url not in page.content and not job.can_cancel
-    with pytest.raises(services.Rejected, match="checking whether the provider"):
+    with pytest.raises(
+        services.Rejected, match=r"checking whether\s+the provider received it"
+    ):
         services.job_cancel(job=job)
     time.sleep(1.5)
     assert len(tasks_of(emu)) == 1
@@ -388,3 +390,26 @@ def test_a_submit_redelivered_after_its_worker_died_is_not_sent_again(
     settle([job], crashed_at=timezone.now())
     job.refresh_from_db()
     assert job.status == "succeeded" and job.remote_task_id == tasks_of(emu)[0]["id"]
+
+
+def test_a_job_whose_send_began_cannot_be_canceled_but_one_only_claimed_can(
+    emu, inputs, alice, team, monkeypatch
+):
+    first = new_job(alice, team, inputs)
+    kill_at(monkeypatch, DashScopeClient, "submit", after=True)
+    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    with pytest.raises(WorkerKilled):  # the task exists; its id died with the worker
+        dispatcher.job_submit(job_id=claimed)
+    first.refresh_from_db()
+    with pytest.raises(services.Rejected):
+        services.job_cancel(job=first)
+    settle([first], crashed_at=timezone.now())
+    first.refresh_from_db()
+    assert first.status == "succeeded" and len(tasks_of(emu)) == 1
+
+    second = new_job(alice, team, inputs)
+    dispatcher.dispatch(engine_name="dashscope")  # claimed, not yet sent
+    second.refresh_from_db()
+    assert services.job_cancel(job=second).status == "canceled"
+    assert dispatcher.job_submit(job_id=second.pk).status == "canceled"
+    assert len(tasks_of(emu)) == 1
