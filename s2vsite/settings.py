@@ -461,6 +461,9 @@ S2V_POLL_FAST_INTERVAL = float(env_str("S2V_POLL_FAST_INTERVAL", "2"))
 S2V_RECONCILE_MINUTES = env_int("S2V_RECONCILE_MINUTES", 60)
 # Throttling and outages retry with backoff until this many minutes after queueing.
 S2V_SUBMIT_DEADLINE_MINUTES = env_int("S2V_SUBMIT_DEADLINE_MINUTES", 360)
+# A submit whose task id was lost, when the provider's listing cannot settle it,
+# is marked for an admin and gives its slot back after at most this long.
+S2V_LOST_SUBMIT_GRACE_MINUTES = env_int("S2V_LOST_SUBMIT_GRACE_MINUTES", 30)
 S2V_RESULT_MAX_MB = env_int("S2V_RESULT_MAX_MB", 500)
 # S2V_PROVIDER=emulator: `runstudio` starts the DashScope emulator on this port.
 S2V_EMULATOR_PORT = env_int("S2V_EMULATOR_PORT", 8765)

@@ -211,7 +211,8 @@ class GenerationJobAdmin(admin.ModelAdmin[GenerationJob]):
         "billed_seconds",
         "cost",
     ]
-    list_filter = ["status", "engine", "resolution", "team"]
+    # recovery=admin: the provider may have made the video; check the bill.
+    list_filter = ["status", "recovery", "engine", "resolution", "team"]
     search_fields = ["title", "code", "remote_task_id", "created_by__username"]
     list_select_related = ["team", "created_by"]
     readonly_fields = [f.name for f in GenerationJob._meta.fields]

@@ -36,11 +36,12 @@ from .engine.base import (
     TaskResult,
     TaskState,
 )
+from .engine.dashscope_client import ListedTask
 from .engine.images import InputError
 from .engine.posters import make_poster
 from .engine.video import probe_video
 from .files import stored_path
-from .models import GenerationJob, ProviderAccount
+from .models import GenerationJob, ProviderAccount, RemoteTask
 from .notifications import notify_job_finished
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,19 @@ POLL_LEASE = timedelta(seconds=60)
 PAUSE_RETRY = timedelta(minutes=5)
 # Task ids and result URLs live 24 h at the provider (provider-api.md §1.6).
 REMOTE_LIFETIME = timedelta(hours=24)
-# A submit that never saved its task id is looked for after this long.
+# A submit that never saved its task id is looked for after this long...
 LOST_SUBMIT_AFTER = timedelta(minutes=2)
+# ...and marked for an admin when the listing has not settled it after this long,
+# so that within 10 minutes of a crash every job is adopted, queued again or
+# marked (with the minute sweep, at most 7 minutes).
+LOST_SUBMIT_DECIDE = timedelta(minutes=6)
+# Clocks differ a little: a task created this long before its job's submit
+# began may still be the job's.
+CLOCK_SLACK = timedelta(minutes=1)
+# Listed tasks that cannot be a lost job's: failures are free (§3.3) and a FAILED
+# task may be one a retried job left behind, so resubmitting costs nothing.
+NOT_ADOPTABLE = ("UNKNOWN", "CANCELED", "FAILED")
+ACTIVE = ("PENDING", "RUNNING")
 # Seconds of provider time per second of audio before there is any history.
 DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
 # Run times an expected run time is the median of.
@@ -171,6 +183,20 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         return job
     engine = get_engine(job.engine)
     mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
+    # Claim the send: dispatch() sets heartbeat_at to submit_started_at, and the
+    # first send moves it on. A message redelivered after its worker died
+    # mid-submit must not send again (the provider may have made the task); the
+    # sweep finds that task in the listing or queues the job again.
+    if not mine.filter(
+        status=GenerationJob.Status.SUBMITTED,
+        remote_task_id="",
+        heartbeat_at=F("submit_started_at"),
+    ).update(heartbeat_at=timezone.now()):
+        log.warning(
+            "job %s: submit already begun by an earlier delivery; left to the sweep",
+            job.pk,
+        )
+        return job
     try:
         with (
             stored_path(job.portrait.file.name) as portrait,
@@ -231,7 +257,11 @@ def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
         # back. Sending again could pay twice: keep the job SUBMITTED and in its
         # slot, and let the sweep find the task in the listing or, when there is
         # none, queue the job again (sweep_remote, provider-api.md §1.2a).
-        current.update(heartbeat_at=now)
+        current.update(
+            heartbeat_at=now,
+            recovery=GenerationJob.Recovery.CHECKING,
+            recovery_at=now,
+        )
         log.warning(
             "job %s: submit unanswered (%s); the sweep looks for its task",
             job.pk,
@@ -446,8 +476,15 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
     engine = get_engine(job.engine)
     if not job.remote_task_id:
         # Still being submitted: job_submit withdraws the task when it sees this.
+        # Only before the send began (see job_submit's claim): once it has, a
+        # task may exist with no id to withdraw it by, and if that worker dies
+        # nobody would. The sweep settles such a job.
         withdrawn = GenerationJob.objects.filter(
-            pk=job.pk, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+            pk=job.pk,
+            status=GenerationJob.Status.SUBMITTED,
+            remote_task_id="",
+            recovery=GenerationJob.Recovery.NONE,
+            heartbeat_at=F("submit_started_at"),
         ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
         if withdrawn:
             billing.job_finished(job_id=job.pk)
@@ -705,71 +742,18 @@ def tick(*, now: datetime | None = None) -> tuple[int, int]:
 
 def sweep_remote(*, now: datetime) -> list[int]:
     """Recover remote jobs a crash left behind. Returns the ids it touched."""
-    touched = []
-    lost = GenerationJob.objects.filter(
-        status=GenerationJob.Status.SUBMITTED,
-        remote_task_id="",
-        submit_started_at__lt=now - LOST_SUBMIT_AFTER,
-    )
-    for job in lost:
-        if not is_remote(job.engine) or job.submit_started_at is None:
-            continue
-        engine = get_engine(job.engine)
-        known = set(
-            GenerationJob.objects.filter(
-                engine=job.engine,
-                submit_started_at__gte=job.submit_started_at - timedelta(hours=1),
-            )
-            .exclude(remote_task_id="")
-            .values_list("remote_task_id", flat=True)
-        )
-        try:
-            task_id = engine.find_lost_task(  # type: ignore[attr-defined]
-                submitted_after=job.submit_started_at, known=known
-            )
-        except EngineError as exc:
-            # Not knowing is not "never arrived": requeueing could pay twice.
-            log.warning(
-                "job %s: lost submit; listing failed: %s; asking again at the next sweep",
-                job.pk,
-                exc,
-            )
-            continue
-        except Exception:
-            log.exception("job %s: lost submit; listing failed unexpectedly", job.pk)
-            continue
-        current = GenerationJob.objects.filter(
-            pk=job.pk,
-            attempts=job.attempts,
+    engines = (
+        GenerationJob.objects.filter(
             status=GenerationJob.Status.SUBMITTED,
             remote_task_id="",
+            submit_started_at__lt=now - LOST_SUBMIT_AFTER,
         )
-        if task_id:
-            # The provider took it: adopt the task rather than pay twice.
-            if current.update(
-                remote_task_id=task_id, remote_status="PENDING", next_poll_at=now
-            ):
-                reconcile.remember_task(job=job, task_id=task_id, status="PENDING")
-                log.warning("job %s: adopted task %s lost in a crash", job.pk, task_id)
-            else:
-                log.info(
-                    "job %s: changed meanwhile; task %s not adopted", job.pk, task_id
-                )
-        elif current.update(
-            status=GenerationJob.Status.QUEUED,
-            attempts=F("attempts") - 1,
-            submit_started_at=None,
-        ):
-            log.warning(
-                "job %s: lost submit; no match in the listing since %s; queued again",
-                job.pk,
-                job.submit_started_at.isoformat(),
-            )
-        else:
-            log.info(
-                "job %s: lost submit; no match, but the job changed meanwhile", job.pk
-            )
-        touched.append(job.pk)
+        .values_list("engine", flat=True)
+        .distinct()
+    )
+    touched = []
+    for engine_name in [name for name in engines if is_remote(name)]:
+        touched += _recover_lost_submits(engine_name, now=now)
     # A leased poll whose worker died expires by itself (the tick hands out any
     # due poll); a task with no poll planned at all is asked about now.
     stale = GenerationJob.objects.filter(
@@ -778,3 +762,240 @@ def sweep_remote(*, now: datetime) -> list[int]:
     touched += list(stale.values_list("pk", flat=True))
     stale.update(next_poll_at=now)
     return touched
+
+
+def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
+    """Settle the jobs of one account whose submit never saved a task id.
+
+    Each is adopted (its task is in the listing), queued again (the listing
+    answered and shows no unknown task since its submit began), or, when the
+    listing fails or cannot tell whose task is whose, marked for an admin and
+    failed once the account is idle or S2V_LOST_SUBMIT_GRACE_MINUTES passed.
+    """
+    lost = list(
+        GenerationJob.objects.filter(
+            engine=engine_name,
+            status=GenerationJob.Status.SUBMITTED,
+            remote_task_id="",
+            submit_started_at__lt=now - LOST_SUBMIT_AFTER,
+        ).order_by("submit_started_at", "id")
+    )
+    for job in lost:
+        if not job.recovery:
+            job.recovery, job.recovery_at = GenerationJob.Recovery.CHECKING, now
+            _lost(job).update(recovery=job.recovery, recovery_at=now)
+            log.warning(
+                "job %s: submit began %s and saved no task id; checking with the "
+                "provider whether it received it",
+                job.pk,
+                _iso(job.submit_started_at),
+            )
+    if not lost:
+        return []
+    earliest = min(job.submit_started_at or now for job in lost)
+    engine = get_engine(engine_name)
+    try:
+        listed: list[ListedTask] = engine.listed_tasks(  # type: ignore[attr-defined]
+            since=earliest - CLOCK_SLACK
+        )
+    except Exception as exc:
+        # Not knowing is not "never arrived": requeueing could pay twice.
+        if not isinstance(exc, EngineError):
+            log.exception(
+                "lost submits on %s: listing failed unexpectedly", engine_name
+            )
+        for job in lost:
+            log.warning(
+                "job %s: lost submit; listing failed: %s; asking again at the next sweep",
+                job.pk,
+                exc,
+            )
+            _undecided(job, now=now, reason=f"the task listing failed ({exc})")
+        return [job.pk for job in lost]
+
+    # Every id saved on a job that can hold a task created since `earliest`.
+    known = set(
+        GenerationJob.objects.filter(engine=engine_name)
+        .filter(
+            Q(finished_at__isnull=True)
+            | Q(finished_at__gte=earliest - CLOCK_SLACK - timedelta(hours=1))
+        )
+        .exclude(remote_task_id="")
+        .values_list("remote_task_id", flat=True)
+    )
+    # and every task any job ever had (a retried job's earlier ones included).
+    known |= set(
+        RemoteTask.objects.filter(task_id__in=[t.task_id for t in listed]).values_list(
+            "task_id", flat=True
+        )
+    )
+    unknown = [t for t in listed if t.task_id not in known]
+    account_busy = any(t.status in ACTIVE for t in unknown)
+    candidates = [t for t in unknown if t.status not in NOT_ADOPTABLE]
+    adopt, requeue, ambiguous = match_lost(lost, candidates)
+    for job in requeue:
+        _requeue_lost(job, now=now)
+    for job, task in adopt:
+        _adopt(job, task, now=now)
+    for job in ambiguous:
+        log.warning(
+            "job %s: lost submit; the listing shows %d unknown task(s) for %d lost "
+            "job(s) since %s: cannot tell which is this job's",
+            job.pk,
+            len(candidates),
+            len(ambiguous),
+            _iso(job.submit_started_at),
+        )
+        _undecided(
+            job,
+            now=now,
+            reason="the provider lists tasks the studio cannot tell apart",
+            account_busy=account_busy,
+        )
+    return [job.pk for job in lost]
+
+
+def match_lost(
+    jobs: list[GenerationJob], tasks: list[ListedTask]
+) -> tuple[
+    list[tuple[GenerationJob, ListedTask]], list[GenerationJob], list[GenerationJob]
+]:
+    """Pair lost jobs with unknown listed tasks: (adopt, requeue, ambiguous).
+
+    A job whose submit began after every unknown task was created made none: it
+    is queued again. The others adopt in creation order when there are exactly
+    as many tasks as jobs and each task was created after its job's submit
+    began; anything else cannot be told apart and is ambiguous.
+    """
+    jobs = sorted(jobs, key=lambda j: (j.submit_started_at or EPOCH, j.pk))
+    tasks = sorted(tasks, key=lambda t: t.submitted_at or EPOCH)
+
+    def could_be(job: GenerationJob, task: ListedTask) -> bool:
+        began = job.submit_started_at or EPOCH
+        return task.submitted_at is None or task.submitted_at >= began - CLOCK_SLACK
+
+    requeue = [job for job in jobs if not any(could_be(job, t) for t in tasks)]
+    rest = [job for job in jobs if job not in requeue]
+    if not rest:
+        return [], requeue, []
+    relevant = [t for t in tasks if could_be(rest[0], t)]
+    dated = all(t.submitted_at is not None for t in relevant) or len(rest) == 1
+    if (
+        dated
+        and len(relevant) == len(rest)
+        and all(could_be(job, t) for job, t in zip(rest, relevant, strict=True))
+    ):
+        return list(zip(rest, relevant, strict=True)), requeue, []
+    return [], requeue, rest
+
+
+def _lost(job: GenerationJob) -> QuerySet[GenerationJob]:
+    """The job, only while it is still the same lost submit."""
+    return GenerationJob.objects.filter(
+        pk=job.pk,
+        attempts=job.attempts,
+        status=GenerationJob.Status.SUBMITTED,
+        remote_task_id="",
+    )
+
+
+def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
+    with transaction.atomic():
+        # Elimination: a task id saved on any job is never adopted by another.
+        if (
+            GenerationJob.objects.filter(remote_task_id=task.task_id).exists()
+            or RemoteTask.objects.filter(task_id=task.task_id).exists()
+        ):
+            log.warning(
+                "job %s: task %s already belongs to a job; not adopted",
+                job.pk,
+                task.task_id,
+            )
+            return
+        adopted = _lost(job).update(
+            remote_task_id=task.task_id,
+            remote_status="PENDING" if task.status in ACTIVE else "",
+            # Ask at once, also when the sweep runs with a later `now` (tests).
+            next_poll_at=min(now, timezone.now()),
+            heartbeat_at=now,
+            recovery=GenerationJob.Recovery.NONE,
+            recovery_at=None,
+        )
+    if adopted:
+        reconcile.remember_task(job=job, task_id=task.task_id, status=task.status)
+        log.warning(
+            "job %s: adopted task %s (created %s, %s) lost in a crash",
+            job.pk,
+            task.task_id,
+            _iso(task.submitted_at),
+            task.status,
+        )
+    else:
+        log.info("job %s: changed meanwhile; task %s not adopted", job.pk, task.task_id)
+
+
+def _requeue_lost(job: GenerationJob, *, now: datetime) -> None:
+    if _lost(job).update(
+        status=GenerationJob.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        submit_started_at=None,
+        recovery=GenerationJob.Recovery.NONE,
+        recovery_at=None,
+    ):
+        log.warning(
+            "job %s: lost submit; no match in the listing since %s; queued again",
+            job.pk,
+            _iso(job.submit_started_at),
+        )
+    else:
+        log.info("job %s: lost submit; no match, but the job changed meanwhile", job.pk)
+
+
+def _undecided(
+    job: GenerationJob, *, now: datetime, reason: str, account_busy: bool | None = None
+) -> None:
+    """Keep asking for a while; then mark the job for an admin, and free its slot
+    once the provider shows nothing running that could be its task (account_busy
+    False) or, when even that is unknowable (None), after the grace period."""
+    began = job.submit_started_at or now
+    if now - began < LOST_SUBMIT_DECIDE:
+        return
+    if job.recovery != GenerationJob.Recovery.ADMIN:
+        job.recovery, job.recovery_at = GenerationJob.Recovery.ADMIN, now
+        _lost(job).update(recovery=job.recovery, recovery_at=now)
+        log.error(
+            "job %s: lost submit marked for an admin: %s; the provider may have "
+            "made this video; check the bill",
+            job.pk,
+            reason,
+        )
+    grace = timedelta(minutes=settings.S2V_LOST_SUBMIT_GRACE_MINUTES)
+    marked = job.recovery_at or now
+    if account_busy is False:
+        why = "the listing shows nothing pending or running"
+    elif now - marked >= grace:
+        why = f"{settings.S2V_LOST_SUBMIT_GRACE_MINUTES} min passed since it was marked"
+    else:
+        log.info(
+            "job %s: marked for an admin; keeps its slot while the provider %s",
+            job.pk,
+            "shows a task running" if account_busy else "cannot say whether it is idle",
+        )
+        return
+    _fail(
+        _lost(job),
+        code="unverified_submit",
+        message=(
+            "The provider may have made this video, but its answer was lost and "
+            "the studio cannot tell. Nothing was charged to your budget; an admin "
+            "will check the provider's bill."
+        ),
+    )
+    log.error(
+        "job %s: lost submit failed for an admin's check; slot freed: %s", job.pk, why
+    )
+    _free_slot(job.engine)
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "?"

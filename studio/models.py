@@ -183,6 +183,9 @@ class GenerationJob(models.Model):
         SUBMITTED | RUNNING -> QUEUED
                                  the sweep took back a job whose worker died,
                                  while it has attempts left (else -> FAILED)
+        SUBMITTED (task id lost) -> SUBMITTED with a task id (adopted from the
+                                 listing) | QUEUED (the listing shows no task) |
+                                 FAILED with recovery=admin (nobody can tell)
     """
 
     class Status(models.TextChoices):
@@ -196,6 +199,12 @@ class GenerationJob(models.Model):
     class Resolution(models.TextChoices):
         P480 = "480P", "480P"
         P720 = "720P", "720P"
+
+    class Recovery(models.TextChoices):
+        # A submit whose answer (the task id) was lost: see dispatcher.sweep_remote.
+        NONE = "", "None"
+        CHECKING = "checking", "Checking with the provider"
+        ADMIN = "admin", "Marked for an admin"
 
     class ReviewState(models.TextChoices):
         NONE = "none", "Not reviewed"
@@ -247,6 +256,12 @@ class GenerationJob(models.Model):
     next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Queued again after a throttled or failed submit: not before this moment.
     not_before = models.DateTimeField(null=True, blank=True)
+    # A submit whose task id never came back: being checked against the provider's
+    # listing, or marked for an admin (the provider may have made and billed it).
+    recovery = models.CharField(
+        max_length=16, choices=Recovery, default=Recovery.NONE, blank=True
+    )
+    recovery_at = models.DateTimeField(null=True, blank=True)
     # The provider's own times (provider-api.md §1.6): when it started running
     # the task and when it ended it. Null when it did not say.
     provider_scheduled_at = models.DateTimeField(null=True, blank=True)
@@ -326,9 +341,11 @@ class GenerationJob(models.Model):
     @property
     def can_cancel(self) -> bool:
         # A task still PENDING at the provider can be withdrawn; a RUNNING one not.
+        # A job whose task id was lost cannot: its task may run and be billed.
         return self.status == self.Status.QUEUED or (
             self.status == self.Status.SUBMITTED
             and self.remote_status in ("", "PENDING")
+            and not self.recovery
         )
 
     @property

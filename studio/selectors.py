@@ -340,6 +340,14 @@ class BadMonth(ValueError):
     """A month query parameter that cannot be used. The message says why."""
 
 
+def jobs_marked_for_admin(*, team: Team | None) -> QuerySet[GenerationJob]:
+    """Jobs whose submit answer was lost and that nobody could settle (all teams: None)."""
+    jobs = GenerationJob.objects.filter(recovery=GenerationJob.Recovery.ADMIN)
+    if team is not None:
+        jobs = jobs.filter(team=team)
+    return jobs.select_related("team", "created_by").order_by("-queued_at")
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     """'2026-11' -> the month's first moment and the next month's, in local time.
 

@@ -512,6 +512,11 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
     if canceled or job.status == GenerationJob.Status.CANCELED:
         billing.job_finished(job_id=job.pk)
         return job
+    if job.is_in_flight and (job.recovery or not job.remote_task_id):
+        raise Rejected(
+            "The studio is sending this video to the provider or checking whether "
+            "the provider received it; it cannot be canceled until that is clear."
+        )
     if job.is_in_flight:
         raise Rejected(
             "The provider has started making this video; a running task cannot be "

@@ -1203,6 +1203,10 @@ def spend(request: HttpRequest, membership: Membership) -> HttpResponse:
         if request.user.is_staff
         else [],
         "currency": billing.currency(),
+        # Site staff see every team's, as they hold the provider account's bill.
+        "marked": selectors.jobs_marked_for_admin(
+            team=None if request.user.is_staff else team
+        )[:50],
     }
     return render(request, "studio/spend.html", context)
 

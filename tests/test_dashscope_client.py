@@ -573,3 +573,25 @@ def test_a_transport_error_says_whether_the_request_may_have_arrived(error, unan
         )
     assert caught.value.kind == ErrorKind.TRANSIENT
     assert caught.value.unanswered is unanswered
+
+
+@pytest.mark.parametrize(
+    "status,body,unanswered",
+    [
+        (400, {"code": "InvalidParameter", "message": "bad"}, False),
+        (429, {"code": "Throttling.RateQuota", "message": "slow down"}, False),
+        (500, {"code": "InternalError", "message": "oops"}, True),
+        (503, {"code": "ModelUnavailable", "message": "later"}, True),
+        (200, {"request_id": "r", "output": {}}, True),
+    ],
+    ids=["400", "429", "500", "503", "200-without-task-id"],
+)
+def test_only_a_4xx_answer_proves_a_submit_made_no_task(status, body, unanswered):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    with pytest.raises(DashScopeError) as caught:
+        client_for(handler).submit(
+            image_url="https://s/p.jpg", audio_url="https://s/a.mp3", resolution="480P"
+        )
+    assert caught.value.unanswered is unanswered

@@ -35,6 +35,7 @@ from .dashscope_client import (
     DashScopeClient,
     DashScopeError,
     ErrorKind,
+    ListedTask,
     RemoteTask,
     UploadPolicy,
 )
@@ -263,18 +264,14 @@ class DashScopeEngine:
         except DashScopeError as exc:
             raise self._engine_error(exc) from exc
 
-    def find_lost_task(
-        self, *, submitted_after: datetime, known: set[str]
-    ) -> str | None:
-        """The id of a task this account submitted after a moment and nobody claimed.
+    def listed_tasks(self, *, since: datetime) -> list[ListedTask]:
+        """The account's s2v tasks created since a moment, oldest first.
 
         Used after a crash between the provider accepting a task and the id being
         saved: the listing (provider-api.md §1.2a) finds it by creation time and
-        model, and elimination of the ids the studio saved tells it apart. The
-        oldest such task is taken, so jobs lost together adopt in submit order.
+        model; the dispatcher tells it apart by elimination of the ids it saved.
         Raises EngineError when the listing fails or cannot be read.
         """
-        since = submitted_after - timedelta(minutes=1)  # clocks differ a little
         try:
             tasks = self.client.list_tasks(
                 start=since, end=timezone.now() + timedelta(minutes=1)
@@ -286,20 +283,10 @@ class DashScopeEngine:
                 permanent=exc.permanent,
                 kind=str(exc.kind),
             ) from exc
-        candidates = sorted(
-            (
-                t
-                for t in tasks
-                if t.task_id not in known
-                # Failures are free (§3.3), and a FAILED task may be one a retried
-                # job left behind: resubmitting costs nothing, adopting it might.
-                and t.status not in ("UNKNOWN", "CANCELED", "FAILED")
-                and t.model in ("", S2V_MODEL)
-                and (t.submitted_at is None or t.submitted_at >= since)
-            ),
-            key=lambda t: t.submitted_at or submitted_after,
+        return sorted(
+            (t for t in tasks if t.model in ("", S2V_MODEL)),
+            key=lambda t: t.submitted_at or since,
         )
-        return candidates[0].task_id if candidates else None
 
     # -- inputs -------------------------------------------------------------------
 

@@ -245,7 +245,11 @@ class DashScopeClient:
                 **_oss_header(image_url, audio_url),
             },
         )
-        return _parse_task(data)
+        try:
+            return _parse_task(data)
+        except DashScopeError as exc:
+            exc.unanswered = True  # a 200 without a task id: a task may exist
+            raise
 
     def get_task(self, task_id: str) -> RemoteTask:
         # provider-api.md §1.6 / §3.2.
@@ -438,9 +442,12 @@ class DashScopeClient:
             data = {}
         if response.status_code in (200, 201):
             if not data:
+                # The provider did what was asked; only its answer is unreadable.
                 raise DashScopeError(
                     f"{method} {path}: the answer was not JSON.",
                     kind=ErrorKind.TRANSIENT,
+                    status=response.status_code,
+                    unanswered=True,
                 )
             return data
         code = str(data.get("code") or "Unknown")
@@ -451,6 +458,9 @@ class DashScopeClient:
             kind=classify(code, message, response.status_code),
             status=response.status_code,
             request_id=str(data.get("request_id", "")),
+            # Only a 4xx (429 included) proves the request was refused; a 5xx
+            # may come from a gateway after the service made the task.
+            unanswered=response.status_code >= 500,
         )
 
 
