@@ -19,6 +19,7 @@ from studio.models import (
     LedgerEntry,
     Portrait,
     ProviderAccount,
+    RemoteTask,
     RemoteUpload,
 )
 from tests import media_factories
@@ -351,6 +352,8 @@ def lose_task_id(job: GenerationJob) -> str:
         next_poll_at=None,
         submit_started_at=timezone.now() - timedelta(minutes=3),
     )
+    # Forgotten before anything saved it: the record of every task too.
+    RemoteTask.objects.filter(task_id=task_id).delete()
     return task_id
 
 

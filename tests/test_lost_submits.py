@@ -24,7 +24,13 @@ from studio import billing, dispatcher, services
 from studio.engine import get_engine
 from studio.engine.dashscope import DashScopeEngine
 from studio.engine.dashscope_client import DashScopeClient, ListedTask
-from studio.models import GenerationJob, LedgerEntry, Price, ProviderAccount
+from studio.models import (
+    GenerationJob,
+    LedgerEntry,
+    Price,
+    ProviderAccount,
+    RemoteTask,
+)
 from tests import media_factories
 from tests.conftest import ASTRONAUT, upload
 
@@ -341,8 +347,10 @@ def test_two_lost_jobs_adopt_their_tasks_in_creation_order(
         job.refresh_from_db()
     ids = {job.pk: job.remote_task_id for job in jobs}
     assert all(ids.values())
-    # Both workers died before saving: the ids are lost together.
+    # Both workers died before saving: the ids are lost together (and so the
+    # record of every task the studio had never got them either).
     GenerationJob.objects.filter(pk__in=ids).update(remote_task_id="", remote_status="")
+    RemoteTask.objects.filter(task_id__in=ids.values()).delete()
 
     dispatcher.sweep_remote(now=timezone.now() + timedelta(minutes=3))
 
