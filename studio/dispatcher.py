@@ -60,6 +60,9 @@ LOST_SUBMIT_AFTER = timedelta(minutes=2)
 # so that within 10 minutes of a crash every job is adopted, queued again or
 # marked (with the minute sweep, at most 7 minutes).
 LOST_SUBMIT_DECIDE = timedelta(minutes=6)
+# A submit that never sent its paid request is taken back after this long: no
+# task can exist. Long enough for a slow upload of the inputs to finish.
+UNSENT_SUBMIT_AFTER = timedelta(minutes=5)
 # Clocks differ a little: a task created this long before its job's submit
 # began may still be the job's.
 CLOCK_SLACK = timedelta(minutes=1)
@@ -78,6 +81,10 @@ END_MARGIN = 0.25
 # Polls closer together than this are merged into the later one.
 MIN_POLL_GAP = 0.5
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
+
+
+class SendWithdrawn(Exception):
+    """The job was taken back before its paid request went out: send nothing."""
 
 
 def holding_slot(engine_name: str) -> Q:
@@ -116,6 +123,7 @@ def dispatch(*, engine_name: str, now: datetime | None = None) -> list[int]:
                 started_at=now,
                 heartbeat_at=now,
                 submit_started_at=now,
+                submit_posted_at=None,
                 attempts=F("attempts") + 1,
                 remote_task_id="",
                 remote_status="",
@@ -182,7 +190,11 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     ):
         return job
     engine = get_engine(job.engine)
-    mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
+    # This dispatch of the job: a requeue and a new dispatch bring `attempts`
+    # back to the same number, but never `submit_started_at`.
+    mine = GenerationJob.objects.filter(
+        pk=job.pk, attempts=job.attempts, submit_started_at=job.submit_started_at
+    )
     # Claim the send: dispatch() sets heartbeat_at to submit_started_at, and the
     # first send moves it on. A message redelivered after its worker died
     # mid-submit must not send again (the provider may have made the task); the
@@ -197,6 +209,21 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
             job.pk,
         )
         return job
+    posted = False
+
+    def before_post() -> None:
+        # The last moment a taken-back job costs nothing: record that the paid
+        # request goes out, unless the sweep took the job back meanwhile.
+        nonlocal posted
+        now = timezone.now()
+        if not mine.filter(
+            status=GenerationJob.Status.SUBMITTED,
+            remote_task_id="",
+            submit_posted_at__isnull=True,
+        ).update(submit_posted_at=now, heartbeat_at=now):
+            raise SendWithdrawn
+        posted = True
+
     try:
         with (
             stored_path(job.portrait.file.name) as portrait,
@@ -209,10 +236,31 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
                 ),
                 audio=InputFile(audio, job.audio.sha256, job.audio.file.name),
                 resolution=job.resolution,
+                before_post=before_post,
             )
             result = engine.start(request, lambda fraction: None)
+    except SendWithdrawn:
+        log.warning("job %s: taken back while it was being sent; not sent", job.pk)
+        return GenerationJob.objects.get(pk=job.pk)
     except EngineError as exc:
         _submit_failed(job, exc)
+        return GenerationJob.objects.get(pk=job.pk)
+    except Exception as exc:
+        # Not a provider answer (a stored input gone, a bug). Before the paid
+        # request it would fail the same way each time: fail the job rather
+        # than hold the slot again and again. After it, a task may exist.
+        log.exception("job %s: submit failed unexpectedly", job.pk)
+        if posted:
+            error = EngineError(str(exc), permanent=False, unanswered=True)
+            _submit_failed(job, error)
+        else:
+            _fail(
+                mine.filter(status=GenerationJob.Status.SUBMITTED, remote_task_id=""),
+                code="submit_error",
+                message="The studio could not send this job to the provider "
+                f"({type(exc).__name__}). Nothing was billed. Retry it; if it "
+                "keeps failing, tell an admin.",
+            )
         return GenerationJob.objects.get(pk=job.pk)
 
     now = timezone.now()
@@ -227,6 +275,8 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         remote_started_at=now,
         heartbeat_at=now,
         next_poll_at=plan_next_poll(job, now=now),
+        recovery=GenerationJob.Recovery.NONE,
+        recovery_at=None,
     )
     _resume_account(engine.name)
     reconcile.remember_task(
@@ -246,6 +296,7 @@ def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
     current = GenerationJob.objects.filter(
         pk=job.pk,
         attempts=job.attempts,
+        submit_started_at=job.submit_started_at,
         status=GenerationJob.Status.SUBMITTED,
         remote_task_id="",
     )
@@ -284,6 +335,7 @@ def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
         status=GenerationJob.Status.QUEUED,
         attempts=F("attempts") - 1,
         submit_started_at=None,
+        submit_posted_at=None,
         not_before=now + _backoff(job.polls),
         polls=F("polls") + 1,
     )
@@ -780,19 +832,35 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
             submit_started_at__lt=now - LOST_SUBMIT_AFTER,
         ).order_by("submit_started_at", "id")
     )
+    # The paid request never went out: no task exists, so sending again is safe
+    # (a worker still uploading finds the job taken back and sends nothing).
+    unsent = [
+        job
+        for job in lost
+        if job.submit_posted_at is None
+        and now - (job.submit_started_at or now) >= UNSENT_SUBMIT_AFTER
+    ]
+    for job in unsent:
+        _requeue_lost(job, now=now, why="its paid request was never sent")
+    lost = [
+        job
+        for job in lost
+        if job.submit_posted_at is not None
+        and job.submit_posted_at < now - LOST_SUBMIT_AFTER
+    ]
     for job in lost:
         if not job.recovery:
             job.recovery, job.recovery_at = GenerationJob.Recovery.CHECKING, now
             _lost(job).update(recovery=job.recovery, recovery_at=now)
             log.warning(
-                "job %s: submit began %s and saved no task id; checking with the "
+                "job %s: submit sent %s and saved no task id; checking with the "
                 "provider whether it received it",
                 job.pk,
-                _iso(job.submit_started_at),
+                _iso(job.submit_posted_at),
             )
     if not lost:
-        return []
-    earliest = min(job.submit_started_at or now for job in lost)
+        return [job.pk for job in unsent]
+    earliest = min(job.submit_posted_at or now for job in lost)
     engine = get_engine(engine_name)
     try:
         listed: list[ListedTask] = engine.listed_tasks(  # type: ignore[attr-defined]
@@ -811,7 +879,7 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
                 exc,
             )
             _undecided(job, now=now, reason=f"the task listing failed ({exc})")
-        return [job.pk for job in lost]
+        return [job.pk for job in unsent + lost]
 
     # Every id saved on a job that can hold a task created since `earliest`.
     known = set(
@@ -844,7 +912,7 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
             job.pk,
             len(candidates),
             len(ambiguous),
-            _iso(job.submit_started_at),
+            _iso(job.submit_posted_at),
         )
         _undecided(
             job,
@@ -852,7 +920,7 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
             reason="the provider lists tasks the studio cannot tell apart",
             account_busy=account_busy,
         )
-    return [job.pk for job in lost]
+    return [job.pk for job in unsent + lost]
 
 
 def match_lost(
@@ -862,17 +930,23 @@ def match_lost(
 ]:
     """Pair lost jobs with unknown listed tasks: (adopt, requeue, ambiguous).
 
-    A job whose submit began after every unknown task was created made none: it
-    is queued again. The others adopt in creation order when there are exactly
-    as many tasks as jobs and each task was created after its job's submit
-    began; anything else cannot be told apart and is ambiguous.
+    A task is a job's only if it was created while the job's paid request could
+    have been handled (from when it was sent to LOST_SUBMIT_AFTER later, give or
+    take CLOCK_SLACK): the account may be shared with other applications. A job
+    no unknown task could be made none: it is queued again. The others adopt in
+    creation order when there are exactly as many tasks as jobs and each fits
+    its job; anything else cannot be told apart and is ambiguous.
     """
-    jobs = sorted(jobs, key=lambda j: (j.submit_started_at or EPOCH, j.pk))
+    jobs = sorted(jobs, key=lambda j: (_sent(j), j.pk))
     tasks = sorted(tasks, key=lambda t: t.submitted_at or EPOCH)
 
     def could_be(job: GenerationJob, task: ListedTask) -> bool:
-        began = job.submit_started_at or EPOCH
-        return task.submitted_at is None or task.submitted_at >= began - CLOCK_SLACK
+        sent = _sent(job)
+        return task.submitted_at is None or (
+            sent - CLOCK_SLACK
+            <= task.submitted_at
+            <= sent + LOST_SUBMIT_AFTER + CLOCK_SLACK
+        )
 
     requeue = [job for job in jobs if not any(could_be(job, t) for t in tasks)]
     rest = [job for job in jobs if job not in requeue]
@@ -889,11 +963,17 @@ def match_lost(
     return [], requeue, rest
 
 
+def _sent(job: GenerationJob) -> datetime:
+    return job.submit_posted_at or job.submit_started_at or EPOCH
+
+
 def _lost(job: GenerationJob) -> QuerySet[GenerationJob]:
     """The job, only while it is still the same lost submit."""
     return GenerationJob.objects.filter(
         pk=job.pk,
         attempts=job.attempts,
+        submit_started_at=job.submit_started_at,
+        submit_posted_at=job.submit_posted_at,
         status=GenerationJob.Status.SUBMITTED,
         remote_task_id="",
     )
@@ -934,18 +1014,19 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
         log.info("job %s: changed meanwhile; task %s not adopted", job.pk, task.task_id)
 
 
-def _requeue_lost(job: GenerationJob, *, now: datetime) -> None:
+def _requeue_lost(job: GenerationJob, *, now: datetime, why: str = "") -> None:
     if _lost(job).update(
         status=GenerationJob.Status.QUEUED,
         attempts=F("attempts") - 1,
         submit_started_at=None,
+        submit_posted_at=None,
         recovery=GenerationJob.Recovery.NONE,
         recovery_at=None,
     ):
         log.warning(
-            "job %s: lost submit; no match in the listing since %s; queued again",
+            "job %s: lost submit; %s; queued again",
             job.pk,
-            _iso(job.submit_started_at),
+            why or f"no match in the listing since {_iso(job.submit_posted_at)}",
         )
     else:
         log.info("job %s: lost submit; no match, but the job changed meanwhile", job.pk)
@@ -957,7 +1038,7 @@ def _undecided(
     """Keep asking for a while; then mark the job for an admin, and free its slot
     once the provider shows nothing running that could be its task (account_busy
     False) or, when even that is unknowable (None), after the grace period."""
-    began = job.submit_started_at or now
+    began = job.submit_posted_at or job.submit_started_at or now
     if now - began < LOST_SUBMIT_DECIDE:
         return
     if job.recovery != GenerationJob.Recovery.ADMIN:

@@ -252,6 +252,9 @@ class GenerationJob(models.Model):
     # Remote engines: when the submit began (to find a task a crash lost the id
     # of), when the provider started running it, and when to ask next.
     submit_started_at = models.DateTimeField(null=True, blank=True)
+    # When the request that creates the paid task went out: before it, a job
+    # taken back costs nothing; after it, the provider may have made the task.
+    submit_posted_at = models.DateTimeField(null=True, blank=True)
     remote_started_at = models.DateTimeField(null=True, blank=True)
     next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Queued again after a throttled or failed submit: not before this moment.

@@ -329,9 +329,7 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
             ),
             lambda f: None,
         )
-    GenerationJob.objects.filter(pk=job.pk).update(
-        submit_started_at=timezone.now() - timedelta(minutes=3)
-    )
+    sent_a_while_ago(job)
 
     dispatcher.sweep_remote(now=timezone.now())
 
@@ -341,17 +339,24 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
     assert len(tasks_of(emu)) == 1
 
 
+def sent_a_while_ago(job: GenerationJob) -> None:
+    """Date the job's send back far enough for the sweep to look, and recently
+    enough that a task created just now could be its answer."""
+    sent = timezone.now() - timedelta(seconds=150)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_started_at=sent, submit_posted_at=sent
+    )
+
+
 def lose_task_id(job: GenerationJob) -> str:
     """The provider accepted the job's task, but the studio forgot its id."""
     job.refresh_from_db()
     task_id = job.remote_task_id
     assert task_id
     GenerationJob.objects.filter(pk=job.pk).update(
-        remote_task_id="",
-        remote_status="",
-        next_poll_at=None,
-        submit_started_at=timezone.now() - timedelta(minutes=3),
+        remote_task_id="", remote_status="", next_poll_at=None
     )
+    sent_a_while_ago(job)
     # Forgotten before anything saved it: the record of every task too.
     RemoteTask.objects.filter(task_id=task_id).delete()
     return task_id
@@ -405,9 +410,10 @@ def test_a_finished_task_of_another_job_is_not_adopted(
     first = queue(alice, team, inputs, enqueued)
     assert drive(first).status == "succeeded"
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch(engine_name="dashscope")  # claimed, never sent
+    dispatcher.dispatch(engine_name="dashscope")  # sent; the worker died unanswered
+    began = timezone.now() - timedelta(minutes=3)
     GenerationJob.objects.filter(pk=job.pk).update(
-        submit_started_at=timezone.now() - timedelta(minutes=3)
+        submit_started_at=began, submit_posted_at=began
     )
 
     with caplog.at_level("INFO", logger="studio.dispatcher"):
@@ -435,9 +441,7 @@ def test_an_unanswered_submit_is_not_sent_again_but_found_or_requeued_by_the_swe
     assert len(tasks_of(emu)) == (1 if adopted else 0)
     # The job keeps its slot: nothing else is sent meanwhile.
     assert dispatcher.dispatch(engine_name="dashscope") == []
-    GenerationJob.objects.filter(pk=job.pk).update(
-        submit_started_at=timezone.now() - timedelta(minutes=3)
-    )
+    sent_a_while_ago(job)
     with caplog.at_level("INFO", logger="studio.dispatcher"):
         dispatcher.sweep_remote(now=timezone.now())
 
@@ -452,18 +456,20 @@ def test_an_unanswered_submit_is_not_sent_again_but_found_or_requeued_by_the_swe
 
 
 def test_a_submit_that_never_reached_the_provider_is_queued_again(
-    emu, inputs, alice, team, enqueued
+    emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch(engine_name="dashscope")
+    dispatcher.dispatch(engine_name="dashscope")  # the worker died before sending
     GenerationJob.objects.filter(pk=job.pk).update(
-        submit_started_at=timezone.now() - timedelta(minutes=3)
+        submit_started_at=timezone.now() - timedelta(minutes=6)
     )
 
-    dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.dispatcher"):
+        dispatcher.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.status == "queued" and job.attempts == 0
+    assert "its paid request was never sent" in caplog.text
     assert drive(job).status == "succeeded"
 
 

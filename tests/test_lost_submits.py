@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db.models import Sum
+from django.db.models import F, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,6 +38,13 @@ pytestmark = pytest.mark.django_db
 
 # Every job must be settled (adopted, queued again or marked) this long after a crash.
 SETTLED_WITHIN = timedelta(minutes=10)
+
+
+def sent_and_died(job: GenerationJob) -> None:
+    """The worker sent the job's paid request, then died before any answer."""
+    GenerationJob.objects.filter(pk=job.pk).update(
+        submit_posted_at=F("submit_started_at")
+    )
 
 
 class WorkerKilled(BaseException):
@@ -251,8 +258,9 @@ def test_a_listing_that_keeps_failing_marks_the_job_and_frees_the_slot_after_gra
     emu.faults({**fault, "count": None})
     job = new_job(alice, team, inputs)
     waiting = new_job(alice, team, inputs)
-    [claimed] = dispatcher.dispatch(engine_name="dashscope")  # then the worker died
+    [claimed] = dispatcher.dispatch(engine_name="dashscope")
     assert claimed == job.pk
+    sent_and_died(job)
     crashed_at = timezone.now()
 
     with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
@@ -290,6 +298,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
     settings.S2V_LOST_SUBMIT_GRACE_MINUTES = 600
     job = new_job(alice, team, inputs)
     dispatcher.dispatch(engine_name="dashscope")
+    sent_and_died(job)
     crashed_at = timezone.now()
     listed: list[ListedTask] = []
 
@@ -421,3 +430,73 @@ def test_a_job_whose_send_began_cannot_be_canceled_but_one_only_claimed_can(
     assert services.job_cancel(job=second).status == "canceled"
     assert dispatcher.job_submit(job_id=second.pk).status == "canceled"
     assert len(tasks_of(emu)) == 1
+
+
+def test_a_job_taken_back_while_its_inputs_upload_sends_nothing(
+    emu, inputs, alice, team, monkeypatch, caplog
+):
+    # A slow upload outlives the sweep's patience: the sweep takes the job back,
+    # and the worker, still holding it, must not then send the paid request.
+    job = new_job(alice, team, inputs)
+    real_input_url = DashScopeEngine.input_url
+    swept: list[int] = []
+
+    def slow_upload(self, image, *, model):
+        url = real_input_url(self, image, model=model)
+        if not swept:
+            later = (
+                timezone.now() + dispatcher.UNSENT_SUBMIT_AFTER + timedelta(minutes=1)
+            )
+            swept.extend(dispatcher.sweep_remote(now=later))
+        return url
+
+    monkeypatch.setattr(DashScopeEngine, "input_url", slow_upload)
+    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
+        dispatcher.dispatch_and_submit(engine_name="dashscope")
+
+    assert swept == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "queued" and job.submit_posted_at is None
+    assert tasks_of(emu) == []  # nothing was sent, nothing can be billed
+    assert "taken back while it was being sent; not sent" in caplog.text
+    monkeypatch.setattr(DashScopeEngine, "input_url", real_input_url)
+    settle([job], crashed_at=timezone.now())
+    assert len(tasks_of(emu)) == 1 and ledger_total() == provider_bill(emu)
+
+
+def test_a_task_created_long_after_the_send_is_not_taken_for_its_answer():
+    # The account is shared: another application's task made minutes after this
+    # job's request went out cannot be that request's answer.
+    sent = timezone.now() - timedelta(minutes=10)
+    job = GenerationJob(pk=1, submit_started_at=sent, submit_posted_at=sent)
+
+    def task(minutes_after: float) -> ListedTask:
+        return ListedTask(
+            task_id=f"t{minutes_after}",
+            status="SUCCEEDED",
+            model="wan2.2-s2v",
+            submitted_at=sent + timedelta(minutes=minutes_after),
+        )
+
+    assert dispatcher.match_lost([job], [task(7)]) == ([], [job], [])
+    assert dispatcher.match_lost([job], [task(0.01)]) == ([(job, task(0.01))], [], [])
+
+
+def test_an_unexpected_error_before_sending_fails_the_job_and_frees_the_slot(
+    emu, inputs, alice, team, monkeypatch
+):
+    job = new_job(alice, team, inputs)
+    waiting = new_job(alice, team, inputs)
+
+    def broken(self, image, *, model):
+        raise FileNotFoundError("the stored portrait is gone")
+
+    monkeypatch.setattr(DashScopeEngine, "input_url", broken)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "submit_error")
+    assert "Nothing was billed" in job.error_message
+    assert tasks_of(emu) == []
+    # The slot is free for the next job at once, not after a sweep.
+    assert dispatcher.dispatch(engine_name="dashscope") == [waiting.pk]

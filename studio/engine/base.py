@@ -104,6 +104,9 @@ class GenerationRequest:
     audio: InputFile
     resolution: str
     face_box: tuple[int, int, int, int] | None = None
+    # Called right before the request that creates a paid task is sent. It
+    # raises to withdraw the send (the job was taken back meanwhile).
+    before_post: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

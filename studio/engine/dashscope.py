@@ -226,6 +226,8 @@ class DashScopeEngine:
             audio_url = self.input_url(request.audio, model=S2V_MODEL)
         except DashScopeError as exc:
             raise self._engine_error(exc) from exc  # no task can exist yet
+        if request.before_post is not None:
+            request.before_post()
         try:
             task = self.client.submit(
                 image_url=image_url,
