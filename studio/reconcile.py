@@ -318,6 +318,10 @@ def _known(
         return None, 0
     if not job_done and not state_differs:
         return None, 0  # the studio is still copying its result: the job bills it
+    if job is not None and job.is_terminal and job.remote_task_id == row.task_id:
+        # Settle it first (a no-op when done): were a crash to have left the job
+        # unsettled, this run and the late settlement would both charge the task.
+        billing.job_finished(job_id=job.pk)
     charged = LedgerEntry.objects.filter(
         remote_id=row.task_id,
         billed=True,

@@ -161,3 +161,37 @@ def test_the_local_engine_has_nothing_to_reconcile(settings, team):
         "nothing to reconcile"
         in client.get(reverse("studio:provider-reconcile")).content.decode()
     )
+
+
+def test_a_job_a_crash_left_unsettled_is_settled_not_charged_twice(
+    emu, inputs, alice, team, enqueued
+):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from studio import billing
+
+    job = queue(alice, team, inputs, enqueued)
+    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    job.refresh_from_db()
+    task = wait_until_final(emu, job.remote_task_id)
+    # The video could not be saved, and the worker died between failing the
+    # job and settling it: no charge in the ledger yet.
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=GenerationJob.Status.FAILED,
+        remote_status="SUCCEEDED",
+        billed_seconds=Decimal(f"{task['video_duration']:.2f}"),
+        error_code="ResultExpired",
+        finished_at=timezone.now(),
+    )
+    assert not LedgerEntry.objects.filter(job=job, kind="generation").exists()
+
+    run_command()
+    billing.job_finished(job_id=job.pk)  # the late settlement, e.g. an admin's
+    run_command()
+
+    [line] = LedgerEntry.objects.filter(remote_id=job.remote_task_id, billed=True)
+    assert (line.kind, line.job) == ("generation", job)
+    assert line.seconds == Decimal(f"{task['video_duration']:.2f}")
+    assert outside_lines() == []
