@@ -58,17 +58,28 @@ class _Heartbeat:
         if not _cluster_name:
             _cluster_name = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
         self._next_beat = 0.0
+        # Since when this cluster's beats have all gone through. A cluster that
+        # could not report (the database was away) must not judge the others
+        # before they too had the time to report again.
+        self._beating_since: float | None = None
 
     def set_stat(self, key: str, value: str, timeout: int) -> object:
         # Only the sentinel saves its status, every guard cycle (0.5 s): the
         # place for a cluster's heartbeat.
-        if time.monotonic() >= self._next_beat:
+        now = time.monotonic()
+        if now >= self._next_beat:
             first = self._next_beat == 0.0
-            self._next_beat = time.monotonic() + BEAT_SECONDS
+            self._next_beat = now + BEAT_SECONDS
+            since = self._beating_since if self._beating_since is not None else now
             try:
-                cluster_beat(first=first)
+                cluster_beat(
+                    first=first, judge=now - since > DEAD_AFTER.total_seconds()
+                )
             except Exception:
+                self._beating_since = None
                 log.exception("queue cluster heartbeat failed")
+            else:
+                self._beating_since = since
         return super().set_stat(key, value, timeout)  # type: ignore[misc]
 
 
@@ -107,12 +118,12 @@ class StudioORM(_Heartbeat, ORM):  # type: ignore[misc]
         QueueLease.objects.filter(message_id=task_id).delete()
 
 
-def cluster_beat(*, first: bool = False) -> None:
-    """Report this cluster alive, then recover what dead clusters left."""
+def cluster_beat(*, first: bool = False, judge: bool = True) -> None:
+    """Report this cluster alive, then (if `judge`) recover what dead clusters left."""
     QueueCluster.objects.update_or_create(
         name=_cluster_name,
         defaults={
-            "host": socket.gethostname(),
+            "host": this_host(),
             "pid": os.getpid(),
             "beat_at": timezone.now(),
         },
@@ -121,7 +132,20 @@ def cluster_beat(*, first: bool = False) -> None:
         removed = scratch.clean_stale()
         if removed:
             log.warning("removed %d stale scratch entries", len(removed))
-    release_dead_clusters()
+    if judge:
+        release_dead_clusters()
+
+
+def this_host() -> str:
+    """This machine and process-id namespace: where a cluster's pid can be checked.
+
+    Containers may share a host name but not their process ids.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()} {namespace}".strip()
 
 
 def release_dead_clusters() -> list[str]:
@@ -129,7 +153,7 @@ def release_dead_clusters() -> list[str]:
     from . import services
 
     now = timezone.now()
-    host = socket.gethostname()
+    host = this_host()
     dead = [
         cluster.name
         for cluster in QueueCluster.objects.exclude(name=_cluster_name)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -36,7 +37,7 @@ def _gone_pid() -> int:
 def _cluster(name: str, *, pid: int, host: str = "", beat_ago: float = 0) -> None:
     QueueCluster.objects.create(
         name=name,
-        host=host or socket.gethostname(),
+        host=host or broker.this_host(),
         pid=pid,
         beat_at=timezone.now() - timedelta(seconds=beat_ago),
     )
@@ -166,3 +167,25 @@ def test_a_render_leaves_nothing_in_scratch(job, settings, tmp_path: Path):
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.SUCCEEDED
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_cluster_judges_the_others_only_after_reporting_for_a_while(monkeypatch):
+    # After the database was away, every cluster's beat is stale: the first one
+    # back must not take the others' work before they could report again.
+    judged: list[bool] = []
+    outage = {3}
+
+    def beat(*, first: bool, judge: bool) -> None:
+        judged.append(judge)
+        if len(judged) in outage:
+            raise DatabaseError("the database is away")
+
+    clock = [1000.0]
+    monkeypatch.setattr(broker, "cluster_beat", beat)
+    monkeypatch.setattr(broker, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    sentinel = broker.StudioORM(list_key="s2v")
+    for at in (1000, 1040, 1045, 1050, 1060, 1081):
+        clock[0] = float(at)
+        sentinel.set_stat("stat", "x", 3)
+
+    assert judged == [False, True, True, False, False, True]
