@@ -10,6 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from studio.engine import dashscope_client
 from studio.engine.dashscope import DashScopeEngine, tidy, user_message
 from studio.engine.dashscope_client import (
     PROVIDER_TZ,
@@ -595,3 +596,16 @@ def test_only_a_4xx_answer_proves_a_submit_made_no_task(status, body, unanswered
             image_url="https://s/p.jpg", audio_url="https://s/a.mp3", resolution="480P"
         )
     assert caught.value.unanswered is unanswered
+
+
+@pytest.mark.parametrize("duration", ["abc", "NaN", "-3", True, [1]])
+def test_billed_seconds_that_are_not_a_number_are_read_as_unknown(duration):
+    # A garbled usage must not break every poll of the task (the slot would be
+    # held until the task expired); unknown seconds are settled from the hold.
+    task = dashscope_client._parse_task(
+        {
+            "output": {"task_id": "t-1", "task_status": "SUCCEEDED"},
+            "usage": {"duration": duration},
+        }
+    )
+    assert task.status == "SUCCEEDED" and task.billed_seconds is None

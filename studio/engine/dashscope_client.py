@@ -493,7 +493,7 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         task_id=task_id,
         status=status,
         video_url=str(results.get("video_url") or output.get("video_url") or ""),
-        billed_seconds=Decimal(str(seconds)) if seconds is not None else None,
+        billed_seconds=_seconds(seconds),
         code=str(output.get("code") or ""),
         message=str(output.get("message") or ""),
         submitted_at=parse_time(output.get("submit_time")),
@@ -529,6 +529,17 @@ def _parse_millis(value: object) -> datetime | None:
         return datetime.fromtimestamp(millis / 1000, tz=UTC) if millis > 0 else None
     except (TypeError, ValueError, OverflowError, OSError):
         raise DashScopeError(f"A task listing time was {value!r}.") from None
+
+
+def _seconds(value: object) -> Decimal | None:
+    """Billed seconds as a Decimal; None when absent or not a finite number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        seconds = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return seconds if seconds.is_finite() and seconds >= 0 else None
 
 
 def parse_time(value: object) -> datetime | None:
