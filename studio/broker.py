@@ -175,7 +175,7 @@ def release_dead_clusters() -> list[str]:
     jobs = services.jobs_take_back(workers=dead)
     if not Conf.ORM:
         # Redis: the messages the dead cluster had popped are lost.
-        jobs += services.jobs_resend_queued()
+        jobs += services.jobs_resend_queued(exclude=jobs)
     QueueCluster.objects.filter(name__in=dead).delete()
     log.warning(
         "clusters %s are gone: released %d messages, took back jobs %s",

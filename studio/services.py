@@ -843,9 +843,12 @@ def _resend_lost_messages(*, now: datetime) -> list[int]:
     return _resend(waiting, now=now)
 
 
-def jobs_resend_queued() -> list[int]:
-    """Send every queued local job again: a dead cluster may have popped its message."""
-    waiting = GenerationJob.objects.filter(status=GenerationJob.Status.QUEUED)
+def jobs_resend_queued(*, exclude: list[int]) -> list[int]:
+    """Send every queued local job again (but those in `exclude`, just sent): a
+    dead cluster may have popped its message."""
+    waiting = GenerationJob.objects.filter(status=GenerationJob.Status.QUEUED).exclude(
+        pk__in=exclude
+    )
     return _resend(waiting, now=timezone.now())
 
 
