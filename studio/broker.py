@@ -158,7 +158,7 @@ def release_dead_clusters() -> list[str]:
         cluster.name
         for cluster in QueueCluster.objects.exclude(name=_cluster_name)
         if cluster.beat_at < now - DEAD_AFTER
-        or (cluster.host == host and not _running(cluster.pid))
+        or (cluster.host == host and not scratch.process_alive(cluster.pid))
     ]
     if not dead:
         return []
@@ -184,18 +184,3 @@ def release_dead_clusters() -> list[str]:
         jobs,
     )
     return dead
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie has finished: its parent has only not collected it yet.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True

@@ -53,7 +53,7 @@ def clean_stale() -> list[str]:
     removed = []
     for entry in root().iterdir():
         match = _OWNER.search(entry.name)
-        if match is None or _alive(int(match[1])):
+        if match is None or process_alive(int(match[1])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -63,11 +63,17 @@ def clean_stale() -> list[str]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` on this machine still runs (a zombie has finished)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # someone else's process: not ours to judge
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            # The state follows the command name, which may itself hold ")".
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
