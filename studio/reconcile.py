@@ -155,6 +155,7 @@ def reconcile(
         .values_list("submit_started_at", flat=True)
         .first()
     )
+    ledger = _Ledger(ids)
     findings: list[Finding] = []
     recorded = 0
     for row in rows:
@@ -162,9 +163,9 @@ def reconcile(
         job = record.job if record else legacy.get(row.task_id)
         finding: Finding | None
         if record is None and job is None:
-            finding, wrote = _unknown(engine, row, lost_since=lost_since)
+            finding, wrote = _unknown(engine, row, ledger, lost_since=lost_since)
         else:
-            finding, wrote = _known(engine, row, record=record, job=job)
+            finding, wrote = _known(engine, row, ledger, record=record, job=job)
         recorded += wrote
         if finding is not None:
             findings.append(finding)
@@ -183,6 +184,42 @@ def reconcile(
     return run
 
 
+class _Ledger:
+    """What the ledger already says of the listed tasks, read in two queries."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        lines = LedgerEntry.objects.filter(
+            remote_id__in=task_ids,
+            billed=True,
+            kind__in=[LedgerEntry.Kind.GENERATION, LedgerEntry.Kind.OUTSIDE],
+        )
+        self.charged: dict[str, Decimal] = {
+            row["remote_id"]: row["seconds"] or Decimal(0)
+            for row in lines.values("remote_id").annotate(seconds=Sum("seconds"))
+        }
+        # Seconds and money recorded as billed outside the studio, per task.
+        self.outside: dict[str, tuple[Decimal, Decimal]] = {
+            row["remote_id"]: (row["seconds"], row["amount"])
+            for row in lines.filter(kind=LedgerEntry.Kind.OUTSIDE)
+            .values("remote_id")
+            .annotate(seconds=Sum("seconds"), amount=Sum("amount"))
+        }
+        self.settled = set(
+            LedgerEntry.objects.filter(
+                remote_id__in=task_ids, kind=LedgerEntry.Kind.GENERATION
+            ).values_list("remote_id", flat=True)
+        )
+
+    def charged_for(self, task_id: str) -> Decimal:
+        return self.charged.get(task_id, Decimal(0))
+
+    def refresh(self, task_id: str) -> None:
+        """Read one task's lines again, after a settlement may have added one."""
+        fresh = _Ledger([task_id])
+        self.charged[task_id] = fresh.charged_for(task_id)
+        self.settled |= fresh.settled
+
+
 def _usage(engine: DashScopeEngine, task_id: str) -> tuple[Decimal | None, str]:
     """Billed seconds and resolution of a task: the listing has neither (§1.2a, §3.2)."""
     time.sleep(QUERY_GAP)
@@ -198,12 +235,22 @@ def _price(engine: DashScopeEngine, resolution: str) -> Decimal:
     )
 
 
+def _cost(engine: DashScopeEngine, seconds: Decimal, resolution: str) -> Decimal:
+    return billing.generation_cost(
+        provider=engine.name, resolution=resolution or "480P", seconds=seconds
+    )
+
+
 def _created(row_time: datetime | None) -> str:
     return row_time.isoformat() if row_time else ""
 
 
 def _unknown(
-    engine: DashScopeEngine, row: ListedTask, *, lost_since: datetime | None
+    engine: DashScopeEngine,
+    row: ListedTask,
+    ledger: _Ledger,
+    *,
+    lost_since: datetime | None,
 ) -> tuple[Finding, int]:
     base = {
         "task_id": row.task_id,
@@ -220,6 +267,17 @@ def _unknown(
         return Finding(
             kind="unknown", seconds="", cost="", recorded=False, note=note, **base
         ), 0
+    if row.task_id in ledger.outside:
+        # Recorded by an earlier run: no need to ask the provider again.
+        recorded_seconds, amount = ledger.outside[row.task_id]
+        return Finding(
+            kind="unknown",
+            seconds=str(recorded_seconds),
+            cost=str(amount),
+            recorded=True,
+            note="Billed outside the studio.",
+            **base,
+        ), 0
     try:
         seconds, resolution = _usage(engine, row.task_id)
     except DashScopeError as exc:
@@ -233,7 +291,7 @@ def _unknown(
             note="The provider did not say how many seconds it billed.",
             **base,
         ), 0
-    cost = billing.amount_for(seconds, _price(engine, resolution))
+    cost = _cost(engine, seconds, resolution)
     if (
         lost_since is not None
         and row.submitted_at is not None
@@ -272,6 +330,7 @@ def _unknown(
 def _known(
     engine: DashScopeEngine,
     row: ListedTask,
+    ledger: _Ledger,
     *,
     record: RemoteTask | None,
     job: GenerationJob | None,
@@ -310,27 +369,29 @@ def _known(
         except DashScopeError as exc:
             return _unreadable(exc, base), 0
         resolution = tier or resolution
-        if record is not None and provider_seconds is not None:
-            RemoteTask.objects.filter(pk=record.pk).update(
-                billed_seconds=provider_seconds
-            )
+        if job is not None and provider_seconds is not None:
+            # Kept (the provider's seconds, not its state: that stays the
+            # studio's own), so the next runs need not ask again.
+            remember_task(job=job, task_id=row.task_id, billed_seconds=provider_seconds)
     if provider_seconds is None:
         return None, 0
     if not job_done and not state_differs:
         return None, 0  # the studio is still copying its result: the job bills it
-    if job is not None and job.is_terminal and job.remote_task_id == row.task_id:
-        # Settle it first (a no-op when done): were a crash to have left the job
-        # unsettled, this run and the late settlement would both charge the task.
+    if (
+        job is not None
+        and job.is_terminal
+        and job.remote_task_id == row.task_id
+        and row.task_id not in ledger.settled
+    ):
+        # Settle it first: were a crash to have left the job unsettled, this run
+        # and the late settlement would both charge the task.
         billing.job_finished(job_id=job.pk)
-    charged = LedgerEntry.objects.filter(
-        remote_id=row.task_id,
-        billed=True,
-        kind__in=[LedgerEntry.Kind.GENERATION, LedgerEntry.Kind.OUTSIDE],
-    ).aggregate(seconds=Sum("seconds"))["seconds"] or Decimal(0)
+        ledger.refresh(row.task_id)
+    charged = ledger.charged_for(row.task_id)
     missing = provider_seconds - charged
     if not state_differs and abs(missing) < SECONDS_TOLERANCE:
         return None, 0
-    cost = billing.amount_for(provider_seconds, _price(engine, resolution))
+    cost = _cost(engine, provider_seconds, resolution)
     wrote = 0
     if missing >= SECONDS_TOLERANCE:
         wrote = _record_outside(
@@ -343,12 +404,7 @@ def _known(
             f"of a task the studio {'had as ' + ours if ours else 'knew'}"
             f" and charged {charged} s",
         )
-    recorded = (
-        missing >= SECONDS_TOLERANCE
-        or LedgerEntry.objects.filter(
-            kind=LedgerEntry.Kind.OUTSIDE, remote_id=row.task_id
-        ).exists()
-    )
+    recorded = missing >= SECONDS_TOLERANCE or row.task_id in ledger.outside
     if state_differs:
         note = f"The studio had it as {ours or 'submitted'}; the provider finished and billed it."
     elif missing > 0:

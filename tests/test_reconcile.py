@@ -12,7 +12,13 @@ from django.urls import reverse
 
 from studio import dispatcher, reconcile
 from studio.engine.dashscope_client import S2V_MODEL, DashScopeClient
-from studio.models import GenerationJob, LedgerEntry, Membership, RemoteTask
+from studio.models import (
+    GenerationJob,
+    LedgerEntry,
+    Membership,
+    Reconciliation,
+    RemoteTask,
+)
 from tests import media_factories
 from tests.conftest import ASTRONAUT, make_member
 from tests.test_dashscope_flow import drive, queue, tasks_of
@@ -63,7 +69,7 @@ def outside_lines():
 
 
 def test_reconcile_records_outside_billing_once_and_reports_it(
-    emu, inputs, alice, team, enqueued, tmp_path
+    emu, inputs, alice, team, enqueued, tmp_path, monkeypatch
 ):
     ours = drive(queue(alice, team, inputs, enqueued))
     assert ours.status == "succeeded"
@@ -86,7 +92,16 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     )
 
     first = run_command()
+    asked: list[str] = []
+    real_usage = reconcile._usage
+    monkeypatch.setattr(
+        reconcile,
+        "_usage",
+        lambda engine, task_id: asked.append(task_id) or real_usage(engine, task_id),
+    )
     second = run_command()
+    # What the first run learnt and recorded is not asked of the provider again.
+    assert asked == []
 
     assert "4 tasks in the last 24 h; 2 unknown to the studio" in first
     assert "2 new ledger lines" in first and "0 new ledger lines" in second
@@ -146,7 +161,9 @@ def test_every_task_a_retried_job_had_is_remembered(emu, inputs, alice, team, en
 
 def test_only_staff_may_see_or_run_the_reconciliation(emu, alice_client):
     assert alice_client.get(reverse("studio:provider-reconcile")).status_code == 403
-    assert alice_client.post(reverse("studio:provider-reconcile")).status_code == 403
+    refused = alice_client.post(reverse("studio:provider-reconcile"))
+    assert refused.status_code == 403 and "site staff" in refused.content.decode()
+    assert not Reconciliation.objects.exists()  # refused before it ran
 
 
 def test_the_local_engine_has_nothing_to_reconcile(settings, team):
