@@ -361,7 +361,7 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
         try:
             year, number = (int(part) for part in month.split("-"))
             first = date(year, number, 1)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise BadMonth(f"{month[:20]} is not a month like 2026-01.") from exc
         if not DATE_MIN <= first <= DATE_MAX:
             raise BadMonth(
