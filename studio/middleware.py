@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.functional import SimpleLazyObject
 
+from .alerts import htmx_alert
 from .selectors import membership_for
 
 SESSION_TEAM_KEY = "studio_team_id"
@@ -53,10 +54,7 @@ class UploadLimitMiddleware:
                 "per request. Choose a smaller file."
             )
             if request.headers.get("HX-Request") == "true":
-                response = render(request, "studio/alert.html", {"message": message})
-                response["HX-Retarget"] = "#alerts"
-                response["HX-Reswap"] = "innerHTML"
-                return response
+                return htmx_alert(request, message)
             return render(
                 request,
                 "studio/upload_too_large.html",

@@ -45,6 +45,7 @@ from django_htmx.http import (
 )
 
 from . import billing, dispatcher, notifications, reconcile, selectors, services
+from .alerts import htmx_alert
 from .engine import get_engine
 from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 from .formats import POSTER_FORMAT, VIDEO_FORMAT
@@ -109,6 +110,21 @@ def _may_change(
     )
 
 
+def _refuse_change(
+    request: HttpRequest, membership: Membership, job: GenerationJob, *, action: str
+) -> HttpResponse | None:
+    """The studio's 403 when this member may not change the job, else None."""
+    if _may_change(request, membership, job):
+        return None
+    return _forbidden(
+        request,
+        membership,
+        needed=JOB_CHANGERS,
+        action=action,
+        back=job.get_absolute_url(),
+    )
+
+
 def _forbidden(
     request: HttpRequest,
     membership: Membership | None,
@@ -136,10 +152,7 @@ def _forbidden(
         message = f"Only {needed} can {action}. Nothing was changed."
         if admins:
             message += " Ask " + ", ".join(admins) + " for another role."
-        response = render(request, "studio/alert.html", {"message": message})
-        response["HX-Retarget"] = "#alerts"
-        response["HX-Reswap"] = "innerHTML"
-        return response
+        return htmx_alert(request, message)
     return render(request, "403.html", context, status=403)
 
 
@@ -510,14 +523,8 @@ def job_cancel(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
-    if not _may_change(request, membership, job):
-        return _forbidden(
-            request,
-            membership,
-            needed=JOB_CHANGERS,
-            action="cancel this video",
-            back=job.get_absolute_url(),
-        )
+    if refused := _refuse_change(request, membership, job, action="cancel this video"):
+        return refused
     try:
         services.job_cancel(job=job)
     except services.Rejected as exc:
@@ -548,14 +555,8 @@ def job_rename(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponse:
     job = _team_job(membership, code)
-    if not _may_change(request, membership, job):
-        return _forbidden(
-            request,
-            membership,
-            needed=JOB_CHANGERS,
-            action="rename this video",
-            back=job.get_absolute_url(),
-        )
+    if refused := _refuse_change(request, membership, job, action="rename this video"):
+        return refused
     form = RenameForm(request.POST)
     error = ""
     if form.is_valid():
@@ -745,12 +746,7 @@ def provider_resume(request: HttpRequest) -> HttpResponse:
         messages.error(
             request, "That provider account is not paused; there was nothing to resume."
         )
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}
-    ):
-        next_url = reverse("studio:gallery")
-    return redirect(next_url)
+    return redirect(_safe_next(request, reverse("studio:gallery")))
 
 
 @login_required
@@ -1046,10 +1042,7 @@ def job_favourite(
         # Anything else used to unstar: a wrong request must not look like a choice.
         message = "Star or unstar was not clear; nothing was changed."
         if request.htmx:  # type: ignore[attr-defined]
-            response = render(request, "studio/alert.html", {"message": message})
-            response["HX-Retarget"] = "#alerts"
-            response["HX-Reswap"] = "innerHTML"
-            return response
+            return htmx_alert(request, message)
         messages.error(request, message)
         return redirect(_safe_next(request, job.get_absolute_url()))
     job.is_favourite = services.favourite_set(  # type: ignore[attr-defined]
@@ -1066,14 +1059,10 @@ def job_favourite(
 @require_POST
 def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
     job = _team_job(membership, code)
-    if not _may_change(request, membership, job):
-        return _forbidden(
-            request,
-            membership,
-            needed=JOB_CHANGERS,
-            action="change the notes of this video",
-            back=job.get_absolute_url(),
-        )
+    if refused := _refuse_change(
+        request, membership, job, action="change the notes of this video"
+    ):
+        return refused
     notes = request.POST.get("notes", "")
     error = ""
     try:
@@ -1359,14 +1348,10 @@ def share_revoke(
     share = get_object_or_404(
         ShareLink.objects.select_related("job"), code=code, job__team=membership.team
     )
-    if not _may_change(request, membership, share.job):
-        return _forbidden(
-            request,
-            membership,
-            needed=JOB_CHANGERS,
-            action="revoke this share link",
-            back=share.job.get_absolute_url(),
-        )
+    if refused := _refuse_change(
+        request, membership, share.job, action="revoke this share link"
+    ):
+        return refused
     services.share_revoke(share=share, user=request.user)  # type: ignore[arg-type]
     return _after_post(request, share.job, "job-shares")
 
