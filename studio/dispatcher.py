@@ -402,8 +402,9 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         else:
             job.remote_started_at = None  # waiting behind another task of the account
         fields["remote_started_at"] = job.remote_started_at
-        fields["progress"] = _progress(job, now)
-        fields["next_poll_at"] = plan_next_poll(job, now=now)
+        expected = expected_remote_seconds(job)  # one history read for both
+        fields["progress"] = _progress(job, now, expected=expected)
+        fields["next_poll_at"] = plan_next_poll(job, now=now, expected=expected)
         mine.update(**fields)
         return GenerationJob.objects.get(pk=job.pk)
 
@@ -706,7 +707,9 @@ def expected_remote_seconds(job: GenerationJob) -> float:
     return max(ratio * job.audio.duration, 1.0)
 
 
-def plan_next_poll(job: GenerationJob, *, now: datetime) -> datetime:
+def plan_next_poll(
+    job: GenerationJob, *, now: datetime, expected: float | None = None
+) -> datetime:
     """When to ask next: at the expected end, sparsely before it, tightly after.
 
     The expected end is when the task started running (the provider's
@@ -722,7 +725,8 @@ def plan_next_poll(job: GenerationJob, *, now: datetime) -> datetime:
     fast = float(settings.S2V_POLL_FAST_INTERVAL)
     if job.remote_started_at is None:
         return now + timedelta(seconds=slow)
-    expected = expected_remote_seconds(job)
+    if expected is None:
+        expected = expected_remote_seconds(job)
     end = job.remote_started_at + timedelta(seconds=expected + END_MARGIN)
     remaining = (end - now).total_seconds()
     if remaining > 0:
@@ -743,11 +747,11 @@ def plan_next_poll(job: GenerationJob, *, now: datetime) -> datetime:
     return now + timedelta(seconds=max(delay, MIN_POLL_GAP))
 
 
-def _progress(job: GenerationJob, now: datetime) -> float:
+def _progress(job: GenerationJob, now: datetime, *, expected: float) -> float:
     if job.remote_started_at is None:
         return 0.0
     elapsed = (now - job.remote_started_at).total_seconds()
-    return min(elapsed / expected_remote_seconds(job), 0.97)
+    return min(elapsed / expected, 0.97)
 
 
 # -- the tick and the recovery sweep ---------------------------------------------------
@@ -881,19 +885,15 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
             _undecided(job, now=now, reason=f"the task listing failed ({exc})")
         return [job.pk for job in unsent + lost]
 
-    # Every id saved on a job that can hold a task created since `earliest`.
+    # Which listed tasks the studio knows: saved on a job, or had by any job
+    # (a retried job's earlier tasks included).
+    listed_ids = [t.task_id for t in listed]
     known = set(
-        GenerationJob.objects.filter(engine=engine_name)
-        .filter(
-            Q(finished_at__isnull=True)
-            | Q(finished_at__gte=earliest - CLOCK_SLACK - timedelta(hours=1))
+        GenerationJob.objects.filter(remote_task_id__in=listed_ids).values_list(
+            "remote_task_id", flat=True
         )
-        .exclude(remote_task_id="")
-        .values_list("remote_task_id", flat=True)
-    )
-    # and every task any job ever had (a retried job's earlier ones included).
-    known |= set(
-        RemoteTask.objects.filter(task_id__in=[t.task_id for t in listed]).values_list(
+    ) | set(
+        RemoteTask.objects.filter(task_id__in=listed_ids).values_list(
             "task_id", flat=True
         )
     )
