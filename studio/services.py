@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 from django.conf import settings
 from django.core import signing
@@ -424,6 +425,7 @@ def job_create(
     seconds limits; it is recorded in the ledger.
     """
     engine = get_engine()
+    title = _clean_title(title)
     if portrait.team_id != team.pk or audio.team_id != team.pk:
         raise Rejected("These files belong to another team.")
     if resolution not in engine.limits.resolutions:
@@ -459,7 +461,7 @@ def job_create(
             audio=audio,
             resolution=resolution,
             engine=engine.name,
-            title=title.strip()[:120],
+            title=title,
             retry_of=retry_of,
             budget_override=budget_override,
         )
@@ -528,18 +530,23 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
     )
 
 
-TITLE_MAX = 120
+TITLE_MAX = cast(int, GenerationJob._meta.get_field("title").max_length)
 
 
-def job_rename(*, job: GenerationJob, title: str) -> GenerationJob:
-    """Set a job's title. Raises Rejected if it is longer than TITLE_MAX."""
+def _clean_title(title: str) -> str:
+    """The title trimmed; Rejected when it is longer than TITLE_MAX, never cut."""
     title = title.strip()
     if len(title) > TITLE_MAX:
         raise Rejected(
             f"Keep the title to {TITLE_MAX} characters; this one has {len(title)}.",
             code="title",
         )
-    job.title = title
+    return title
+
+
+def job_rename(*, job: GenerationJob, title: str) -> GenerationJob:
+    """Set a job's title. Raises Rejected if it is longer than TITLE_MAX."""
+    job.title = _clean_title(title)
     job.save(update_fields=["title"])
     return job
 

@@ -370,3 +370,23 @@ def test_with_redis_the_sweep_resends_jobs_queued_too_long(
 
     assert first == [job.pk] and second == []
     assert enqueued == [("studio.tasks.job_run", (job.pk,))]
+
+
+def test_a_title_over_its_limit_is_refused_not_cut(
+    alice, team, checked_inputs, enqueued
+):
+    # The generate command and any later caller go through the same service.
+    portrait, audio = checked_inputs
+    with pytest.raises(services.Rejected) as refused:
+        services.job_create(
+            team=team,
+            user=alice,
+            portrait=portrait,
+            audio=audio,
+            resolution="480P",
+            title="x" * 121,
+        )
+    assert refused.value.message == (
+        "Keep the title to 120 characters; this one has 121."
+    )
+    assert not GenerationJob.objects.exists()
