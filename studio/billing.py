@@ -433,17 +433,6 @@ def _job_entry(job: GenerationJob, kind: str, **fields: object) -> LedgerEntry:
 LOST_RESULT_REASON = "billed by the provider; the video could not be saved"
 
 
-def paid_but_lost(job: GenerationJob) -> bool:
-    """The provider finished (and billed, §3.3) the task, but the job failed anyway.
-
-    The video could not be copied before its link expired, or could not be
-    read: money spent for nothing, shown to admins to dispute.
-    """
-    return (
-        job.status == GenerationJob.Status.FAILED and job.remote_status == "SUCCEEDED"
-    )
-
-
 def job_finished(*, job_id: int) -> None:
     """Settle a finished job: release its hold, and charge it if the provider billed.
 
@@ -472,7 +461,7 @@ def job_finished(*, job_id: int) -> None:
                     currency=held.currency,
                     reason=f"job {job.get_status_display().lower()}",
                 )
-            lost = paid_but_lost(job)
+            lost = job.paid_for_nothing
             billed = job.status == GenerationJob.Status.SUCCEEDED or lost
             seconds = (job.billed_seconds or ZERO) if billed else ZERO
             reason = "billed seconds × unit price"

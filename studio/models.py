@@ -357,7 +357,11 @@ class GenerationJob(models.Model):
 
     @property
     def paid_for_nothing(self) -> bool:
-        """The provider billed this job's task, but the video could not be saved."""
+        """The provider billed this job's task (§3.3), but the video could not be saved.
+
+        Its link expired before the copy, or the copy could not be read: money
+        spent for nothing, charged and shown to admins to dispute.
+        """
         return self.status == self.Status.FAILED and self.remote_status == "SUCCEEDED"
 
     @property
