@@ -129,10 +129,11 @@ def test_a_message_delivered_again_since_is_not_released(job):
     relocked = timezone.now() + timedelta(seconds=900)
     OrmQ.objects.filter(pk=message.pk).update(lock=relocked)
 
-    broker.release_dead_clusters()
+    assert broker.release_dead_clusters() == ["dead"]  # judged dead, and yet
 
     message.refresh_from_db()
     assert message.lock == relocked
+    assert not QueueLease.objects.filter(cluster="dead").exists()
 
 
 def test_a_job_run_records_the_cluster_that_claimed_it(job, monkeypatch):

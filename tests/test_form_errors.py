@@ -65,13 +65,22 @@ def test_the_rename_service_refuses_rather_than_cuts(job):
     assert job.title == "Pitch"
 
 
-def test_a_new_videos_title_over_its_limit_is_shown_as_an_error(alice_client):
+def test_a_new_videos_title_over_its_limit_is_shown_as_an_error(
+    alice_client, checked_inputs, enqueued
+):
+    # Real inputs and a resolution: only the title stands in the way.
+    portrait, audio = checked_inputs
     response = alice_client.post(
         reverse("studio:job-create"),
-        {"portrait": uuid.uuid4(), "audio": uuid.uuid4(), "title": "t" * 121},
+        {
+            "portrait": portrait.code,
+            "audio": audio.code,
+            "resolution": "480P",
+            "title": "t" * 121,
+        },
     )
 
-    assert "at most 120 characters" in _page(response)
+    assert "at most 120 characters (it has 121)" in _page(response)
     assert not GenerationJob.objects.exists()
 
 

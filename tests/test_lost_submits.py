@@ -298,6 +298,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
     settings.S2V_LOST_SUBMIT_GRACE_MINUTES = 600
     job = new_job(alice, team, inputs)
     dispatcher.dispatch(engine_name="dashscope")
+    waiting = new_job(alice, team, inputs)
     sent_and_died(job)
     crashed_at = timezone.now()
     listed: list[ListedTask] = []
@@ -329,6 +330,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
             job.refresh_from_db()
             assert (job.status, job.recovery) == ("submitted", "admin")
             assert "cannot tell which is this job's" in caplog.text
+            assert dispatcher.dispatch(engine_name="dashscope") == []  # still held
             listed[0] = ListedTask(
                 task_id="not-ours",
                 status="SUCCEEDED",
@@ -340,6 +342,8 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
     job.refresh_from_db()
     assert (job.status, job.recovery) == ("failed", "admin")
     assert "nothing pending or running" in caplog.text
+    waiting.refresh_from_db()
+    assert waiting.status == "submitted"  # the freed slot went to the next job
 
 
 def test_two_lost_jobs_adopt_their_tasks_in_creation_order(

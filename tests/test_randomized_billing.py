@@ -187,6 +187,9 @@ def test_random_faults_and_crashes_leave_the_ledger_equal_to_the_bill(
     )
     assert left == []
     assert not rows.filter(recovery=GenerationJob.Recovery.ADMIN).exists()
+    # Most jobs make their video (only moderated inputs fail for good): a run
+    # where every job failed would otherwise balance at zero.
+    assert statuses["succeeded"] >= JOBS * 3 // 4 and bill > 0
     assert ledger == bill
     # Each job's video was paid once: one SUCCEEDED task per succeeded job, all saved.
     succeeded = {t["id"] for t in tasks if t["status"] == "SUCCEEDED"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import pytest
@@ -133,7 +134,12 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     assert "Last run" in page and "Reconcile now" in page
     for task_id in (other["id"], other_failed["id"], given_up.remote_task_id):
         assert task_id in page
-    assert given_up.display_title in page and "FAILED" in page
+    # The given-up job's own row: the provider's SUCCEEDED beside the studio's job.
+    row = re.search(
+        rf"<tr>(?:(?!</tr>).)*{given_up.remote_task_id}.*?</tr>", page, re.S
+    )
+    assert row is not None
+    assert given_up.display_title in row[0] and "<td>SUCCEEDED</td>" in row[0]
     assert ours.remote_task_id not in page
     assert (
         reverse("studio:provider-reconcile")

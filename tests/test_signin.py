@@ -111,6 +111,7 @@ def test_a_success_resets_the_account_count(bob, client):
 def test_the_cool_off_ends(bob, client, settings):
     for _ in range(3):
         sign_in(client, "bob", "wrong")
+    assert_locked_out(sign_in(client, "bob", "right-horse-42"))
     settings.AXES_COOLOFF_TIME = timedelta(seconds=0)
     assert sign_in(client, "bob", "right-horse-42").status_code == 302
 
