@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from studio.emulator.server import Emulator  # noqa: E402
+from studio.emulators.dashscope.server import Emulator  # noqa: E402
 from tests import media_factories  # noqa: E402
 from tests.live import LiveStudio  # noqa: E402
 

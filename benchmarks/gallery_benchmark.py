@@ -121,7 +121,7 @@ def seed_jobs(team: Any, users: list[Any], count: int, rng: random.Random) -> No
                 created_by=rng.choice(users),
                 portrait=portrait,
                 audio=audio,
-                engine=rng.choice(["local", "local", "dashscope"]),
+                provider=rng.choice(["local", "local", "dashscope"]),
                 status=status,
                 resolution=rng.choice(["480P", "720P"]),
                 title=f"{rng.choice(WORDS).title()} take {n}",

@@ -1,4 +1,4 @@
-"""How fast the local engine renders and checks faces, and whether memory stays flat.
+"""How fast the local provider renders and checks faces, and whether memory stays flat.
 
 Run from the repository root (no Django needed):
 
@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from studio.engine.images import check_face  # noqa: E402
-from studio.engine.render import RenderInfo, render_video  # noqa: E402
+from studio.media.images import check_face  # noqa: E402
+from studio.media.render import RenderInfo, render_video  # noqa: E402
 from tests.media_factories import (  # noqa: E402
     ASTRONAUT,
     make_twelve_megapixel_jpeg,

@@ -1,7 +1,7 @@
 """S2V Studio settings: one file, every deploy-specific value an S2V_* variable.
 
 With nothing set, this is the embedded default: SQLite, django-q2's ORM broker,
-local files under S2V_DATA_DIR and the local engine. S2V_DATABASE_URL,
+local files under S2V_DATA_DIR and the local provider. S2V_DATABASE_URL,
 S2V_REDIS_URL and S2V_S3_BUCKET switch to PostgreSQL, Redis and S3-compatible
 storage; S2V_PRODUCTION (implied by S2V_DATABASE_URL) hardens the site for HTTPS
 (README, "Deployment").
@@ -355,7 +355,7 @@ def s3_storage() -> dict[str, Any]:
             "querystring_expire": env_int("S2V_S3_URL_EXPIRE_SECONDS", 3600),
             # Never replace an object: the same names mean the same files, as on disk.
             "file_overwrite": False,
-            # Objects read through storage (zips, range requests, engine inputs)
+            # Objects read through storage (zips, range requests, provider inputs)
             # spill to disk past 2 MB instead of sitting whole in memory.
             "max_memory_size": 2 * 1024 * 1024,
             "default_acl": None,  # the bucket's own (private) policy
@@ -414,7 +414,7 @@ Q_CLUSTER: dict[str, Any] = {
     "label": "Task queue",
 }
 
-# The engine that checks portraits and makes videos: "local" needs nothing else.
+# The provider that checks portraits and makes videos: "local" needs nothing else.
 S2V_PROVIDER = env_str("S2V_PROVIDER", "local")
 # A job whose worker has not reported for this long is taken back by the sweep.
 S2V_STALE_SECONDS = env_int("S2V_STALE_SECONDS", 60)

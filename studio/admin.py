@@ -205,14 +205,14 @@ class GenerationJobAdmin(admin.ModelAdmin[GenerationJob]):
         "team",
         "created_by",
         "status",
-        "engine",
+        "provider",
         "resolution",
         "queued_at",
         "billed_seconds",
         "cost",
     ]
     # recovery=admin: the provider may have made the video; check the bill.
-    list_filter = ["status", "recovery", "engine", "resolution", "team"]
+    list_filter = ["status", "recovery", "provider", "resolution", "team"]
     search_fields = ["title", "code", "remote_task_id", "created_by__username"]
     list_select_related = ["team", "created_by"]
     readonly_fields = [f.name for f in GenerationJob._meta.fields]
@@ -220,8 +220,8 @@ class GenerationJobAdmin(admin.ModelAdmin[GenerationJob]):
 
 @admin.register(FaceCheck)
 class FaceCheckAdmin(admin.ModelAdmin[FaceCheck]):
-    list_display = ["sha256", "engine", "check_pass", "reason", "created_at"]
-    list_filter = ["engine", "check_pass", "reason"]
+    list_display = ["sha256", "provider", "check_pass", "reason", "created_at"]
+    list_filter = ["provider", "check_pass", "reason"]
     readonly_fields = [f.name for f in FaceCheck._meta.fields]
 
 
@@ -270,7 +270,7 @@ class ProviderAccountAdmin(admin.ModelAdmin[ProviderAccount]):
     """Whether each provider account is dispatching, and why not when paused."""
 
     list_display = [
-        "engine",
+        "provider",
         "is_paused",
         "paused_code",
         "paused_at",
@@ -278,7 +278,7 @@ class ProviderAccountAdmin(admin.ModelAdmin[ProviderAccount]):
         "last_dispatch_at",
     ]
     readonly_fields = [
-        "engine",
+        "provider",
         "paused_code",
         "paused_message",
         "paused_at",

@@ -96,19 +96,19 @@ def price_for(
 
 
 def unit_price(*, provider: str, unit: str, resolution: str = "") -> Decimal:
-    """The price in force: the table's line, else the engine's own declared price.
+    """The price in force: the table's line, else the provider's own declared price.
 
-    The fallback keeps a new engine (or a price line an admin deleted) from
-    costing nothing; it applies only when the engine declares the site currency.
+    The fallback keeps a new provider (or a price line an admin deleted) from
+    costing nothing; it applies only when the provider declares the site currency.
     """
     price = price_for(provider=provider, unit=unit, resolution=resolution)
     if price is not None:
         return price.unit_price
-    from .engine import get_engine  # engines read settings; import at call time
+    from .providers import get_provider  # providers read settings; import at call time
 
     try:
-        limits = get_engine(provider).limits
-    except Exception:  # an engine that is not configured here declares nothing
+        limits = get_provider(provider).limits
+    except Exception:  # an provider that is not configured here declares nothing
         return ZERO
     if limits.currency != currency():
         return ZERO
@@ -397,7 +397,9 @@ def record_check(
 def hold(*, job: GenerationJob) -> LedgerEntry:
     """Hold a job's estimate against its budgets (inside job creation's transaction)."""
     est = estimate(
-        provider=job.engine, resolution=job.resolution, audio_seconds=job.audio.duration
+        provider=job.provider,
+        resolution=job.resolution,
+        audio_seconds=job.audio.duration,
     )
     job.estimate = est.generation
     job.save(update_fields=["estimate"])
@@ -422,8 +424,8 @@ def _job_entry(job: GenerationJob, kind: str, **fields: object) -> LedgerEntry:
         user=job.created_by,
         job=job,
         kind=kind,
-        provider=job.engine,
-        model=GENERATION_MODEL.get(job.engine, job.engine),
+        provider=job.provider,
+        model=GENERATION_MODEL.get(job.provider, job.provider),
         resolution=job.resolution,
         unit=Price.Unit.SECOND,
         **fields,
@@ -479,7 +481,7 @@ def job_finished(*, job_id: int) -> None:
                     f" ({job.error_code})" if job.error_code else ""
                 )
             price = unit_price(
-                provider=job.engine, unit=Price.Unit.SECOND, resolution=job.resolution
+                provider=job.provider, unit=Price.Unit.SECOND, resolution=job.resolution
             )
             amount = amount_for(seconds, price)
             _job_entry(

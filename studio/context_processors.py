@@ -5,8 +5,8 @@ from typing import Any
 from django.http import HttpRequest
 
 from . import billing
-from .engine import get_engine
 from .models import Membership, ProviderAccount
+from .providers import get_provider
 from .selectors import unread_count, user_teams
 
 
@@ -26,7 +26,7 @@ def studio(request: HttpRequest) -> dict[str, Any]:
             else 0
         ),
         "user_teams": lambda: list(user_teams(user=request.user)),
-        "engine": get_engine(),
+        "provider": get_provider(),
         "is_team_admin": is_admin,
         "budget_warnings": (
             lambda: billing.budget_warnings(team=membership.team, user=request.user)

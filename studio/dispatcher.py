@@ -27,22 +27,22 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from . import billing, reconcile, scratch
-from .engine import get_engine
-from .engine.base import (
-    Engine,
-    EngineError,
+from .files import stored_path
+from .media.images import InputError
+from .media.posters import make_poster
+from .media.video import probe_video
+from .models import GenerationJob, ProviderAccount, RemoteTask
+from .notifications import notify_job_finished
+from .providers import get_provider
+from .providers.base import (
     GenerationRequest,
     InputFile,
+    Provider,
+    ProviderError,
     TaskResult,
     TaskState,
 )
-from .engine.dashscope_client import ListedTask
-from .engine.images import InputError
-from .engine.posters import make_poster
-from .engine.video import probe_video
-from .files import stored_path
-from .models import GenerationJob, ProviderAccount, RemoteTask
-from .notifications import notify_job_finished
+from .providers.dashscope.client import ListedTask
 
 log = logging.getLogger(__name__)
 
@@ -87,33 +87,35 @@ class SendWithdrawn(Exception):
     """The job was taken back before its paid request went out: send nothing."""
 
 
-def holding_slot(engine_name: str) -> Q:
+def holding_slot(provider_name: str) -> Q:
     """Jobs that occupy one of the account's slots at the provider."""
-    return Q(engine=engine_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
+    return Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
         remote_status__in=REMOTE_DONE
     )
 
 
-def dispatch(*, engine_name: str, now: datetime | None = None) -> list[int]:
+def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
     """Claim queued jobs for the account's free slots. Returns their ids, to submit."""
     now = now or timezone.now()
-    engine = get_engine(engine_name)
-    if not engine.remote:
+    provider = get_provider(provider_name)
+    if not provider.remote:
         return []
-    ProviderAccount.objects.get_or_create(engine=engine_name)
+    ProviderAccount.objects.get_or_create(provider=provider_name)
     claimed: list[int] = []
     with transaction.atomic():
-        account = ProviderAccount.objects.select_for_update().get(engine=engine_name)
+        account = ProviderAccount.objects.select_for_update().get(
+            provider=provider_name
+        )
         if account.is_paused and account.retry_at and account.retry_at > now:
             return []
         free = (
-            engine.limits.concurrency
-            - GenerationJob.objects.filter(holding_slot(engine_name)).count()
+            provider.limits.concurrency
+            - GenerationJob.objects.filter(holding_slot(provider_name)).count()
         )
         if account.is_paused:
             free = min(free, 1)  # one job probes whether the account works again
         while free > 0:
-            job = _next_fair(engine_name, now=now, skip=claimed)
+            job = _next_fair(provider_name, now=now, skip=claimed)
             if job is None:
                 break
             if GenerationJob.objects.filter(
@@ -141,12 +143,12 @@ def dispatch(*, engine_name: str, now: datetime | None = None) -> list[int]:
 
 
 def _next_fair(
-    engine_name: str, *, now: datetime, skip: list[int]
+    provider_name: str, *, now: datetime, skip: list[int]
 ) -> GenerationJob | None:
     """The oldest job of the waiting team that was served longest ago."""
     waiting = (
         GenerationJob.objects.filter(
-            engine=engine_name, status=GenerationJob.Status.QUEUED
+            provider=provider_name, status=GenerationJob.Status.QUEUED
         )
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
         .exclude(pk__in=skip)
@@ -156,7 +158,7 @@ def _next_fair(
         return None
     served = dict(
         GenerationJob.objects.filter(
-            engine=engine_name,
+            provider=provider_name,
             started_at__isnull=False,
             team__in=[t["team"] for t in teams],
         )
@@ -168,9 +170,9 @@ def _next_fair(
     return waiting.filter(team=team["team"]).order_by("queued_at", "id").first()
 
 
-def dispatch_and_submit(*, engine_name: str) -> list[int]:
+def dispatch_and_submit(*, provider_name: str) -> list[int]:
     """Fill free slots and send the claimed jobs from this worker at once."""
-    claimed = dispatch(engine_name=engine_name)
+    claimed = dispatch(provider_name=provider_name)
     for job_id in claimed:
         job_submit(job_id=job_id)
     return claimed
@@ -189,7 +191,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         or job.remote_task_id
     ):
         return job
-    engine = get_engine(job.engine)
+    provider = get_provider(job.provider)
     # This dispatch of the job: a requeue and a new dispatch bring `attempts`
     # back to the same number, but never `submit_started_at`.
     mine = GenerationJob.objects.filter(
@@ -238,11 +240,11 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
                 resolution=job.resolution,
                 before_post=before_post,
             )
-            result = engine.start(request, lambda fraction: None)
+            result = provider.start(request, lambda fraction: None)
     except SendWithdrawn:
         log.warning("job %s: taken back while it was being sent; not sent", job.pk)
         return GenerationJob.objects.get(pk=job.pk)
-    except EngineError as exc:
+    except ProviderError as exc:
         _submit_failed(job, exc)
         return GenerationJob.objects.get(pk=job.pk)
     except Exception as exc:
@@ -251,7 +253,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         # than hold the slot again and again. After it, a task may exist.
         log.exception("job %s: submit failed unexpectedly", job.pk)
         if posted:
-            error = EngineError(str(exc), permanent=False, unanswered=True)
+            error = ProviderError(str(exc), permanent=False, unanswered=True)
             _submit_failed(job, error)
         else:
             _fail(
@@ -278,7 +280,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         recovery=GenerationJob.Recovery.NONE,
         recovery_at=None,
     )
-    _resume_account(engine.name)
+    _resume_account(provider.name)
     reconcile.remember_task(
         job=job, task_id=result.task_id, status=result.remote_status or "PENDING"
     )
@@ -287,11 +289,11 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         log.info(
             "job %s: canceled during submit; canceling task %s", job.pk, result.task_id
         )
-        _try_cancel(engine, result.task_id)
+        _try_cancel(provider, result.task_id)
     return GenerationJob.objects.get(pk=job.pk)
 
 
-def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
+def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
     now = timezone.now()
     current = GenerationJob.objects.filter(
         pk=job.pk,
@@ -320,7 +322,7 @@ def _submit_failed(job: GenerationJob, exc: EngineError) -> None:
         )
         return
     if exc.about_account:
-        pause_account(engine_name=job.engine, code=exc.code, message=str(exc))
+        pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
     deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)
     if not exc.about_account and now > deadline:
         _fail(
@@ -353,20 +355,20 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         or not job.remote_task_id
     ):
         return job
-    engine = get_engine(job.engine)
+    provider = get_provider(job.provider)
     now = timezone.now()
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
     if job.remote_status == "SUCCEEDED" and job.result_url:
         # The task is done; an earlier copy of its result failed. Try again.
-        return _store_result(job, engine, video_url=job.result_url)
+        return _store_result(job, provider, video_url=job.result_url)
 
     try:
-        result = engine.poll(job.remote_task_id)
-    except EngineError as exc:
+        result = provider.poll(job.remote_task_id)
+    except ProviderError as exc:
         if exc.about_account:
-            pause_account(engine_name=job.engine, code=exc.code, message=str(exc))
+            pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
         if job.submit_started_at and now - job.submit_started_at > REMOTE_LIFETIME:
             _fail(
                 mine,
@@ -380,7 +382,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         mine.update(next_poll_at=now + _backoff(job.polls), polls=F("polls") + 1)
         return GenerationJob.objects.get(pk=job.pk)
 
-    _resume_account(engine.name)
+    _resume_account(provider.name)
     if result.remote_status in REMOTE_DONE:
         reconcile.remember_task(
             job=job,
@@ -420,9 +422,9 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         fields["remote_seconds"] = _run_seconds(job, result, now=now)
         mine.update(**fields)
         # The slot is free now: send the next job before copying this result.
-        _free_slot(engine.name)
+        _free_slot(provider.name)
         job.refresh_from_db()
-        return _store_result(job, engine, video_url=result.video_url)
+        return _store_result(job, provider, video_url=result.video_url)
 
     if result.state == TaskState.CANCELED:
         if mine.update(
@@ -446,12 +448,12 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         )
     else:
         _fail(mine, code=result.error_code or "failed", message=result.error_message)
-    _free_slot(engine.name)
+    _free_slot(provider.name)
     return GenerationJob.objects.get(pk=job.pk)
 
 
 def _store_result(
-    job: GenerationJob, engine: Engine, *, video_url: str
+    job: GenerationJob, provider: Provider, *, video_url: str
 ) -> GenerationJob:
     """Copy a finished task's video into storage, make its poster, record the cost."""
     now = timezone.now()
@@ -462,7 +464,7 @@ def _store_result(
         video, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.jpg"
         try:
             with video.open("wb") as dest:
-                engine.fetch(
+                provider.fetch(
                     TaskResult(
                         task_id=job.remote_task_id,
                         state=TaskState.SUCCEEDED,
@@ -479,7 +481,7 @@ def _store_result(
                 message=f"The provider's video could not be read: {exc.message}",
             )
             return GenerationJob.objects.get(pk=job.pk)
-        except EngineError as exc:
+        except ProviderError as exc:
             ended = job.heartbeat_at or now
             if exc.permanent or now - ended > REMOTE_LIFETIME:
                 _fail(
@@ -508,7 +510,7 @@ def _store_result(
                 billed = Decimal(f"{media.duration:.2f}")
             current.billed_seconds = billed
             current.cost = billing.generation_cost(
-                provider=engine.name, resolution=current.resolution, seconds=billed
+                provider=provider.name, resolution=current.resolution, seconds=billed
             )
             current.currency = billing.currency()
             current.video_duration = media.duration
@@ -526,7 +528,7 @@ def _store_result(
 
 def job_cancel_remote(*, job: GenerationJob) -> bool:
     """Withdraw a job whose task may be PENDING at the provider. False if it runs."""
-    engine = get_engine(job.engine)
+    provider = get_provider(job.provider)
     if not job.remote_task_id:
         # Still being submitted: job_submit withdraws the task when it sees this.
         # Only before the send began (see job_submit's claim): once it has, a
@@ -543,7 +545,7 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
             billing.job_finished(job_id=job.pk)
         return bool(withdrawn)
     if job.remote_status not in ("", "PENDING") or not _try_cancel(
-        engine, job.remote_task_id
+        provider, job.remote_task_id
     ):
         return False
     updated = GenerationJob.objects.filter(
@@ -556,21 +558,21 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
     )
     if updated:
         billing.job_finished(job_id=job.pk)
-    _free_slot(engine.name)
+    _free_slot(provider.name)
     return bool(updated)
 
 
-def _try_cancel(engine: Engine, task_id: str) -> bool:
+def _try_cancel(provider: Provider, task_id: str) -> bool:
     try:
-        return engine.cancel(task_id)
-    except EngineError:
+        return provider.cancel(task_id)
+    except ProviderError:
         return False
 
 
-def _free_slot(engine_name: str) -> None:
+def _free_slot(provider_name: str) -> None:
     # Runs inside a worker: claim and send the next job right away.
     try:
-        dispatch_and_submit(engine_name=engine_name)
+        dispatch_and_submit(provider_name=provider_name)
     except Exception:  # the tick will try again within a second
         log.exception("dispatch after a finished task failed")
 
@@ -592,12 +594,12 @@ def _fail(current: QuerySet[GenerationJob], *, code: str, message: str) -> None:
 # -- account pause ----------------------------------------------------------------
 
 
-def pause_account(*, engine_name: str, code: str, message: str) -> None:
+def pause_account(*, provider_name: str, code: str, message: str) -> None:
     """Stop dispatching to an account the provider refused; admins see why."""
     now = timezone.now()
-    ProviderAccount.objects.get_or_create(engine=engine_name)
+    ProviderAccount.objects.get_or_create(provider=provider_name)
     updated = ProviderAccount.objects.filter(
-        engine=engine_name, paused_at__isnull=True
+        provider=provider_name, paused_at__isnull=True
     ).update(
         paused_code=code[:64],
         paused_message=message,
@@ -605,18 +607,18 @@ def pause_account(*, engine_name: str, code: str, message: str) -> None:
         retry_at=now + PAUSE_RETRY,
     )
     if updated:
-        log.error("provider account %s paused: %s", engine_name, code)
+        log.error("provider account %s paused: %s", provider_name, code)
 
 
-def _resume_account(engine_name: str) -> int:
+def _resume_account(provider_name: str) -> int:
     return ProviderAccount.objects.filter(
-        engine=engine_name, paused_at__isnull=False
+        provider=provider_name, paused_at__isnull=False
     ).update(paused_code="", paused_message="", paused_at=None, retry_at=None)
 
 
-def account_resume(*, engine_name: str) -> bool:
+def account_resume(*, provider_name: str) -> bool:
     """Site staff say the account is fixed: dispatch at once. False if not paused."""
-    return _resume_account(engine_name) > 0
+    return _resume_account(provider_name) > 0
 
 
 # -- timing -----------------------------------------------------------------------
@@ -659,7 +661,7 @@ def _run_seconds(
     return None
 
 
-def remote_ratio(*, engine_name: str, resolution: str = "") -> float | None:
+def remote_ratio(*, provider_name: str, resolution: str = "") -> float | None:
     """Provider seconds per second of audio: the median of recent tasks, if any.
 
     Run time follows the audio's length and the resolution (720P takes longer),
@@ -670,7 +672,7 @@ def remote_ratio(*, engine_name: str, resolution: str = "") -> float | None:
     """
     rows = list(
         GenerationJob.objects.filter(
-            engine=engine_name, remote_seconds__isnull=False, audio__duration__gt=0
+            provider=provider_name, remote_seconds__isnull=False, audio__duration__gt=0
         )
         .order_by("-id")
         .values_list(
@@ -701,9 +703,9 @@ def remote_ratio(*, engine_name: str, resolution: str = "") -> float | None:
 
 def expected_remote_seconds(job: GenerationJob) -> float:
     """How long the provider will run this job's task, from recent history."""
-    ratio = remote_ratio(engine_name=job.engine, resolution=job.resolution)
+    ratio = remote_ratio(provider_name=job.provider, resolution=job.resolution)
     if ratio is None:
-        ratio = DEFAULT_REMOTE_RATIO.get(job.engine, 20.0)
+        ratio = DEFAULT_REMOTE_RATIO.get(job.provider, 20.0)
     return max(ratio * job.audio.duration, 1.0)
 
 
@@ -757,10 +759,10 @@ def _progress(job: GenerationJob, now: datetime, *, expected: float) -> float:
 # -- the tick and the recovery sweep ---------------------------------------------------
 
 
-def remote_engines_with_work() -> list[str]:
+def remote_providers_with_work() -> list[str]:
     names = (
         GenerationJob.objects.exclude(status__in=GenerationJob.TERMINAL)
-        .values_list("engine", flat=True)
+        .values_list("provider", flat=True)
         .distinct()
     )
     return [name for name in names if is_remote(name)]
@@ -768,7 +770,7 @@ def remote_engines_with_work() -> list[str]:
 
 def is_remote(name: str) -> bool:
     try:
-        return get_engine(name).remote
+        return get_provider(name).remote
     except Exception:
         return False
 
@@ -777,8 +779,8 @@ def tick(*, now: datetime | None = None) -> tuple[int, int]:
     """Hand free slots and due polls to workers. Returns (submits, polls) sent."""
     now = now or timezone.now()
     submits = polls = 0
-    for engine_name in remote_engines_with_work():
-        for job_id in dispatch(engine_name=engine_name, now=now):
+    for provider_name in remote_providers_with_work():
+        for job_id in dispatch(provider_name=provider_name, now=now):
             async_task("studio.tasks.job_submit", job_id, group="provider")
             submits += 1
     due = list(
@@ -798,18 +800,18 @@ def tick(*, now: datetime | None = None) -> tuple[int, int]:
 
 def sweep_remote(*, now: datetime) -> list[int]:
     """Recover remote jobs a crash left behind. Returns the ids it touched."""
-    engines = (
+    providers = (
         GenerationJob.objects.filter(
             status=GenerationJob.Status.SUBMITTED,
             remote_task_id="",
             submit_started_at__lt=now - LOST_SUBMIT_AFTER,
         )
-        .values_list("engine", flat=True)
+        .values_list("provider", flat=True)
         .distinct()
     )
     touched = []
-    for engine_name in [name for name in engines if is_remote(name)]:
-        touched += _recover_lost_submits(engine_name, now=now)
+    for provider_name in [name for name in providers if is_remote(name)]:
+        touched += _recover_lost_submits(provider_name, now=now)
     # A leased poll whose worker died expires by itself (the tick hands out any
     # due poll); a task with no poll planned at all is asked about now.
     stale = GenerationJob.objects.filter(
@@ -820,7 +822,7 @@ def sweep_remote(*, now: datetime) -> list[int]:
     return touched
 
 
-def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
+def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
     """Settle the jobs of one account whose submit never saved a task id.
 
     Each is adopted (its task is in the listing), queued again (the listing
@@ -830,7 +832,7 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
     """
     lost = list(
         GenerationJob.objects.filter(
-            engine=engine_name,
+            provider=provider_name,
             status=GenerationJob.Status.SUBMITTED,
             remote_task_id="",
             submit_started_at__lt=now - LOST_SUBMIT_AFTER,
@@ -865,16 +867,16 @@ def _recover_lost_submits(engine_name: str, *, now: datetime) -> list[int]:
     if not lost:
         return [job.pk for job in unsent]
     earliest = min(job.submit_posted_at or now for job in lost)
-    engine = get_engine(engine_name)
+    provider = get_provider(provider_name)
     try:
-        listed: list[ListedTask] = engine.listed_tasks(  # type: ignore[attr-defined]
+        listed: list[ListedTask] = provider.listed_tasks(  # type: ignore[attr-defined]
             since=earliest - CLOCK_SLACK
         )
     except Exception as exc:
         # Not knowing is not "never arrived": requeueing could pay twice.
-        if not isinstance(exc, EngineError):
+        if not isinstance(exc, ProviderError):
             log.exception(
-                "lost submits on %s: listing failed unexpectedly", engine_name
+                "lost submits on %s: listing failed unexpectedly", provider_name
             )
         for job in lost:
             log.warning(
@@ -1075,7 +1077,7 @@ def _undecided(
     log.error(
         "job %s: lost submit failed for an admin's check; slot freed: %s", job.pk, why
     )
-    _free_slot(job.engine)
+    _free_slot(job.provider)
 
 
 def _iso(moment: datetime | None) -> str:

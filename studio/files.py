@@ -1,4 +1,4 @@
-"""Moving files between uploads, storage and the local paths engines read."""
+"""Moving files between uploads, storage and the local paths providers read."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ _FORMATS: dict[str, tuple[str, str]] = {
     "png": (".png", "image/png"),
     "bmp": (".bmp", "image/bmp"),
     "webp": (".webp", "image/webp"),
-    # Audio: engine.audio's short container names.
+    # Audio: provider.audio's short container names.
     "wav": (".wav", "audio/wav"),
     "mp3": (".mp3", "audio/mpeg"),
     "m4a": (".m4a", "audio/mp4"),
@@ -33,7 +33,7 @@ _BY_SUFFIX = {suffix: fmt for fmt, (suffix, _) in _FORMATS.items()}
 
 # Results are made by the studio, so what they are is known without a look.
 VIDEO_FORMAT = "mp4"
-POSTER_FORMAT = "jpeg"  # engine.render and engine.posters save JPEG
+POSTER_FORMAT = "jpeg"  # provider.render and provider.posters save JPEG
 
 OPAQUE_TYPE = "application/octet-stream"
 OPAQUE_SUFFIX = ".bin"

@@ -128,7 +128,7 @@ def check_storage() -> dict[str, Any]:
 
 
 def check_provider() -> dict[str, Any]:
-    """Whether the engine's API answers at all; cached per process."""
+    """Whether the provider's API answers at all; cached per process."""
     name = settings.S2V_PROVIDER
     if name == "local":
         return {"ok": True, "backend": "local"}
@@ -149,7 +149,7 @@ def check_provider() -> dict[str, Any]:
         from .models import ProviderAccount
 
         paused = ProviderAccount.objects.filter(
-            engine=name, paused_at__isnull=False
+            provider=name, paused_at__isnull=False
         ).exists()
         return {"paused": paused}
 

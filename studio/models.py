@@ -86,10 +86,10 @@ def result_upload_to(instance: GenerationJob, filename: str) -> str:
 
 
 class FaceCheck(models.Model):
-    """A portrait verdict, cached per image content and engine: never checked twice."""
+    """A portrait verdict, cached per image content and provider: never checked twice."""
 
     sha256 = models.CharField(max_length=64)
-    engine = models.CharField(max_length=32)
+    provider = models.CharField(max_length=32)
     check_pass = models.BooleanField()
     humanoid = models.BooleanField()
     reason = models.CharField(max_length=64, blank=True)
@@ -101,13 +101,13 @@ class FaceCheck(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["sha256", "engine"], name="one_check_per_image_engine"
+                fields=["sha256", "provider"], name="one_check_per_image_provider"
             )
         ]
 
     def __str__(self) -> str:
         outcome = "pass" if self.check_pass else (self.reason or "fail")
-        return f"{self.sha256[:12]} on {self.engine}: {outcome}"
+        return f"{self.sha256[:12]} on {self.provider}: {outcome}"
 
 
 class Portrait(models.Model):
@@ -143,7 +143,7 @@ class AudioClip(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.PROTECT, related_name="audio_clips"
     )
-    # The file every engine receives: the upload itself, or its WAV conversion.
+    # The file every provider receives: the upload itself, or its WAV conversion.
     file = models.FileField(upload_to=audio_upload_to, max_length=255)
     original_name = models.CharField(max_length=255, blank=True)
     original_format = models.CharField(max_length=16)
@@ -225,7 +225,7 @@ class GenerationJob(models.Model):
     resolution = models.CharField(
         max_length=8, choices=Resolution, default=Resolution.P480
     )
-    engine = models.CharField(max_length=32)
+    provider = models.CharField(max_length=32)
     status = models.CharField(
         max_length=16, choices=Status, default=Status.QUEUED, db_index=True
     )
@@ -249,7 +249,7 @@ class GenerationJob(models.Model):
     # The task-queue cluster running the current attempt (QueueCluster.name), so
     # the attempt can be taken back as soon as that cluster is known dead.
     worker = models.CharField(max_length=100, blank=True, db_index=True)
-    # Remote engines: when the submit began (to find a task a crash lost the id
+    # Remote providers: when the submit began (to find a task a crash lost the id
     # of), when the provider started running it, and when to ask next.
     submit_started_at = models.DateTimeField(null=True, blank=True)
     # When the request that creates the paid task went out: before it, a job
@@ -320,7 +320,7 @@ class GenerationJob(models.Model):
             ),
             models.Index(fields=["team", "video_duration"], name="job_team_duration"),
             models.Index(fields=["team", "cost"], name="job_team_cost"),
-            models.Index(fields=["engine", "status", "queued_at"], name="job_queue"),
+            models.Index(fields=["provider", "status", "queued_at"], name="job_queue"),
         ]
 
     def __str__(self) -> str:
@@ -387,7 +387,7 @@ class ProviderAccount(models.Model):
     dispatching to it; admins see why on every page until it is fixed.
     """
 
-    engine = models.CharField(max_length=32, unique=True)
+    provider = models.CharField(max_length=32, unique=True)
     paused_code = models.CharField(max_length=64, blank=True)
     paused_message = models.TextField(blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
@@ -396,7 +396,7 @@ class ProviderAccount(models.Model):
     last_dispatch_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"{self.engine} ({'paused' if self.is_paused else 'active'})"
+        return f"{self.provider} ({'paused' if self.is_paused else 'active'})"
 
     @property
     def is_paused(self) -> bool:
@@ -433,7 +433,9 @@ class Price(models.Model):
         IMAGE = "image", "per image"
         SECOND = "second", "per second"
 
-    provider = models.CharField(max_length=32)  # the engine name: dashscope, local, ...
+    provider = models.CharField(
+        max_length=32
+    )  # the provider name: dashscope, local, ...
     model = models.CharField(max_length=64)
     unit = models.CharField(max_length=8, choices=Unit)
     resolution = models.CharField(
@@ -549,7 +551,7 @@ class RemoteTask(models.Model):
         blank=True,
         related_name="remote_tasks",
     )
-    engine = models.CharField(max_length=32)
+    provider = models.CharField(max_length=32)
     account = models.CharField(max_length=64)  # a fingerprint of the API key
     task_id = models.CharField(max_length=128)
     model = models.CharField(max_length=64, blank=True)
@@ -580,7 +582,7 @@ class Reconciliation(models.Model):
     whose state or billed seconds disagree (studio.reconcile.Finding).
     """
 
-    engine = models.CharField(max_length=32)
+    provider = models.CharField(max_length=32)
     account = models.CharField(max_length=64)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -595,7 +597,7 @@ class Reconciliation(models.Model):
         ordering = ["-started_at", "-id"]
 
     def __str__(self) -> str:
-        return f"Reconciliation of {self.engine} at {self.started_at:%Y-%m-%d %H:%M}"
+        return f"Reconciliation of {self.provider} at {self.started_at:%Y-%m-%d %H:%M}"
 
 
 class Budget(models.Model):

@@ -22,15 +22,15 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from . import billing
-from .engine import get_engine
-from .engine.dashscope import DashScopeEngine
-from .engine.dashscope_client import (
+from .models import GenerationJob, LedgerEntry, Price, Reconciliation, RemoteTask
+from .providers import get_provider
+from .providers.dashscope.client import (
     LIST_WINDOW,
     S2V_MODEL,
     DashScopeError,
     ListedTask,
 )
-from .models import GenerationJob, LedgerEntry, Price, Reconciliation, RemoteTask
+from .providers.dashscope.provider import DashScopeProvider
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ SECONDS_TOLERANCE = Decimal("0.01")
 
 
 class NothingToReconcile(Exception):
-    """The engine has no provider account (the local engine)."""
+    """The provider has no provider account (the local provider)."""
 
 
 def remember_task(
@@ -60,19 +60,19 @@ def remember_task(
     if not task_id:
         return
     try:
-        engine = get_engine(job.engine)
-        fields: dict[str, object] = {"job": job, "engine": job.engine}
+        provider = get_provider(job.provider)
+        fields: dict[str, object] = {"job": job, "provider": job.provider}
         if status:
             fields["status"] = status[:16]
         if billed_seconds is not None:
             fields["billed_seconds"] = billed_seconds
         RemoteTask.objects.update_or_create(
-            account=getattr(engine, "account", ""),
+            account=getattr(provider, "account", ""),
             task_id=task_id,
             defaults=fields,
             create_defaults={
                 **fields,
-                "model": billing.GENERATION_MODEL.get(job.engine, job.engine),
+                "model": billing.GENERATION_MODEL.get(job.provider, job.provider),
                 "submitted_at": job.submit_started_at or timezone.now(),
             },
         )
@@ -98,29 +98,29 @@ class Finding:
 
 
 def reconcile(
-    *, engine_name: str | None = None, now: datetime | None = None
+    *, provider_name: str | None = None, now: datetime | None = None
 ) -> Reconciliation:
     """Compare the account's last 24 h of tasks with the studio's; record outside billing.
 
-    Raises NothingToReconcile on an engine without a provider account. A
+    Raises NothingToReconcile on an provider without a provider account. A
     listing that fails is kept on the run's `error`, not raised.
     """
-    name = engine_name or settings.S2V_PROVIDER
-    engine = get_engine(name)
-    if not isinstance(engine, DashScopeEngine):
+    name = provider_name or settings.S2V_PROVIDER
+    provider = get_provider(name)
+    if not isinstance(provider, DashScopeProvider):
         raise NothingToReconcile(
-            f"The {engine.label} engine has no provider account: nothing to reconcile."
+            f"The {provider.label} provider has no provider account: nothing to reconcile."
         )
     now = now or timezone.now()
     run = Reconciliation.objects.create(
-        engine=name,
-        account=engine.account,
+        provider=name,
+        account=provider.account,
         started_at=now,
         window_start=now - LIST_WINDOW,
         window_end=now,
     )
     try:
-        rows = engine.client.list_tasks(
+        rows = provider.client.list_tasks(
             start=run.window_start,
             # The listing's times have whole seconds, and clocks differ a little.
             end=now + timedelta(minutes=1),
@@ -138,17 +138,17 @@ def reconcile(
     known = {
         r.task_id: r
         for r in RemoteTask.objects.filter(
-            account=engine.account, task_id__in=ids
+            account=provider.account, task_id__in=ids
         ).select_related("job")
     }
     # Jobs from before RemoteTask existed still name their current task.
     legacy = {
         job.remote_task_id: job
-        for job in GenerationJob.objects.filter(engine=name, remote_task_id__in=ids)
+        for job in GenerationJob.objects.filter(provider=name, remote_task_id__in=ids)
     }
     lost_since = (
         GenerationJob.objects.filter(
-            engine=name, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+            provider=name, status=GenerationJob.Status.SUBMITTED, remote_task_id=""
         )
         .exclude(submit_started_at__isnull=True)
         .order_by("submit_started_at")
@@ -163,9 +163,9 @@ def reconcile(
         job = record.job if record else legacy.get(row.task_id)
         finding: Finding | None
         if record is None and job is None:
-            finding, wrote = _unknown(engine, row, ledger, lost_since=lost_since)
+            finding, wrote = _unknown(provider, row, ledger, lost_since=lost_since)
         else:
-            finding, wrote = _known(engine, row, ledger, record=record, job=job)
+            finding, wrote = _known(provider, row, ledger, record=record, job=job)
         recorded += wrote
         if finding is not None:
             findings.append(finding)
@@ -220,24 +220,24 @@ class _Ledger:
         self.settled |= fresh.settled
 
 
-def _usage(engine: DashScopeEngine, task_id: str) -> tuple[Decimal | None, str]:
+def _usage(provider: DashScopeProvider, task_id: str) -> tuple[Decimal | None, str]:
     """Billed seconds and resolution of a task: the listing has neither (§1.2a, §3.2)."""
     time.sleep(QUERY_GAP)
-    task = engine.client.get_task(task_id)
+    task = provider.client.get_task(task_id)
     return task.billed_seconds, task.resolution
 
 
-def _price(engine: DashScopeEngine, resolution: str) -> Decimal:
+def _price(provider: DashScopeProvider, resolution: str) -> Decimal:
     return billing.unit_price(
-        provider=engine.name,
+        provider=provider.name,
         unit=Price.Unit.SECOND,
         resolution=resolution or "480P",
     )
 
 
-def _cost(engine: DashScopeEngine, seconds: Decimal, resolution: str) -> Decimal:
+def _cost(provider: DashScopeProvider, seconds: Decimal, resolution: str) -> Decimal:
     return billing.generation_cost(
-        provider=engine.name, resolution=resolution or "480P", seconds=seconds
+        provider=provider.name, resolution=resolution or "480P", seconds=seconds
     )
 
 
@@ -246,7 +246,7 @@ def _created(row_time: datetime | None) -> str:
 
 
 def _unknown(
-    engine: DashScopeEngine,
+    provider: DashScopeProvider,
     row: ListedTask,
     ledger: _Ledger,
     *,
@@ -279,7 +279,7 @@ def _unknown(
             **base,
         ), 0
     try:
-        seconds, resolution = _usage(engine, row.task_id)
+        seconds, resolution = _usage(provider, row.task_id)
     except DashScopeError as exc:
         return _unreadable(exc, base), 0
     if seconds is None:
@@ -291,7 +291,7 @@ def _unknown(
             note="The provider did not say how many seconds it billed.",
             **base,
         ), 0
-    cost = _cost(engine, seconds, resolution)
+    cost = _cost(provider, seconds, resolution)
     if (
         lost_since is not None
         and row.submitted_at is not None
@@ -309,7 +309,7 @@ def _unknown(
             **base,
         ), 0
     wrote = _record_outside(
-        engine,
+        provider,
         task_id=row.task_id,
         seconds=seconds,
         resolution=resolution,
@@ -328,7 +328,7 @@ def _unknown(
 
 
 def _known(
-    engine: DashScopeEngine,
+    provider: DashScopeProvider,
     row: ListedTask,
     ledger: _Ledger,
     *,
@@ -365,7 +365,7 @@ def _known(
     resolution = job.resolution if job else ""
     if provider_seconds is None:
         try:
-            provider_seconds, tier = _usage(engine, row.task_id)
+            provider_seconds, tier = _usage(provider, row.task_id)
         except DashScopeError as exc:
             return _unreadable(exc, base), 0
         resolution = tier or resolution
@@ -391,11 +391,11 @@ def _known(
     missing = provider_seconds - charged
     if not state_differs and abs(missing) < SECONDS_TOLERANCE:
         return None, 0
-    cost = _cost(engine, provider_seconds, resolution)
+    cost = _cost(provider, provider_seconds, resolution)
     wrote = 0
     if missing >= SECONDS_TOLERANCE:
         wrote = _record_outside(
-            engine,
+            provider,
             task_id=row.task_id,
             seconds=missing,
             resolution=resolution,
@@ -427,7 +427,7 @@ def _known(
 
 
 def _record_outside(
-    engine: DashScopeEngine,
+    provider: DashScopeProvider,
     *,
     task_id: str,
     seconds: Decimal,
@@ -436,7 +436,7 @@ def _record_outside(
     reason: str,
 ) -> int:
     """One ledger line per provider task; 0 when an earlier run wrote it."""
-    price = _price(engine, resolution)
+    price = _price(provider, resolution)
     try:
         with transaction.atomic():
             LedgerEntry.objects.create(
@@ -444,7 +444,7 @@ def _record_outside(
                 user=job.created_by if job else None,
                 job=job,
                 kind=LedgerEntry.Kind.OUTSIDE,
-                provider=engine.name,
+                provider=provider.name,
                 model=S2V_MODEL,
                 resolution=resolution,
                 unit=Price.Unit.SECOND,
@@ -462,9 +462,9 @@ def _record_outside(
     return 1
 
 
-def latest(*, engine_name: str | None = None) -> Reconciliation | None:
+def latest(*, provider_name: str | None = None) -> Reconciliation | None:
     return (
-        Reconciliation.objects.filter(engine=engine_name or settings.S2V_PROVIDER)
+        Reconciliation.objects.filter(provider=provider_name or settings.S2V_PROVIDER)
         .order_by("-started_at", "-id")
         .first()
     )

@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from . import billing
 from .dispatcher import DEFAULT_REMOTE_RATIO, is_remote, remote_ratio
-from .engine import get_engine
 from .models import (
     Favourite,
     GenerationJob,
@@ -29,6 +28,7 @@ from .models import (
     Team,
     User,
 )
+from .providers import get_provider
 
 # Seconds of work per second of audio when this instance has no history yet.
 DEFAULT_WORK_RATIO = {"local": 0.5}
@@ -71,7 +71,7 @@ class GalleryFilters:
     status: str = ""
     review: str = ""
     resolution: str = ""
-    engine: str = ""
+    provider: str = ""
     date_from: date | None = None
     date_to: date | None = None
     favourites: bool = False
@@ -98,7 +98,7 @@ class GalleryFilters:
             status=choice("status", GenerationJob.Status.values),
             review=choice("review", GenerationJob.ReviewState.values),
             resolution=choice("resolution", GenerationJob.Resolution.values),
-            engine=choice("engine", [name for name, _ in ENGINES]),
+            provider=choice("provider", [name for name, _ in ENGINES]),
             date_from=dates["date_from"],
             date_to=dates["date_to"],
             favourites=query.get("favourites", "") in ("1", "on", "true"),
@@ -115,7 +115,7 @@ class GalleryFilters:
             "status": self.status,
             "review": self.review,
             "resolution": self.resolution,
-            "engine": self.engine,
+            "provider": self.provider,
             "date_from": self.date_from.isoformat() if self.date_from else "",
             "date_to": self.date_to.isoformat() if self.date_to else "",
             "favourites": "1" if self.favourites else "",
@@ -172,8 +172,8 @@ def gallery_jobs(
         jobs = jobs.filter(review_state=filters.review)
     if filters.resolution:
         jobs = jobs.filter(resolution=filters.resolution)
-    if filters.engine:
-        jobs = jobs.filter(engine=filters.engine)
+    if filters.provider:
+        jobs = jobs.filter(provider=filters.provider)
     if filters.date_from:
         jobs = jobs.filter(queued_at__gte=_day_start(filters.date_from))
     if filters.date_to:
@@ -208,7 +208,7 @@ def gallery_card(*, team: Team, user: User, code: UUID) -> GenerationJob | None:
     )
 
 
-# Engines a job may name (studio.engine._build), for the gallery's filter.
+# Providers a job may name (studio.providers._build), for the gallery's filter.
 ENGINES = [
     ("local", "Local preview"),
     ("dashscope", "Alibaba Model Studio"),
@@ -235,20 +235,20 @@ def team_admins(*, team: Team) -> list[str]:
     )
 
 
-def work_ratio(*, engine: str, resolution: str = "") -> float:
+def work_ratio(*, provider: str, resolution: str = "") -> float:
     """Seconds of processing per second of audio, from this instance's recent jobs.
 
-    Remote engines use the provider-measured run times the dispatcher plans its
+    Remote providers use the provider-measured run times the dispatcher plans its
     polls and writes progress with, so the ETA and the progress bar agree.
     """
-    if is_remote(engine):
-        learned = remote_ratio(engine_name=engine, resolution=resolution)
+    if is_remote(provider):
+        learned = remote_ratio(provider_name=provider, resolution=resolution)
         return (
-            learned if learned is not None else DEFAULT_REMOTE_RATIO.get(engine, 20.0)
+            learned if learned is not None else DEFAULT_REMOTE_RATIO.get(provider, 20.0)
         )
     recent = (
         GenerationJob.objects.filter(
-            engine=engine,
+            provider=provider,
             status=GenerationJob.Status.SUCCEEDED,
             started_at__isnull=False,
             finished_at__isnull=False,
@@ -262,7 +262,7 @@ def work_ratio(*, engine: str, resolution: str = "") -> float:
         for started, finished, seconds in recent
         if seconds and started and finished
     ]
-    return median(ratios) if ratios else DEFAULT_WORK_RATIO.get(engine, 1.0)
+    return median(ratios) if ratios else DEFAULT_WORK_RATIO.get(provider, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,10 +272,12 @@ class JobProgress:
     fraction: float  # 0..1, measured or estimated
 
 
-def queue_positions(*, engine: str) -> dict[int, int]:
-    """Every queued job's place in line for an engine, in one query."""
+def queue_positions(*, provider: str) -> dict[int, int]:
+    """Every queued job's place in line for an provider, in one query."""
     queued = (
-        GenerationJob.objects.filter(engine=engine, status=GenerationJob.Status.QUEUED)
+        GenerationJob.objects.filter(
+            provider=provider, status=GenerationJob.Status.QUEUED
+        )
         .order_by("queued_at", "id")
         .values_list("id", flat=True)
     )
@@ -290,7 +292,7 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
             eta_seconds=0.0,
             fraction=1.0 if job.status == GenerationJob.Status.SUCCEEDED else 0.0,
         )
-    ratio = work_ratio(engine=job.engine, resolution=job.resolution)
+    ratio = work_ratio(provider=job.provider, resolution=job.resolution)
     own = job.audio.duration * ratio
     if job.is_in_flight:
         fraction = job.progress
@@ -303,7 +305,7 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
 
     ahead = list(
         GenerationJob.objects.filter(
-            engine=job.engine,
+            provider=job.provider,
             status__in=[GenerationJob.Status.QUEUED, *GenerationJob.IN_FLIGHT],
         )
         .filter(queued_at__lte=job.queued_at)
@@ -319,7 +321,7 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
     running = [row for row in ahead if row[0] in GenerationJob.IN_FLIGHT]
     work = sum(d * ratio for _, d, _, _, _ in waiting)
     work += sum(d * ratio * (1 - p) for _, d, p, _, _ in running)
-    slots = max(get_engine(job.engine).limits.concurrency, 1)
+    slots = max(get_provider(job.provider).limits.concurrency, 1)
     return JobProgress(
         position=len(waiting) + 1, eta_seconds=work / slots + own, fraction=0.0
     )
@@ -422,7 +424,7 @@ def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[Spe
         "user": "user__username",
         "day": "day",
         "resolution": "resolution",
-        "engine": "provider",
+        "provider": "provider",
         "kind": "kind",
     }[by]
     if by == "day":

@@ -1,4 +1,4 @@
-"""Every write and every engine call. Views and commands go through here."""
+"""Every write and every provider call. Views and commands go through here."""
 
 from __future__ import annotations
 
@@ -22,20 +22,10 @@ from django_q.tasks import async_task
 
 from . import billing, dispatcher, notifications, scratch
 from .broker import current_cluster
-from .engine import get_engine
-from .engine.audio import AudioInfo, convert_to_wav, probe_audio
-from .engine.base import (
-    Engine,
-    EngineError,
-    GenerationRequest,
-    InputFile,
-    TaskResult,
-    TaskState,
-    Verdict,
-)
-from .engine.images import ImageInfo, InputError, precheck_image, read_image_info
-from .engine.video import probe_video
 from .files import local_path, sha256_of, stored_path
+from .media.audio import AudioInfo, convert_to_wav, probe_audio
+from .media.images import ImageInfo, InputError, precheck_image, read_image_info
+from .media.video import probe_video
 from .models import (
     AudioClip,
     Budget,
@@ -51,10 +41,20 @@ from .models import (
     User,
 )
 from .notifications import notify_job_finished
+from .providers import get_provider
+from .providers.base import (
+    GenerationRequest,
+    InputFile,
+    Provider,
+    ProviderError,
+    TaskResult,
+    TaskState,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
-# Formats users may upload; those an engine does not take are converted to WAV.
+# Formats users may upload; those an provider does not take are converted to WAV.
 UPLOAD_AUDIO_FORMATS = ("wav", "mp3", "m4a", "aac", "ogg", "flac")
 UPLOAD_AUDIO_LABEL = "WAV, MP3, M4A/AAC, OGG/Opus or FLAC"
 ZERO = Decimal("0")
@@ -94,10 +94,10 @@ class PortraitOutcome:
 
 
 def portrait_submit(
-    *, team: Team, user: User, upload: File[bytes], engine: Engine | None = None
+    *, team: Team, user: User, upload: File[bytes], provider: Provider | None = None
 ) -> PortraitOutcome:
     """Check an uploaded image and keep it when it passes. Raises Rejected for non-images."""
-    engine = engine or get_engine()
+    provider = provider or get_provider()
     sha256 = sha256_of(upload)
     suffix = PurePosixPath(upload.name or "").suffix.lower()
     with local_path(upload, suffix=suffix) as path:
@@ -105,13 +105,13 @@ def portrait_submit(
             info = read_image_info(path)
         except InputError as exc:
             raise Rejected(exc.message, code=exc.code) from exc
-        check = _cached_check(sha256=sha256, engine=engine)
+        check = _cached_check(sha256=sha256, provider=provider)
         if check is None:
-            verdict = precheck_image(info, engine.limits)
+            verdict = precheck_image(info, provider.limits)
             if verdict is None:
                 try:
                     verdict = _check(
-                        engine,
+                        provider,
                         InputFile(path=path, sha256=sha256, format=info.format),
                         team=team,
                         user=user,
@@ -124,7 +124,7 @@ def portrait_submit(
                     return PortraitOutcome(
                         verdict=None, unchecked=kept, message=exc.message
                     )
-            check = _store_check(sha256=sha256, engine=engine, verdict=verdict)
+            check = _store_check(sha256=sha256, provider=provider, verdict=verdict)
     if not check.check_pass:
         return PortraitOutcome(verdict=check)
     portrait = _keep_portrait(
@@ -134,12 +134,12 @@ def portrait_submit(
 
 
 def portrait_recheck(
-    *, team: Team, user: User, portrait: Portrait, engine: Engine | None = None
+    *, team: Team, user: User, portrait: Portrait, provider: Provider | None = None
 ) -> PortraitOutcome:
     """Check a kept portrait again, without a new upload. Raises Rejected as submit does."""
-    engine = engine or get_engine()
+    provider = provider or get_provider()
     try:
-        check = portrait_verdict(portrait=portrait, engine=engine, user=user)
+        check = portrait_verdict(portrait=portrait, provider=provider, user=user)
     except CheckUnavailable as exc:
         return PortraitOutcome(verdict=None, unchecked=portrait, message=exc.message)
     if not check.check_pass:
@@ -169,14 +169,14 @@ def _keep_portrait(
 
 
 def portrait_verdict(
-    *, portrait: Portrait, engine: Engine | None = None, user: User | None = None
+    *, portrait: Portrait, provider: Provider | None = None, user: User | None = None
 ) -> FaceCheck:
-    """The portrait's verdict for an engine, checking it only if no verdict is cached.
+    """The portrait's verdict for an provider, checking it only if no verdict is cached.
 
     A paid check is charged to `user`, or to the portrait's uploader when unknown.
     """
-    engine = engine or get_engine()
-    check = _cached_check(sha256=portrait.sha256, engine=engine)
+    provider = provider or get_provider()
+    check = _cached_check(sha256=portrait.sha256, provider=provider)
     if check is not None:
         return check
     with stored_path(portrait.file.name) as path:
@@ -184,24 +184,24 @@ def portrait_verdict(
             path=path, sha256=portrait.sha256, storage_name=portrait.file.name
         )
         verdict = _check(
-            engine, image, team=portrait.team, user=user or portrait.uploaded_by
+            provider, image, team=portrait.team, user=user or portrait.uploaded_by
         )
-    return _store_check(sha256=portrait.sha256, engine=engine, verdict=verdict)
+    return _store_check(sha256=portrait.sha256, provider=provider, verdict=verdict)
 
 
-def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdict:
-    """Run the engine's check; failures of the call itself are not verdicts.
+def _check(provider: Provider, image: InputFile, *, team: Team, user: User) -> Verdict:
+    """Run the provider's check; failures of the call itself are not verdicts.
 
     A remote check is paid even when the image fails, so it is recorded in the
     ledger, and refused when the team's budget has no room for it.
     """
-    if not engine.remote:
+    if not provider.remote:
         try:
-            return engine.check_portrait(image)
+            return provider.check_portrait(image)
         except InputError as exc:
             raise Rejected(exc.message, code=exc.code) from exc
     fee = billing.estimate(
-        provider=engine.name, resolution="480P", audio_seconds=0, needs_check=True
+        provider=provider.name, resolution="480P", audio_seconds=0, needs_check=True
     ).check
     try:
         billing.check_budgets(team=team, user=user, amount=fee, lock=False)
@@ -213,24 +213,24 @@ def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdi
     while True:
         try:
             verdict = (
-                engine.check_portrait(image, fresh=True)
+                provider.check_portrait(image, fresh=True)
                 if retried
-                else engine.check_portrait(image)
+                else provider.check_portrait(image)
             )
             break
         except InputError as exc:
             raise Rejected(exc.message, code=exc.code) from exc
-        except EngineError as exc:
+        except ProviderError as exc:
             billing.record_check(
                 team=team,
                 user=user,
-                provider=engine.name,
+                provider=provider.name,
                 billed=False,
                 reason=f"call failed: {exc.code or exc.kind}",
             )
             if exc.about_account:
                 dispatcher.pause_account(
-                    engine_name=engine.name, code=exc.code, message=str(exc)
+                    provider_name=provider.name, code=exc.code, message=str(exc)
                 )
                 raise Rejected(
                     "The portrait check is unavailable: the provider refused the "
@@ -253,7 +253,7 @@ def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdi
     billing.record_check(
         team=team,
         user=user,
-        provider=engine.name,
+        provider=provider.name,
         billed=True,
         reason="passed"
         if verdict.check_pass
@@ -262,11 +262,11 @@ def _check(engine: Engine, image: InputFile, *, team: Team, user: User) -> Verdi
     return verdict
 
 
-def _cached_check(*, sha256: str, engine: Engine) -> FaceCheck | None:
-    return FaceCheck.objects.filter(sha256=sha256, engine=engine.name).first()
+def _cached_check(*, sha256: str, provider: Provider) -> FaceCheck | None:
+    return FaceCheck.objects.filter(sha256=sha256, provider=provider.name).first()
 
 
-def _store_check(*, sha256: str, engine: Engine, verdict: Verdict) -> FaceCheck:
+def _store_check(*, sha256: str, provider: Provider, verdict: Verdict) -> FaceCheck:
     fields = {
         "check_pass": verdict.check_pass,
         "humanoid": verdict.humanoid,
@@ -277,10 +277,12 @@ def _store_check(*, sha256: str, engine: Engine, verdict: Verdict) -> FaceCheck:
     }
     try:
         with transaction.atomic():
-            return FaceCheck.objects.create(sha256=sha256, engine=engine.name, **fields)
+            return FaceCheck.objects.create(
+                sha256=sha256, provider=provider.name, **fields
+            )
     except IntegrityError:
         # Two checks of the same image raced; the first verdict stands.
-        return FaceCheck.objects.get(sha256=sha256, engine=engine.name)
+        return FaceCheck.objects.get(sha256=sha256, provider=provider.name)
 
 
 # -- audio --------------------------------------------------------------------
@@ -297,14 +299,14 @@ class AudioOutcome:
 
 
 def audio_submit(
-    *, team: Team, user: User, upload: File[bytes], engine: Engine | None = None
+    *, team: Team, user: User, upload: File[bytes], provider: Provider | None = None
 ) -> AudioOutcome:
-    """Probe an uploaded clip, convert it if needed, keep it if it fits the engine.
+    """Probe an uploaded clip, convert it if needed, keep it if it fits the provider.
 
     Raises Rejected when the file is not audio at all.
     """
-    engine = engine or get_engine()
-    limits = engine.limits
+    provider = provider or get_provider()
+    limits = provider.limits
     sha256 = sha256_of(upload)
     suffix = PurePosixPath(upload.name or "").suffix.lower()
     with local_path(upload, suffix=suffix) as path:
@@ -325,7 +327,7 @@ def audio_submit(
         problems = audio_problems(
             duration=info.duration,
             size=None if will_convert else info.size,
-            engine=engine,
+            provider=provider,
         )
         if problems:
             return AudioOutcome(info=info, problems=problems, will_convert=will_convert)
@@ -343,7 +345,7 @@ def audio_submit(
                 except InputError as exc:
                     raise Rejected(exc.message, code=exc.code) from exc
                 problems = audio_problems(
-                    duration=send_info.duration, size=send_info.size, engine=engine
+                    duration=send_info.duration, size=send_info.size, provider=provider
                 )
                 if problems:
                     return AudioOutcome(info=info, problems=problems, will_convert=True)
@@ -365,13 +367,15 @@ def audio_submit(
     return AudioOutcome(info=info, clip=clip, will_convert=will_convert)
 
 
-def audio_problems(*, duration: float, size: int | None, engine: Engine) -> list[str]:
-    """Why a clip of this length and size does not fit the engine, in plain words.
+def audio_problems(
+    *, duration: float, size: int | None, provider: Provider
+) -> list[str]:
+    """Why a clip of this length and size does not fit the provider, in plain words.
 
     The limits are exclusive (§3.1: "< 20 s", "< 15 MB"): a clip of exactly 20 s
     is refused here, not after it was sent.
     """
-    limits = engine.limits
+    limits = provider.limits
     problems = []
     if duration < limits.audio_min_seconds:
         shown = f"{duration:.2f}".rstrip("0").rstrip(".")
@@ -424,23 +428,23 @@ def job_create(
     it. `budget_override` (team admins only) lets one job past the money and
     seconds limits; it is recorded in the ledger.
     """
-    engine = get_engine()
+    provider = get_provider()
     title = _clean_title(title)
     if portrait.team_id != team.pk or audio.team_id != team.pk:
         raise Rejected("These files belong to another team.")
-    if resolution not in engine.limits.resolutions:
-        choices = " or ".join(engine.limits.resolutions)
+    if resolution not in provider.limits.resolutions:
+        choices = " or ".join(provider.limits.resolutions)
         raise Rejected(f"Choose a resolution of {choices}.", code="resolution")
-    verdict = portrait_verdict(portrait=portrait, engine=engine, user=user)
+    verdict = portrait_verdict(portrait=portrait, provider=provider, user=user)
     if not verdict.check_pass:
         raise Rejected(verdict.message or "The portrait did not pass the check.")
     if problems := audio_problems(
-        duration=audio.duration, size=audio.size, engine=engine
+        duration=audio.duration, size=audio.size, provider=provider
     ):
         raise Rejected(" ".join(problems), code="audio")
 
     est = billing.estimate(
-        provider=engine.name, resolution=resolution, audio_seconds=audio.duration
+        provider=provider.name, resolution=resolution, audio_seconds=audio.duration
     )
     with transaction.atomic():
         try:
@@ -460,7 +464,7 @@ def job_create(
             portrait=portrait,
             audio=audio,
             resolution=resolution,
-            engine=engine.name,
+            provider=provider.name,
             title=title,
             retry_of=retry_of,
             budget_override=budget_override,
@@ -471,11 +475,11 @@ def job_create(
 
 
 def _enqueue_after_commit(job: GenerationJob) -> None:
-    job_id, engine_name = job.pk, job.engine
-    if dispatcher.is_remote(engine_name):
+    job_id, provider_name = job.pk, job.provider
+    if dispatcher.is_remote(provider_name):
         # Remote jobs wait for a free slot of the provider account.
         transaction.on_commit(
-            lambda: async_task("studio.tasks.dispatch", engine_name, group="provider")
+            lambda: async_task("studio.tasks.dispatch", provider_name, group="provider")
         )
         return
     transaction.on_commit(
@@ -577,9 +581,9 @@ def job_run(*, job_id: int) -> GenerationJob | None:
     # The attempt number fences this worker: once the sweep hands the job to
     # another attempt, every write from this one matches no row.
     mine = GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts)
-    engine = get_engine(job.engine)
+    provider = get_provider(job.provider)
     verdict = FaceCheck.objects.filter(
-        sha256=job.portrait.sha256, engine=engine.name
+        sha256=job.portrait.sha256, provider=provider.name
     ).first()
     last_beat = 0.0
 
@@ -619,14 +623,14 @@ def job_run(*, job_id: int) -> GenerationJob | None:
                 if verdict and verdict.face_box
                 else None,
             )
-            result = engine.start(request, progress)
+            result = provider.start(request, progress)
     except _JobLost:
         log.warning(
             "job %s was taken over while rendering; dropping this render", job.pk
         )
         return None
-    except EngineError as exc:
-        return _job_fail(mine, code=exc.code or "engine", message=str(exc))
+    except ProviderError as exc:
+        return _job_fail(mine, code=exc.code or "provider", message=str(exc))
     except Exception:
         log.exception("job %s failed while rendering", job.pk)
         return _job_fail(
@@ -640,20 +644,23 @@ def job_run(*, job_id: int) -> GenerationJob | None:
         if result.state != TaskState.SUCCEEDED:
             return _job_fail(
                 mine,
-                code=result.error_code or "engine",
-                message=result.error_message or "The engine could not make this video.",
+                code=result.error_code or "provider",
+                message=result.error_message
+                or "The provider could not make this video.",
             )
-        return _job_complete(mine, engine=engine, result=result)
+        return _job_complete(mine, provider=provider, result=result)
     finally:
         if result.video_path is not None:
             shutil.rmtree(result.video_path.parent, ignore_errors=True)
 
 
 def _job_complete(
-    mine: QuerySet[GenerationJob], *, engine: Engine, result: TaskResult
+    mine: QuerySet[GenerationJob], *, provider: Provider, result: TaskResult
 ) -> GenerationJob | None:
     if result.video_path is None:
-        return _job_fail(mine, code="engine", message="The engine returned no video.")
+        return _job_fail(
+            mine, code="provider", message="The provider returned no video."
+        )
     try:
         media = probe_video(result.video_path)
     except InputError as exc:
@@ -676,7 +683,9 @@ def _job_complete(
             billed if billed is not None else Decimal(f"{media.duration:.2f}")
         )
         job.cost = billing.generation_cost(
-            provider=engine.name, resolution=job.resolution, seconds=job.billed_seconds
+            provider=provider.name,
+            resolution=job.resolution,
+            seconds=job.billed_seconds,
         )
         job.currency = billing.currency()
         job.status = GenerationJob.Status.SUCCEEDED
@@ -723,8 +732,8 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
     stale = GenerationJob.objects.filter(
         status__in=GenerationJob.IN_FLIGHT, heartbeat_at__lt=cutoff
     )
-    for job in stale.only("pk", "attempts", "engine"):
-        if dispatcher.is_remote(job.engine):
+    for job in stale.only("pk", "attempts", "provider"):
+        if dispatcher.is_remote(job.provider):
             continue  # remote tasks keep running at the provider; polling resumes them
         if _take_back(job):
             recovered.append(job.pk)
@@ -738,8 +747,8 @@ def jobs_take_back(*, workers: list[str]) -> list[int]:
     )
     return [
         job.pk
-        for job in lost.only("pk", "attempts", "engine")
-        if not dispatcher.is_remote(job.engine) and _take_back(job)
+        for job in lost.only("pk", "attempts", "provider")
+        if not dispatcher.is_remote(job.provider) and _take_back(job)
     ]
 
 
@@ -861,8 +870,8 @@ def jobs_resend_queued(*, exclude: list[int]) -> list[int]:
 
 def _resend(waiting: QuerySet[GenerationJob], *, now: datetime) -> list[int]:
     resent = []
-    for job in waiting.only("pk", "engine"):
-        if dispatcher.is_remote(job.engine):
+    for job in waiting.only("pk", "provider"):
+        if dispatcher.is_remote(job.provider):
             continue  # remote jobs wait in the table, not in the broker
         with transaction.atomic():
             if GenerationJob.objects.filter(
@@ -999,17 +1008,17 @@ class ReusedInputs:
 
 
 def job_reuse(*, job: GenerationJob) -> ReusedInputs:
-    """The portrait and audio of a job, checked against today's engine, for 'Use again'.
+    """The portrait and audio of a job, checked against today's provider, for 'Use again'.
 
-    The portrait's verdict comes from the cache unless the engine changed.
+    The portrait's verdict comes from the cache unless the provider changed.
     """
-    engine = get_engine()
+    provider = get_provider()
     try:
-        verdict = portrait_verdict(portrait=job.portrait, engine=engine)
+        verdict = portrait_verdict(portrait=job.portrait, provider=provider)
     except Rejected as exc:
         verdict = FaceCheck(check_pass=False, humanoid=False, message=exc.message)
     clip = job.audio
-    problems = audio_problems(duration=clip.duration, size=clip.size, engine=engine)
+    problems = audio_problems(duration=clip.duration, size=clip.size, provider=provider)
     info = AudioInfo(
         format=clip.original_format,
         codec="",

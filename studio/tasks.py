@@ -8,13 +8,13 @@ from . import dispatcher, reconcile, services
 
 
 def job_run(job_id: int) -> None:
-    """Local engines: claim and render one job."""
+    """Local providers: claim and render one job."""
     services.job_run(job_id=job_id)
 
 
-def dispatch(engine_name: str) -> None:
-    """Remote engines: fill the account's free slots and submit from this worker."""
-    dispatcher.dispatch_and_submit(engine_name=engine_name)
+def dispatch(provider_name: str) -> None:
+    """Remote providers: fill the account's free slots and submit from this worker."""
+    dispatcher.dispatch_and_submit(provider_name=provider_name)
 
 
 def job_submit(job_id: int) -> None:
@@ -31,5 +31,5 @@ def jobs_sweep() -> None:
 
 def reconcile_account() -> None:
     """The scheduled comparison of the provider's task listing with the studio's."""
-    with contextlib.suppress(reconcile.NothingToReconcile):  # the local engine
+    with contextlib.suppress(reconcile.NothingToReconcile):  # the local provider
         reconcile.reconcile()

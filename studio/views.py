@@ -46,8 +46,6 @@ from django_htmx.http import (
 
 from . import billing, dispatcher, notifications, reconcile, selectors, services
 from .alerts import htmx_alert
-from .engine import get_engine
-from .engine.dashscope import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 from .formats import POSTER_FORMAT, VIDEO_FORMAT
 from .forms import (
     BudgetForm,
@@ -57,7 +55,7 @@ from .forms import (
     TeamBudgetForm,
     UploadForm,
 )
-from .media import harden, input_format, serve_file, zip_stream
+from .media.serving import harden, input_format, serve_file, zip_stream
 from .middleware import SESSION_TEAM_KEY
 from .models import (
     AudioClip,
@@ -70,6 +68,8 @@ from .models import (
     Team,
     User,
 )
+from .providers import get_provider
+from .providers.dashscope.provider import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 
 GALLERY_PAGE_SIZE = 12
 
@@ -168,7 +168,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @team_required
 @require_http_methods(["GET", "POST"])
 def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
-    engine = get_engine()
+    provider = get_provider()
     reuse = _reuse_context(
         membership, request.GET.get("from", "") if request.method == "GET" else ""
     )
@@ -209,8 +209,8 @@ def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
                 return redirect(job)
     context = {
         "form": form,
-        "engine": engine,
-        "limits": engine.limits,
+        "provider": provider,
+        "limits": provider.limits,
         "max_upload_mb": settings.S2V_MAX_UPLOAD_MB,
         "audio_formats": services.UPLOAD_AUDIO_LABEL,
         "can_override": membership.role == Membership.Role.ADMIN,
@@ -259,10 +259,10 @@ def _estimate_context(
     audio_code: str | None = None,
 ) -> dict[str, Any]:
     """The cost estimate for the form's current inputs, next to the budget left."""
-    engine = get_engine()
+    provider = get_provider()
     data = request.POST if request.method == "POST" else request.GET
     resolution = data.get("resolution") or GenerationJob.Resolution.P480
-    if resolution not in engine.limits.resolutions:
+    if resolution not in provider.limits.resolutions:
         resolution = GenerationJob.Resolution.P480
     if audio_code is None:
         audio_code = data.get("audio", "")
@@ -273,14 +273,14 @@ def _estimate_context(
     needs_check = (
         portrait is None
         or not FaceCheck.objects.filter(
-            sha256=portrait.sha256, engine=engine.name
+            sha256=portrait.sha256, provider=provider.name
         ).exists()
     )
     estimate = billing.estimate(
-        provider=engine.name,
+        provider=provider.name,
         resolution=resolution,
         audio_seconds=audio.duration if audio else 0.0,
-        needs_check=needs_check and engine.remote,
+        needs_check=needs_check and provider.remote,
     )
     user: User = request.user  # type: ignore[assignment]
     team_budget, member_budget = billing.budgets_for(team=membership.team, user=user)
@@ -327,7 +327,7 @@ def job_estimate(request: HttpRequest, membership: Membership) -> HttpResponse:
 def _audio_ok(membership: Membership, code: str) -> bool:
     clip = _team_object(AudioClip, membership, code)
     return clip is not None and not services.audio_problems(
-        duration=clip.duration, size=clip.size, engine=get_engine()
+        duration=clip.duration, size=clip.size, provider=get_provider()
     )
 
 
@@ -420,7 +420,7 @@ def audio_check(request: HttpRequest, membership: Membership) -> HttpResponse:
     context: dict[str, Any] = {
         "error": "",
         "outcome": None,
-        "limits": get_engine().limits,
+        "limits": get_provider().limits,
     }
     if not form.is_valid():
         context["error"] = form.errors["audio_file"][0]
@@ -456,9 +456,9 @@ def _job_context(job: GenerationJob) -> dict[str, Any]:
         "job": job,
         "progress": selectors.job_progress(job=job),
         "verdict": FaceCheck.objects.filter(
-            sha256=job.portrait.sha256, engine=job.engine
+            sha256=job.portrait.sha256, provider=job.provider
         ).first(),
-        "engine_label": get_engine(job.engine).label,
+        "provider_label": get_provider(job.provider).label,
     }
 
 
@@ -501,7 +501,9 @@ def job_card(request: HttpRequest, membership: Membership, code: UUID) -> HttpRe
     if job is None:
         raise Http404
     positions = (
-        selectors.queue_positions(engine=job.engine) if job.status == "queued" else {}
+        selectors.queue_positions(provider=job.provider)
+        if job.status == "queued"
+        else {}
     )
     status = HTMX_STOP_POLLING if job.is_terminal else 200
     return render(
@@ -610,7 +612,7 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         GALLERY_PAGE_SIZE,
     )
     page = paginator.get_page(request.GET.get("page"))
-    positions = selectors.queue_positions(engine=get_engine().name)
+    positions = selectors.queue_positions(provider=get_provider().name)
     context = {
         "page": page,
         "jobs": [(job, positions.get(job.pk)) for job in page.object_list],
@@ -621,7 +623,7 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         "statuses": GenerationJob.Status.choices,
         "reviews": GenerationJob.ReviewState.choices,
         "resolutions": GenerationJob.Resolution.choices,
-        "engines": selectors.ENGINES,
+        "providers": selectors.ENGINES,
         "sorts": [(key, label) for key, (label, _) in selectors.SORTS.items()],
         "date_min": selectors.DATE_MIN,
         "date_max": selectors.DATE_MAX,
@@ -737,7 +739,7 @@ def provider_resume(request: HttpRequest) -> HttpResponse:
             action="resume the provider account",
             back=_safe_next(request, reverse("studio:gallery")),
         )
-    if dispatcher.account_resume(engine_name=request.POST.get("engine", "")):
+    if dispatcher.account_resume(provider_name=request.POST.get("provider", "")):
         messages.success(
             request,
             "Dispatching resumed. If the account is still refused, it pauses again.",
@@ -765,7 +767,7 @@ def provider_reconcile(request: HttpRequest) -> HttpResponse:
             action="see the provider account's reconciliation",
             back=reverse("studio:gallery"),
         )
-    engine = get_engine()
+    provider = get_provider()
     if request.method == "POST":
         try:
             run = reconcile.reconcile()
@@ -777,10 +779,10 @@ def provider_reconcile(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, f"Reconciled now: {reconcile.summary(run)}")
         return redirect("studio:provider-reconcile")
-    last = reconcile.latest(engine_name=engine.name)
+    last = reconcile.latest(provider_name=provider.name)
     context = {
-        "remote": engine.remote,
-        "engine_label": engine.label,
+        "remote": provider.remote,
+        "provider_label": provider.label,
         "run": last,
         "summary": reconcile.summary(last) if last else "",
         # Stored as text in JSON; money is shown from Decimals.
@@ -990,7 +992,7 @@ def _job_panels_context(
         "share_days": services.SHARE_DAYS,
         "shares": _share_rows(request, panels.shares),
         "other_resolutions": [
-            r for r in get_engine().limits.resolutions if r != job.resolution
+            r for r in get_provider().limits.resolutions if r != job.resolution
         ],
         "next": job.get_absolute_url(),
     }
@@ -1180,7 +1182,7 @@ def spend(request: HttpRequest, membership: Membership) -> HttpResponse:
             for title, by in (
                 ("By member", "user"),
                 ("By resolution", "resolution"),
-                ("By engine", "engine"),
+                ("By provider", "provider"),
                 ("By kind", "kind"),
             )
         ],

@@ -135,7 +135,7 @@ def checked_inputs(alice: User, team: Team, wav: Path) -> Iterator[tuple[Any, An
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Any]:
     """One DashScope emulator on loopback for the session; tests reset it."""
-    from studio.emulator.server import Emulator
+    from studio.emulators.dashscope.server import Emulator
 
     with Emulator(run_seconds_base=0.3, quiet=True) as running:
         yield running

@@ -1,6 +1,6 @@
 """Test media made on the fly: speech-like audio in every format, portraits, junk.
 
-Plain functions, so any test module (engine or Django) can import them. Each
+Plain functions, so any test module (provider or Django) can import them. Each
 writer takes the destination path first and returns it.
 """
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.django_db
             {"page": "abc", "sort": "nonsense", "from": "2026-99-99", "to": "x"},
         ),
         ("post", "studio:gallery-zip", {"job": "nope"}),
-        ("post", "studio:provider-resume", {"engine": "what"}),
+        ("post", "studio:provider-resume", {"provider": "what"}),
         (
             "post",
             "studio:job-create",

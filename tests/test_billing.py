@@ -12,19 +12,19 @@ from django.test import Client
 from django.urls import reverse
 
 from studio import billing, services, tasks
-from studio.engine.base import EngineError
-from studio.engine.local import LocalEngine
 from studio.models import Budget, GenerationJob, LedgerEntry, Membership, Price
+from studio.providers.base import ProviderError
+from studio.providers.local import LocalProvider
 from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
 
 pytestmark = pytest.mark.django_db
 
-RATE = Decimal("0.5")  # per second, set on the local engine's price lines below
+RATE = Decimal("0.5")  # per second, set on the local provider's price lines below
 
 
 @pytest.fixture
 def priced(db):
-    """The local engine priced like a paid one, as an admin would edit the table."""
+    """The local provider priced like a paid one, as an admin would edit the table."""
     Price.objects.filter(provider="local", unit="second").update(unit_price=RATE)
 
 
@@ -121,7 +121,9 @@ def test_failure_and_cancel_release_the_hold_and_bill_nothing(
     job = submit(alice, team, checked_inputs)
     if outcome == "fail":
         monkeypatch.setattr(
-            LocalEngine, "start", lambda *a: (_ for _ in ()).throw(EngineError("broke"))
+            LocalProvider,
+            "start",
+            lambda *a: (_ for _ in ()).throw(ProviderError("broke")),
         )
         tasks.job_run(job.pk)
     else:
@@ -485,7 +487,9 @@ def test_without_a_price_line_the_engines_declared_price_applies(settings, db):
         provider="dashscope", unit="second", resolution="480P"
     ) == Decimal("0.071677")
     assert (
-        billing.unit_price(provider="no-such-engine", unit="second", resolution="480P")
+        billing.unit_price(
+            provider="no-such-provider", unit="second", resolution="480P"
+        )
         == 0
     )
 
@@ -499,7 +503,7 @@ def test_provider_accounts_show_in_the_admin(alice, db):
     alice.is_staff = alice.is_superuser = True
     alice.save()
     ProviderAccount.objects.create(
-        engine="dashscope", paused_code="Arrearage", paused_at=timezone.now()
+        provider="dashscope", paused_code="Arrearage", paused_at=timezone.now()
     )
     client = Client()
     client.force_login(alice)

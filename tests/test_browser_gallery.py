@@ -1,7 +1,7 @@
 """The gallery in headless Chromium: filters, favourites, review, variants, sharing.
 
 One studio of its own (web server and cluster as processes), seeded with two
-real videos made by the local engine and a reviewer, so these tests do not
+real videos made by the local provider and a reviewer, so these tests do not
 change what the other browser tests see.
 """
 

@@ -10,9 +10,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from studio.engine import dashscope_client
-from studio.engine.dashscope import DashScopeEngine, tidy, user_message
-from studio.engine.dashscope_client import (
+from studio.providers import dashscope_client
+from studio.providers.dashscope.client import (
     PROVIDER_TZ,
     DashScopeClient,
     DashScopeError,
@@ -20,6 +19,7 @@ from studio.engine.dashscope_client import (
     ListedTask,
     classify,
 )
+from studio.providers.dashscope.provider import DashScopeProvider, tidy, user_message
 
 BASE = "https://dashscope.test/api/v1"
 F2 = {
@@ -211,10 +211,10 @@ def test_a_time_that_does_carry_an_offset_is_taken_at_its_word():
 
 def test_the_engine_passes_the_provider_s_run_times_on(settings):
     settings.DASHSCOPE_API_KEY = "sk-test"
-    engine = DashScopeEngine(base_url=BASE)
-    engine.client = client_for(lambda r: httpx.Response(200, json=F3))
+    provider = DashScopeProvider(base_url=BASE)
+    provider.client = client_for(lambda r: httpx.Response(200, json=F3))
 
-    result = engine.poll("bcae8761")
+    result = provider.poll("bcae8761")
 
     assert result.scheduled_at == datetime(2025, 9, 1, 1, 37, 34, 885000, tzinfo=UTC)
     assert result.ended_at == datetime(2025, 9, 1, 1, 40, 20, 734000, tzinfo=UTC)
@@ -403,7 +403,7 @@ def test_the_engine_refuses_to_start_without_a_key(settings):
 
     settings.DASHSCOPE_API_KEY = ""
     with pytest.raises(ImproperlyConfigured, match="DASHSCOPE_API_KEY"):
-        DashScopeEngine()
+        DashScopeProvider()
 
 
 # provider-api.md §1.2a, the documented listing answer (ids completed).

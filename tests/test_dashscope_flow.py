@@ -1,4 +1,4 @@
-"""The DashScope engine and dispatcher over real HTTP against the emulator."""
+"""The DashScope provider and dispatcher over real HTTP against the emulator."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio import billing, dispatcher, services
-from studio.engine import get_engine
 from studio.models import (
     FaceCheck,
     GenerationJob,
@@ -22,6 +21,7 @@ from studio.models import (
     RemoteTask,
     RemoteUpload,
 )
+from studio.providers import get_provider
 from tests import media_factories
 from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
 
@@ -66,8 +66,8 @@ def drive(job: GenerationJob, *, timeout: float = 30.0) -> GenerationJob:
             return job
         if job.status == GenerationJob.Status.QUEUED:
             GenerationJob.objects.filter(pk=job.pk).update(not_before=None)
-            ProviderAccount.objects.filter(engine=job.engine).update(retry_at=None)
-            dispatcher.dispatch_and_submit(engine_name=job.engine)
+            ProviderAccount.objects.filter(provider=job.provider).update(retry_at=None)
+            dispatcher.dispatch_and_submit(provider_name=job.provider)
         else:
             dispatcher.job_poll(job_id=job.pk)
         time.sleep(0.1)
@@ -78,7 +78,7 @@ def test_the_remote_check_passes_and_is_cached(emu, alice, team):
     first = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
     second = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
 
-    assert first.verdict.check_pass and first.verdict.engine == "dashscope"
+    assert first.verdict.check_pass and first.verdict.provider == "dashscope"
     assert second.verdict.pk == first.verdict.pk
     assert counts(emu)["detect_calls"] == 1  # billed once, never twice
 
@@ -134,7 +134,7 @@ def test_a_redelivered_submit_does_not_make_a_second_task(
     emu, inputs, alice, team, enqueued
 ):
     job = queue(alice, team, inputs, enqueued)
-    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    [claimed] = dispatcher.dispatch(provider_name="dashscope")
 
     dispatcher.job_submit(job_id=claimed)
     dispatcher.job_submit(job_id=claimed)
@@ -149,7 +149,7 @@ def test_throttled_submits_retry_and_never_fail_the_job_by_themselves(
     emu.faults(kind="throttle", route="submit", count=3)
     job = queue(alice, team, inputs, enqueued)
 
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     job.refresh_from_db()
     assert job.status == "queued" and job.not_before > timezone.now()
 
@@ -211,14 +211,14 @@ def test_an_account_error_pauses_dispatch_and_tells_admins(
     emu.faults(kind="account_error", code="Arrearage")
     job = queue(alice, team, inputs, enqueued)
 
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
-    account = ProviderAccount.objects.get(engine="dashscope")
+    account = ProviderAccount.objects.get(provider="dashscope")
     assert job.status == "queued" and job.attempts == 0
     assert account.is_paused and account.paused_code == "Arrearage"
     assert (
-        dispatcher.dispatch(engine_name="dashscope") == []
+        dispatcher.dispatch(provider_name="dashscope") == []
     )  # paused: nothing goes out
     page = alice_client.get(reverse("studio:gallery")).content.decode()
     assert "Generation is paused" in page and "Arrearage" in page
@@ -227,21 +227,21 @@ def test_an_account_error_pauses_dispatch_and_tells_admins(
     emu.clear_faults()
     # The account is the whole site's: its team admin may not lift the pause.
     refused = alice_client.post(
-        reverse("studio:provider-resume"), {"engine": "dashscope"}
+        reverse("studio:provider-resume"), {"provider": "dashscope"}
     )
     assert refused.status_code == 403
-    assert ProviderAccount.objects.get(engine="dashscope").is_paused
+    assert ProviderAccount.objects.get(provider="dashscope").is_paused
     alice.is_staff = True
     alice.save()
-    alice_client.post(reverse("studio:provider-resume"), {"engine": "dashscope"})
+    alice_client.post(reverse("studio:provider-resume"), {"provider": "dashscope"})
     assert drive(job).status == "succeeded"
-    assert not ProviderAccount.objects.get(engine="dashscope").is_paused
+    assert not ProviderAccount.objects.get(provider="dashscope").is_paused
 
 
 def test_members_who_are_not_admins_do_not_see_the_account_banner(emu, team):
     bob = make_member(team, "bob")
     ProviderAccount.objects.create(
-        engine="dashscope", paused_at=timezone.now(), paused_code="Arrearage"
+        provider="dashscope", paused_at=timezone.now(), paused_code="Arrearage"
     )
     from django.test import Client
 
@@ -297,7 +297,7 @@ def test_a_billed_result_that_could_not_be_saved_is_charged_and_shown(
 
 def test_an_unknown_task_is_treated_as_expired(emu, inputs, alice, team, enqueued):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     emu.faults(kind="unknown_task", count=5)
 
     job = drive(job)
@@ -309,18 +309,18 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
     emu, inputs, alice, team, enqueued
 ):
     job = queue(alice, team, inputs, enqueued)
-    [_claimed] = dispatcher.dispatch(engine_name="dashscope")
+    [_claimed] = dispatcher.dispatch(provider_name="dashscope")
     # The provider accepts the task, then the worker dies before saving its id.
-    engine = get_engine("dashscope")
+    provider = get_provider("dashscope")
     job.refresh_from_db()
-    from studio.engine.base import GenerationRequest, InputFile
     from studio.files import stored_path
+    from studio.providers.base import GenerationRequest, InputFile
 
     with (
         stored_path(job.portrait.file.name) as p,
         stored_path(job.audio.file.name) as a,
     ):
-        engine.start(
+        provider.start(
             GenerationRequest(
                 job_code=str(job.code),
                 portrait=InputFile(p, job.portrait.sha256, job.portrait.file.name),
@@ -366,7 +366,7 @@ def test_a_job_whose_saved_task_id_was_lost_is_adopted_through_the_listing(
     emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     task_id = lose_task_id(job)
 
     with caplog.at_level("INFO", logger="studio.dispatcher"):
@@ -385,7 +385,7 @@ def test_a_failing_listing_is_logged_and_the_job_is_neither_requeued_nor_adopted
     emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     task_id = lose_task_id(job)
     emu.faults(kind="server_error", route="list", status=500, count=1)
 
@@ -410,7 +410,7 @@ def test_a_finished_task_of_another_job_is_not_adopted(
     first = queue(alice, team, inputs, enqueued)
     assert drive(first).status == "succeeded"
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch(engine_name="dashscope")  # sent; the worker died unanswered
+    dispatcher.dispatch(provider_name="dashscope")  # sent; the worker died unanswered
     began = timezone.now() - timedelta(minutes=3)
     GenerationJob.objects.filter(pk=job.pk).update(
         submit_started_at=began, submit_posted_at=began
@@ -434,13 +434,13 @@ def test_an_unanswered_submit_is_not_sent_again_but_found_or_requeued_by_the_swe
     emu.faults(kind="drop", route="submit", when=when, count=1)
     job = queue(alice, team, inputs, enqueued)
 
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id) == ("submitted", "")
     assert len(tasks_of(emu)) == (1 if adopted else 0)
     # The job keeps its slot: nothing else is sent meanwhile.
-    assert dispatcher.dispatch(engine_name="dashscope") == []
+    assert dispatcher.dispatch(provider_name="dashscope") == []
     sent_a_while_ago(job)
     with caplog.at_level("INFO", logger="studio.dispatcher"):
         dispatcher.sweep_remote(now=timezone.now())
@@ -459,7 +459,7 @@ def test_a_submit_that_never_reached_the_provider_is_queued_again(
     emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch(engine_name="dashscope")  # the worker died before sending
+    dispatcher.dispatch(provider_name="dashscope")  # the worker died before sending
     GenerationJob.objects.filter(pk=job.pk).update(
         submit_started_at=timezone.now() - timedelta(minutes=6)
     )
@@ -493,7 +493,7 @@ def test_only_one_job_is_in_flight_and_teams_take_turns(
     deadline = time.monotonic() + 90
     while GenerationJob.objects.exclude(status__in=GenerationJob.TERMINAL).exists():
         assert time.monotonic() < deadline, "jobs did not finish"
-        assert len(dispatcher.dispatch_and_submit(engine_name="dashscope")) <= 1
+        assert len(dispatcher.dispatch_and_submit(provider_name="dashscope")) <= 1
         assert (
             GenerationJob.objects.filter(dispatcher.holding_slot("dashscope")).count()
             <= 1
@@ -513,18 +513,20 @@ def test_a_pending_task_is_canceled_at_the_provider(
     emu, inputs, alice, team, enqueued, tmp_path
 ):
     # Another client of the same account holds the provider's only slot.
-    engine = get_engine("dashscope")
-    from studio.engine.base import InputFile
+    provider = get_provider("dashscope")
+    from studio.providers.base import InputFile
 
     long_wav = media_factories.make_wav(tmp_path / "long.wav", 3.0)
-    portrait_url = engine.input_url(InputFile(ASTRONAUT, "a" * 64), model="wan2.2-s2v")
-    audio_url = engine.input_url(InputFile(long_wav, "b" * 64), model="wan2.2-s2v")
+    portrait_url = provider.input_url(
+        InputFile(ASTRONAUT, "a" * 64), model="wan2.2-s2v"
+    )
+    audio_url = provider.input_url(InputFile(long_wav, "b" * 64), model="wan2.2-s2v")
     emu.faults(kind="slow", route="result", delay_ms=10)
-    blocker = engine.client.submit(
+    blocker = provider.client.submit(
         image_url=portrait_url, audio_url=audio_url, resolution="720P"
     )
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     dispatcher.job_poll(job_id=job.pk)
     job.refresh_from_db()
     assert job.remote_status == "PENDING" and job.can_cancel
@@ -574,7 +576,7 @@ def test_the_verdict_cache_is_per_engine(emu, alice, team, settings):
     settings.S2V_PROVIDER = "local"
     services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))
 
-    assert sorted(FaceCheck.objects.values_list("engine", flat=True)) == [
+    assert sorted(FaceCheck.objects.values_list("provider", flat=True)) == [
         "dashscope",
         "local",
     ]

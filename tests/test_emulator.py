@@ -21,9 +21,9 @@ import av
 import httpx
 import pytest
 
-from studio.emulator import Emulator, media
-from studio.emulator.faults import parse_flag
-from studio.emulator.state import Config
+from studio.emulators.dashscope import Emulator, media
+from studio.emulators.dashscope.faults import parse_flag
+from studio.emulators.dashscope.state import Config
 from tests import media_factories
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -1312,7 +1312,7 @@ def test_task_times_are_utc_plus_8_without_offset_and_appear_as_reached(
     client: httpx.Client,
     wav: Path,
 ) -> None:
-    from studio.engine.dashscope_client import parse_time
+    from studio.providers.dashscope.client import parse_time
 
     emu = make_emulator(run_seconds_base=1.0)
     image = upload(client, emu, ASTRONAUT, "wan2.2-s2v")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine.audio import OPEN_ERROR, AudioInfo, convert_to_wav, probe_audio
-from studio.engine.images import InputError
+from studio.media.audio import OPEN_ERROR, AudioInfo, convert_to_wav, probe_audio
+from studio.media.images import InputError
 from tests.media_factories import (
     ASTRONAUT,
     make_audio,

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.engine.base import EngineLimits, Reason
-from studio.engine.images import (
+from studio.media.images import (
     ImageInfo,
     InputError,
     check_face,
@@ -16,6 +15,7 @@ from studio.engine.images import (
     precheck_image,
     read_image_info,
 )
+from studio.providers.base import ProviderLimits, Reason
 from tests.media_factories import (
     ASTRONAUT,
     ASTRONAUT_FACE,
@@ -33,7 +33,7 @@ from tests.media_factories import (
     make_twelve_megapixel_jpeg,
 )
 
-LIMITS = EngineLimits(
+LIMITS = ProviderLimits(
     image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
     image_min_side=400,
     image_max_side=7000,

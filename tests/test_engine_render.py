@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.engine.base import RESOLUTION_AREAS
-from studio.engine.images import InputError
-from studio.engine.render import RenderInfo, output_size, render_video
+from studio.media.images import InputError
+from studio.media.render import RenderInfo, output_size, render_video
+from studio.providers.base import RESOLUTION_AREAS
 from tests.media_factories import (
     ASTRONAUT,
     make_deep_grey,

@@ -57,7 +57,7 @@ def test_an_out_of_range_date_does_not_filter_out_every_job(
 ):
     portrait, audio = checked_inputs
     GenerationJob.objects.create(
-        team=team, created_by=alice, portrait=portrait, audio=audio, engine="local"
+        team=team, created_by=alice, portrait=portrait, audio=audio, provider="local"
     )
 
     html = gallery(alice_client, date_from="0001-01-01", date_to="9999-12-31")

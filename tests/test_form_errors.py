@@ -30,7 +30,7 @@ def job(team, alice, checked_inputs):
         created_by=alice,
         portrait=portrait,
         audio=audio,
-        engine="local",
+        provider="local",
         title="Pitch",
         notes="first notes",
         status=GenerationJob.Status.SUCCEEDED,
@@ -196,7 +196,7 @@ def test_an_unknown_provider_account_is_not_reported_resumed(alice, alice_client
 
     page = _page(
         alice_client.post(
-            reverse("studio:provider-resume"), {"engine": "what"}, follow=True
+            reverse("studio:provider-resume"), {"provider": "what"}, follow=True
         )
     )
 

@@ -38,7 +38,7 @@ def make_jobs(count, *, team, user, portrait, audio, **fields):
             created_by=user,
             portrait=portrait,
             audio=audio,
-            engine="local",
+            provider="local",
             **fields,
         )
         for _ in range(count)

@@ -18,7 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import media, services
+from studio.media import services
+from studio.media import serving as media
 from studio.models import (
     Favourite,
     GenerationJob,
@@ -46,7 +47,7 @@ def make(team, alice, inputs):
     portrait, audio = inputs
 
     def make_job(*, user=None, video=b"", **fields):
-        fields.setdefault("engine", "local")
+        fields.setdefault("provider", "local")
         job = GenerationJob.objects.create(
             team=fields.pop("team", team),
             created_by=user or alice,
@@ -102,7 +103,7 @@ def ordered_titles(client, **query):
 def test_gallery_filters_by_review_state_engine_dates_and_favourites(
     alice_client, alice, make
 ):
-    approved = done(make, "Approved", review_state="approved", engine="emulator")
+    approved = done(make, "Approved", review_state="approved", provider="emulator")
     done(make, "Changes", review_state="changes")
     old = done(make, "Old")
     GenerationJob.objects.filter(pk=old.pk).update(
@@ -115,7 +116,7 @@ def test_gallery_filters_by_review_state_engine_dates_and_favourites(
 
     assert grid_titles(alice_client, titles, review="approved") == ["Approved"]
     assert grid_titles(alice_client, titles, review="none") == ["Old"]
-    assert grid_titles(alice_client, titles, engine="emulator") == ["Approved"]
+    assert grid_titles(alice_client, titles, provider="emulator") == ["Approved"]
     assert grid_titles(alice_client, titles, favourites="1") == ["Approved"]
     assert grid_titles(alice_client, titles, date_from=week_ago) == [
         "Approved",
@@ -522,7 +523,7 @@ def test_rerun_at_720p_makes_a_linked_variant_shown_side_by_side(
     assert section.count('class="variant') == 2
     assert 'data-resolution="480P"' in section and 'data-resolution="720P"' in section
     assert "$0.2867" in section  # the draft's cost beside the final's
-    assert '<span class="cost">$0.00</span>' in section  # the local engine is free
+    assert '<span class="cost">$0.00</span>' in section  # the local provider is free
 
     # A variant of the variant still belongs to the first take.
     alice_client.post(

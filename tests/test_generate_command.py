@@ -122,13 +122,13 @@ def test_generate_with_a_missing_file_says_so(alice, tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_generate_with_wait_exits_non_zero_when_the_job_fails(alice, wav, monkeypatch):
-    from studio.engine.base import EngineError
-    from studio.engine.local import LocalEngine
+    from studio.providers.base import ProviderError
+    from studio.providers.local import LocalProvider
 
     def broken(self, request, progress):
-        raise EngineError("Rendering broke.")
+        raise ProviderError("Rendering broke.")
 
-    monkeypatch.setattr(LocalEngine, "start", broken)
+    monkeypatch.setattr(LocalProvider, "start", broken)
     monkeypatch.setattr(
         "studio.services.async_task",
         lambda func, *args, **kw: import_string(func)(*args),

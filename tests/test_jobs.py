@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio import services, tasks
-from studio.engine.base import EngineError
-from studio.engine.local import LocalEngine
 from studio.models import GenerationJob
+from studio.providers.base import ProviderError
+from studio.providers.local import LocalProvider
 from tests.conftest import ASTRONAUT, ROCKET, upload
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_generate_creates_a_job_and_queues_it_after_commit(
 
     job = GenerationJob.objects.get()
     assert response["HX-Redirect"] == job.get_absolute_url()
-    assert (job.status, job.resolution, job.engine, job.title) == (
+    assert (job.status, job.resolution, job.provider, job.title) == (
         "queued",
         "720P",
         "local",
@@ -98,7 +98,7 @@ def test_job_create_refuses_a_portrait_that_failed_the_check(
 
     FaceCheck.objects.create(
         sha256="0" * 64,
-        engine="local",
+        provider="local",
         check_pass=False,
         humanoid=False,
         reason="InvalidFile.NoHuman",
@@ -130,7 +130,9 @@ def test_the_worker_renders_the_video_into_storage(job, enqueued):
 
 def test_a_redelivered_message_does_not_run_the_job_twice(job, monkeypatch):
     tasks.job_run(job.pk)
-    monkeypatch.setattr(LocalEngine, "start", lambda *a: pytest.fail("rendered twice"))
+    monkeypatch.setattr(
+        LocalProvider, "start", lambda *a: pytest.fail("rendered twice")
+    )
 
     tasks.job_run(job.pk)
 
@@ -140,11 +142,11 @@ def test_a_redelivered_message_does_not_run_the_job_twice(job, monkeypatch):
 
 def test_an_engine_error_fails_the_job_with_its_message(job, monkeypatch):
     def broken(self, request, progress):
-        raise EngineError(
+        raise ProviderError(
             "The audio could not be decoded.", code="InvalidFile.Openerror"
         )
 
-    monkeypatch.setattr(LocalEngine, "start", broken)
+    monkeypatch.setattr(LocalProvider, "start", broken)
 
     tasks.job_run(job.pk)
 
@@ -156,7 +158,7 @@ def test_an_engine_error_fails_the_job_with_its_message(job, monkeypatch):
 
 
 def test_an_unexpected_crash_fails_the_job_with_a_plain_message(job, monkeypatch):
-    monkeypatch.setattr(LocalEngine, "start", lambda *a: 1 / 0)
+    monkeypatch.setattr(LocalProvider, "start", lambda *a: 1 / 0)
 
     tasks.job_run(job.pk)
 
@@ -169,7 +171,7 @@ def test_an_unexpected_crash_fails_the_job_with_a_plain_message(job, monkeypatch
 def test_cancel_stops_a_queued_job_before_it_runs(alice_client, job, monkeypatch):
     response = alice_client.post(reverse("studio:job-cancel", args=[job.code]))
     monkeypatch.setattr(
-        LocalEngine, "start", lambda *a: pytest.fail("ran a canceled job")
+        LocalProvider, "start", lambda *a: pytest.fail("ran a canceled job")
     )
     tasks.job_run(job.pk)
 
@@ -264,7 +266,7 @@ def test_a_worker_whose_job_was_taken_over_drops_its_render(job, monkeypatch):
         progress(0.5)
         pytest.fail("progress() should have stopped this render")
 
-    monkeypatch.setattr(LocalEngine, "start", render_then_lose)
+    monkeypatch.setattr(LocalProvider, "start", render_then_lose)
 
     assert services.job_run(job_id=job.pk) is None
     job.refresh_from_db()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from studio.emulator.server import Emulator
+from studio.emulators.dashscope.server import Emulator
 from tests import media_factories
 from tests.conftest import ASTRONAUT
 from tests.live import LiveStudio

@@ -21,9 +21,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio import billing, dispatcher, services
-from studio.engine import get_engine
-from studio.engine.dashscope import DashScopeEngine
-from studio.engine.dashscope_client import DashScopeClient, ListedTask
 from studio.models import (
     GenerationJob,
     LedgerEntry,
@@ -31,6 +28,9 @@ from studio.models import (
     ProviderAccount,
     RemoteTask,
 )
+from studio.providers import get_provider
+from studio.providers.dashscope.client import DashScopeClient, ListedTask
+from studio.providers.dashscope.provider import DashScopeProvider
 from tests import media_factories
 from tests.conftest import ASTRONAUT, upload
 
@@ -114,7 +114,7 @@ def settle(
             ):
                 GenerationJob.objects.filter(pk__in=ids).update(not_before=None)
                 ProviderAccount.objects.update(retry_at=None)
-                dispatcher.dispatch_and_submit(engine_name="dashscope")
+                dispatcher.dispatch_and_submit(provider_name="dashscope")
             for job in open_jobs.exclude(remote_task_id=""):
                 dispatcher.job_poll(job_id=job.pk)
             if not open_jobs.exclude(remote_task_id="").exists():
@@ -151,9 +151,9 @@ def kill_after_saving_the_id(monkeypatch) -> list[int]:
     fired: list[int] = []
     original = dispatcher._resume_account
 
-    def dying(engine_name: str) -> int:
+    def dying(provider_name: str) -> int:
         if fired:
-            return original(engine_name)
+            return original(provider_name)
         fired.append(1)
         raise WorkerKilled("after the id was saved")
 
@@ -165,8 +165,8 @@ CRASHES: dict[str, Callable[[Any], list[int]]] = {
     "before-sending": lambda mp: kill_at(mp, DashScopeClient, "submit", after=False),
     "after-accepted": lambda mp: kill_at(mp, DashScopeClient, "submit", after=True),
     "after-id-saved": kill_after_saving_the_id,
-    "while-running": lambda mp: kill_at(mp, DashScopeEngine, "poll", after=True),
-    "while-copying": lambda mp: kill_at(mp, DashScopeEngine, "fetch", after=False),
+    "while-running": lambda mp: kill_at(mp, DashScopeProvider, "poll", after=True),
+    "while-copying": lambda mp: kill_at(mp, DashScopeProvider, "fetch", after=False),
 }
 
 
@@ -179,7 +179,7 @@ def test_a_crash_at_each_moment_of_a_submit_costs_one_task_and_settles_in_time(
 
     with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
         try:
-            dispatcher.dispatch_and_submit(engine_name="dashscope")
+            dispatcher.dispatch_and_submit(provider_name="dashscope")
             for _ in range(100):  # polls until the crash point is reached
                 for job in GenerationJob.objects.exclude(remote_task_id=""):
                     dispatcher.job_poll(job_id=job.pk)
@@ -208,13 +208,13 @@ def test_a_crash_at_each_moment_of_a_submit_costs_one_task_and_settles_in_time(
 def test_a_submit_answer_slower_than_the_timeout_makes_one_task(
     emu, inputs, alice, team, monkeypatch, client
 ):
-    engine = get_engine("dashscope")
-    monkeypatch.setattr(engine.client._client, "timeout", httpx.Timeout(0.5))
+    provider = get_provider("dashscope")
+    monkeypatch.setattr(provider.client._client, "timeout", httpx.Timeout(0.5))
     # The emulator sleeps, then makes the task: after the client gave up.
     emu.faults(kind="slow", route="submit", delay_ms=1500, count=1)
     job = new_job(alice, team, inputs)
 
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id, job.recovery) == (
@@ -222,7 +222,7 @@ def test_a_submit_answer_slower_than_the_timeout_makes_one_task(
         "",
         "checking",
     )
-    assert dispatcher.dispatch(engine_name="dashscope") == []  # keeps its slot
+    assert dispatcher.dispatch(provider_name="dashscope") == []  # keeps its slot
     client.force_login(alice)
     page = client.get(reverse("studio:job-status", args=[job.code]))
     assert b"Checking with the provider whether it received this job" in page.content
@@ -258,7 +258,7 @@ def test_a_listing_that_keeps_failing_marks_the_job_and_frees_the_slot_after_gra
     emu.faults({**fault, "count": None})
     job = new_job(alice, team, inputs)
     waiting = new_job(alice, team, inputs)
-    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    [claimed] = dispatcher.dispatch(provider_name="dashscope")
     assert claimed == job.pk
     sent_and_died(job)
     crashed_at = timezone.now()
@@ -270,7 +270,7 @@ def test_a_listing_that_keeps_failing_marks_the_job_and_frees_the_slot_after_gra
         # Marked within 10 minutes, still holding the slot: the provider cannot say
         # whether a task of this job is running.
         assert (job.status, job.recovery) == ("submitted", "admin")
-        assert dispatcher.dispatch(engine_name="dashscope") == []
+        assert dispatcher.dispatch(provider_name="dashscope") == []
         client.force_login(alice)
         page = client.get(job.get_absolute_url())
         assert b"the provider may have made this video" in page.content
@@ -297,7 +297,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
 ):
     settings.S2V_LOST_SUBMIT_GRACE_MINUTES = 600
     job = new_job(alice, team, inputs)
-    dispatcher.dispatch(engine_name="dashscope")
+    dispatcher.dispatch(provider_name="dashscope")
     waiting = new_job(alice, team, inputs)
     sent_and_died(job)
     crashed_at = timezone.now()
@@ -306,7 +306,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
     def listing(self, *, since):
         return listed
 
-    engine = type(get_engine("dashscope"))
+    provider = type(get_provider("dashscope"))
     stranger = ListedTask(
         task_id="not-ours",
         status="RUNNING",
@@ -324,13 +324,13 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
         ),
     ]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine, "listed_tasks", listing)
+        mp.setattr(provider, "listed_tasks", listing)
         with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
             dispatcher.sweep_remote(now=crashed_at + timedelta(minutes=7))
             job.refresh_from_db()
             assert (job.status, job.recovery) == ("submitted", "admin")
             assert "cannot tell which is this job's" in caplog.text
-            assert dispatcher.dispatch(engine_name="dashscope") == []  # still held
+            assert dispatcher.dispatch(provider_name="dashscope") == []  # still held
             listed[0] = ListedTask(
                 task_id="not-ours",
                 status="SUCCEEDED",
@@ -355,7 +355,7 @@ def test_two_lost_jobs_adopt_their_tasks_in_creation_order(
     other = new_job(alice, team, inputs)
     settle([other], crashed_at=timezone.now())
     jobs = [new_job(alice, team, inputs) for _ in range(2)]
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     for job in jobs:
         job.refresh_from_db()
     ids = {job.pk: job.remote_task_id for job in jobs}
@@ -397,7 +397,7 @@ def test_a_submit_redelivered_after_its_worker_died_is_not_sent_again(
 ):
     job = new_job(alice, team, inputs)
     kill_at(monkeypatch, DashScopeClient, "submit", after=True)
-    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    [claimed] = dispatcher.dispatch(provider_name="dashscope")
     with pytest.raises(WorkerKilled):
         dispatcher.job_submit(job_id=claimed)
     assert len(tasks_of(emu)) == 1
@@ -418,7 +418,7 @@ def test_a_job_whose_send_began_cannot_be_canceled_but_one_only_claimed_can(
 ):
     first = new_job(alice, team, inputs)
     kill_at(monkeypatch, DashScopeClient, "submit", after=True)
-    [claimed] = dispatcher.dispatch(engine_name="dashscope")
+    [claimed] = dispatcher.dispatch(provider_name="dashscope")
     with pytest.raises(WorkerKilled):  # the task exists; its id died with the worker
         dispatcher.job_submit(job_id=claimed)
     first.refresh_from_db()
@@ -429,7 +429,7 @@ def test_a_job_whose_send_began_cannot_be_canceled_but_one_only_claimed_can(
     assert first.status == "succeeded" and len(tasks_of(emu)) == 1
 
     second = new_job(alice, team, inputs)
-    dispatcher.dispatch(engine_name="dashscope")  # claimed, not yet sent
+    dispatcher.dispatch(provider_name="dashscope")  # claimed, not yet sent
     second.refresh_from_db()
     assert services.job_cancel(job=second).status == "canceled"
     assert dispatcher.job_submit(job_id=second.pk).status == "canceled"
@@ -442,7 +442,7 @@ def test_a_job_taken_back_while_its_inputs_upload_sends_nothing(
     # A slow upload outlives the sweep's patience: the sweep takes the job back,
     # and the worker, still holding it, must not then send the paid request.
     job = new_job(alice, team, inputs)
-    real_input_url = DashScopeEngine.input_url
+    real_input_url = DashScopeProvider.input_url
     swept: list[int] = []
 
     def slow_upload(self, image, *, model):
@@ -454,16 +454,16 @@ def test_a_job_taken_back_while_its_inputs_upload_sends_nothing(
             swept.extend(dispatcher.sweep_remote(now=later))
         return url
 
-    monkeypatch.setattr(DashScopeEngine, "input_url", slow_upload)
+    monkeypatch.setattr(DashScopeProvider, "input_url", slow_upload)
     with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
-        dispatcher.dispatch_and_submit(engine_name="dashscope")
+        dispatcher.dispatch_and_submit(provider_name="dashscope")
 
     assert swept == [job.pk]
     job.refresh_from_db()
     assert job.status == "queued" and job.submit_posted_at is None
     assert tasks_of(emu) == []  # nothing was sent, nothing can be billed
     assert "taken back while it was being sent; not sent" in caplog.text
-    monkeypatch.setattr(DashScopeEngine, "input_url", real_input_url)
+    monkeypatch.setattr(DashScopeProvider, "input_url", real_input_url)
     settle([job], crashed_at=timezone.now())
     assert len(tasks_of(emu)) == 1 and ledger_total() == provider_bill(emu)
 
@@ -495,12 +495,12 @@ def test_an_unexpected_error_before_sending_fails_the_job_and_frees_the_slot(
     def broken(self, image, *, model):
         raise FileNotFoundError("the stored portrait is gone")
 
-    monkeypatch.setattr(DashScopeEngine, "input_url", broken)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    monkeypatch.setattr(DashScopeProvider, "input_url", broken)
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     assert (job.status, job.error_code) == ("failed", "submit_error")
     assert "Nothing was billed" in job.error_message
     assert tasks_of(emu) == []
     # The slot is free for the next job at once, not after a sweep.
-    assert dispatcher.dispatch(engine_name="dashscope") == [waiting.pk]
+    assert dispatcher.dispatch(provider_name="dashscope") == [waiting.pk]

@@ -1,6 +1,6 @@
 """Uploaded files are served as what they are, never as what their name says.
 
-Each upload here is a real portrait (the local engine finds the astronaut's
+Each upload here is a real portrait (the local provider finds the astronaut's
 face) that is also an HTML page or a script. Whatever name it arrives under,
 it must be stored and served only as its image type, in a sandbox.
 """
@@ -23,8 +23,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from studio import services, tasks
-from studio.engine.dashscope import PUBLIC_LINK_SALT
 from studio.models import AudioClip, Portrait
+from studio.providers.dashscope.provider import PUBLIC_LINK_SALT
 from tests.conftest import ASTRONAUT, upload
 
 pytestmark = pytest.mark.django_db
@@ -271,8 +271,8 @@ def test_a_staged_copy_with_an_uploaders_suffix_is_only_a_download(client):
 
 
 def test_staged_copies_for_the_provider_are_named_by_the_verified_format(tmp_path):
-    from studio.engine.base import InputFile
-    from studio.engine.dashscope import _stage
+    from studio.providers.base import InputFile
+    from studio.providers.dashscope.provider import _stage
 
     path = tmp_path / "face.html"
     path.write_bytes(png_with_html_chunk())

@@ -32,7 +32,7 @@ def make_job(inputs, alice, team, *, resolution="480P", **fields) -> GenerationJ
         portrait=portrait,
         audio=audio,
         resolution=resolution,
-        engine="dashscope",
+        provider="dashscope",
         **fields,
     )
     return GenerationJob.objects.select_related("audio").get(pk=job.pk)
@@ -63,7 +63,7 @@ def test_a_task_that_ran_6_s_but_was_noticed_14_s_later_teaches_6_s(
         audio=checked_inputs[1],
         resolution="480P",
     )
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     deadline = time.monotonic() + 30
     while emu.account_state()["tasks"][0]["status"] != "SUCCEEDED":
         assert time.monotonic() < deadline, "the emulator never finished the task"
@@ -87,7 +87,7 @@ def test_a_task_that_ran_6_s_but_was_noticed_14_s_later_teaches_6_s(
         task["end_time"], abs=0.002
     )
     assert dispatcher.remote_ratio(
-        engine_name="dashscope", resolution="480P"
+        provider_name="dashscope", resolution="480P"
     ) == pytest.approx(ran / job.audio.duration, abs=0.01)
 
 
@@ -102,7 +102,7 @@ def test_a_running_task_is_timed_from_the_provider_s_scheduled_time(
         audio=checked_inputs[1],
         resolution="480P",
     )
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
 
     dispatcher.job_poll(job_id=job.pk)
 
@@ -123,7 +123,7 @@ def test_provider_measured_run_times_win_over_noticed_ones(checked_inputs, alice
     for _ in range(5):
         finished(checked_inputs, alice, team, seconds=14.5, measured=False)
 
-    ratio = dispatcher.remote_ratio(engine_name="dashscope", resolution="480P")
+    ratio = dispatcher.remote_ratio(provider_name="dashscope", resolution="480P")
 
     assert ratio == pytest.approx(6.0 / clip)
 
@@ -134,7 +134,7 @@ def test_noticed_run_times_are_used_only_without_measured_ones(
     clip = checked_inputs[1].duration
     finished(checked_inputs, alice, team, seconds=14.0, measured=False)
 
-    ratio = dispatcher.remote_ratio(engine_name="dashscope", resolution="480P")
+    ratio = dispatcher.remote_ratio(provider_name="dashscope", resolution="480P")
 
     assert ratio == pytest.approx(14.0 / clip)
 
@@ -148,8 +148,8 @@ def test_run_times_are_learned_per_resolution_and_robust_to_outliers(
     for _ in range(3):
         finished(checked_inputs, alice, team, seconds=20.0, resolution="720P")
 
-    low = dispatcher.remote_ratio(engine_name="dashscope", resolution="480P")
-    high = dispatcher.remote_ratio(engine_name="dashscope", resolution="720P")
+    low = dispatcher.remote_ratio(provider_name="dashscope", resolution="480P")
+    high = dispatcher.remote_ratio(provider_name="dashscope", resolution="720P")
 
     assert low * clip == pytest.approx(6.1)
     assert high * clip == pytest.approx(20.0)

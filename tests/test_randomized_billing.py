@@ -22,10 +22,10 @@ import pytest
 from django.utils import timezone
 
 from studio import dispatcher, services
-from studio.engine import get_engine
-from studio.engine.dashscope import DashScopeEngine
-from studio.engine.dashscope_client import DashScopeClient
 from studio.models import GenerationJob, ProviderAccount
+from studio.providers import get_provider
+from studio.providers.dashscope.client import DashScopeClient
+from studio.providers.dashscope.provider import DashScopeProvider
 from tests import media_factories
 from tests.conftest import ASTRONAUT, make_member, upload
 from tests.test_lost_submits import WorkerKilled, ledger_total, provider_bill
@@ -74,8 +74,8 @@ def arm_crashes(monkeypatch, rng: random.Random, log: list[str]) -> None:
     dying(DashScopeClient, "submit", after=False, label="before sending")
     dying(DashScopeClient, "submit", after=True, label="after accepted")
     dying(dispatcher, "_resume_account", after=False, label="after id saved")
-    dying(DashScopeEngine, "poll", after=True, label="while running")
-    dying(DashScopeEngine, "fetch", after=False, label="while copying")
+    dying(DashScopeProvider, "poll", after=True, label="while running")
+    dying(DashScopeProvider, "fetch", after=False, label="while copying")
 
 
 def test_random_faults_and_crashes_leave_the_ledger_equal_to_the_bill(
@@ -97,8 +97,10 @@ def test_random_faults_and_crashes_leave_the_ledger_equal_to_the_bill(
         audio = services.audio_submit(team=owner, user=user, upload=upload(wav))
         assert portrait.portrait is not None and audio.clip is not None
         inputs[owner.pk] = (user, owner, portrait.portrait, audio.clip)
-    engine = get_engine("dashscope")
-    monkeypatch.setattr(engine.client._client, "timeout", httpx.Timeout(CLIENT_TIMEOUT))
+    provider = get_provider("dashscope")
+    monkeypatch.setattr(
+        provider.client._client, "timeout", httpx.Timeout(CLIENT_TIMEOUT)
+    )
     crashes: list[str] = []
     arm_crashes(monkeypatch, rng, crashes)
 
@@ -147,7 +149,7 @@ def test_random_faults_and_crashes_leave_the_ledger_equal_to_the_bill(
                 dispatcher.sweep_remote(now=timezone.now())
             GenerationJob.objects.filter(pk__in=jobs).update(not_before=None)
             ProviderAccount.objects.update(retry_at=None)
-            dispatcher.dispatch_and_submit(engine_name="dashscope")
+            dispatcher.dispatch_and_submit(provider_name="dashscope")
             for pk in open_jobs.exclude(remote_task_id="").values_list("pk", flat=True):
                 dispatcher.job_poll(job_id=pk)
         except WorkerKilled:

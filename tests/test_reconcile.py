@@ -12,7 +12,6 @@ from django.test import Client
 from django.urls import reverse
 
 from studio import dispatcher, reconcile
-from studio.engine.dashscope_client import S2V_MODEL, DashScopeClient
 from studio.models import (
     GenerationJob,
     LedgerEntry,
@@ -20,6 +19,7 @@ from studio.models import (
     Reconciliation,
     RemoteTask,
 )
+from studio.providers.dashscope.client import S2V_MODEL, DashScopeClient
 from tests import media_factories
 from tests.conftest import ASTRONAUT, make_member
 from tests.test_dashscope_flow import drive, queue, tasks_of
@@ -76,7 +76,7 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     assert ours.status == "succeeded"
     # A job the studio gave up on while the provider went on and billed it.
     given_up = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     given_up.refresh_from_db()
     dispatcher._fail(
         GenerationJob.objects.filter(pk=given_up.pk),
@@ -98,7 +98,9 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     monkeypatch.setattr(
         reconcile,
         "_usage",
-        lambda engine, task_id: asked.append(task_id) or real_usage(engine, task_id),
+        lambda provider, task_id: (
+            asked.append(task_id) or real_usage(provider, task_id)
+        ),
     )
     second = run_command()
     # What the first run learnt and recorded is not asked of the provider again.
@@ -196,7 +198,7 @@ def test_a_job_a_crash_left_unsettled_is_settled_not_charged_twice(
     from studio import billing
 
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(engine_name="dashscope")
+    dispatcher.dispatch_and_submit(provider_name="dashscope")
     job.refresh_from_db()
     task = wait_until_final(emu, job.remote_task_id)
     # The video could not be saved, and the worker died between failing the

@@ -49,7 +49,7 @@ def bobs_job(team, people, checked_inputs):
             created_by=people["author"],
             portrait=portrait,
             audio=audio,
-            engine="local",
+            provider="local",
             title="Bob's take",
             notes="bob's notes",
             status=status,
@@ -177,7 +177,7 @@ def test_a_refusal_over_htmx_lands_in_the_alert_area(people, bobs_job):
 @pytest.fixture
 def paused():
     return ProviderAccount.objects.create(
-        engine="dashscope", paused_at=timezone.now(), paused_code="Arrearage"
+        provider="dashscope", paused_at=timezone.now(), paused_code="Arrearage"
     )
 
 
@@ -192,7 +192,7 @@ def test_team_admins_see_the_paused_banner_but_only_staff_can_resume(
     assert resume not in page
 
     caplog.set_level(logging.WARNING)
-    refused = admin.post(resume, {"engine": "dashscope"})
+    refused = admin.post(resume, {"provider": "dashscope"})
     assert refused.status_code == 403
     assert "Only site staff can resume the provider account" in (
         refused.content.decode()
@@ -204,7 +204,7 @@ def test_team_admins_see_the_paused_banner_but_only_staff_can_resume(
     alice.is_staff = True
     alice.save()
     assert resume in admin.get(reverse("studio:gallery")).content.decode()
-    assert admin.post(resume, {"engine": "dashscope"}).status_code == 302
+    assert admin.post(resume, {"provider": "dashscope"}).status_code == 302
     paused.refresh_from_db()
     assert not paused.is_paused
 

@@ -96,7 +96,7 @@ def acme(alice, team, checked_inputs):
         created_by=alice,
         portrait=portrait,
         audio=audio,
-        engine="local",
+        provider="local",
         title="Acme secret launch",
         notes="acme-only notes",
         status=GenerationJob.Status.FAILED,

@@ -11,9 +11,9 @@ from django.test import Client
 from django.urls import reverse
 
 from studio import services
-from studio.engine import get_engine
-from studio.engine.local import LocalEngine
 from studio.models import AudioClip, FaceCheck, Portrait
+from studio.providers import get_provider
+from studio.providers.local import LocalProvider
 from tests import media_factories
 from tests.conftest import ASTRONAUT, ROCKET, upload
 
@@ -70,7 +70,7 @@ def test_a_small_image_fails_on_size_without_running_the_face_check(
 ):
     small = media_factories.make_portrait(tmp_path / "small.jpg", size=(300, 300))
     monkeypatch.setattr(
-        LocalEngine, "check_portrait", lambda *a: pytest.fail("paid check ran")
+        LocalProvider, "check_portrait", lambda *a: pytest.fail("paid check ran")
     )
 
     html = check_portrait(alice_client, small).content.decode()
@@ -110,13 +110,13 @@ def test_bad_images_get_a_clear_message_and_nothing_is_saved(
 
 def test_the_same_image_is_never_checked_twice(alice_client, monkeypatch):
     calls = []
-    real = LocalEngine.check_portrait
+    real = LocalProvider.check_portrait
 
     def counting(self, path):
         calls.append(path)
         return real(self, path)
 
-    monkeypatch.setattr(LocalEngine, "check_portrait", counting)
+    monkeypatch.setattr(LocalProvider, "check_portrait", counting)
 
     check_portrait(alice_client, ASTRONAUT)
     check_portrait(alice_client, ASTRONAUT, name="renamed.png")
@@ -312,9 +312,9 @@ def test_dashscope_audio_limits_are_exclusive_at_the_documented_boundary(
     settings, seconds, size, fits
 ):
     settings.DASHSCOPE_API_KEY = "sk-test"
-    engine = get_engine("dashscope")
+    provider = get_provider("dashscope")
 
-    problems = services.audio_problems(duration=seconds, size=size, engine=engine)
+    problems = services.audio_problems(duration=seconds, size=size, provider=provider)
 
     assert (not problems) == fits, problems
     for problem in problems:

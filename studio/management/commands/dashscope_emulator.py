@@ -10,8 +10,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from studio.emulator.faults import parse_flag
-from studio.emulator.server import Emulator
+from studio.emulators.dashscope.faults import parse_flag
+from studio.emulators.dashscope.server import Emulator
 
 
 class Command(BaseCommand):

@@ -16,12 +16,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
-            "--engine", default="", help="engine name (default: S2V_PROVIDER)"
+            "--provider", default="", help="provider name (default: S2V_PROVIDER)"
         )
 
-    def handle(self, *args: Any, engine: str, **options: Any) -> None:
+    def handle(self, *args: Any, provider: str, **options: Any) -> None:
         try:
-            run = reconcile.reconcile(engine_name=engine or None)
+            run = reconcile.reconcile(provider_name=provider or None)
         except reconcile.NothingToReconcile as exc:
             self.stdout.write(str(exc))
             return

@@ -1,7 +1,7 @@
 """Fetching and judging the inputs of detect and s2v calls (§2.1, §3.1).
 
-Images go through the studio's own checks (`studio.engine.images`), so the
-emulator and the local engine agree on what a usable portrait is; audio
+Images go through the studio's own checks (`studio.media.images`), so the
+emulator and the local provider agree on what a usable portrait is; audio
 through `probe_audio`. Failures become DashScope codes with §6 messages.
 """
 
@@ -17,15 +17,15 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from studio.engine.audio import probe_audio
-from studio.engine.base import EngineLimits, Reason
-from studio.engine.images import InputError, check_face, precheck_image, read_image_info
+from studio.media.audio import probe_audio
+from studio.media.images import InputError, check_face, precheck_image, read_image_info
+from studio.providers.base import ProviderLimits, Reason
 
 from . import errors
 from .errors import ApiError
 
 # §2.1 / §3.1: jpg, jpeg, png, bmp, webp; each side in [400, 7000] px.
-IMAGE_LIMITS = EngineLimits(
+IMAGE_LIMITS = ProviderLimits(
     image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
     image_min_side=400,
     image_max_side=7000,

@@ -2,7 +2,7 @@
 
 `probe_audio` tells what a file is and how long it plays without decoding it
 all; `convert_to_wav` turns any supported input into 16-bit PCM WAV, which
-every engine accepts, one decoded frame at a time.
+every provider accepts, one decoded frame at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import av.container
 
-from studio.engine.images import InputError
+from studio.media.images import InputError
 
 OPEN_ERROR = "InvalidFile.Openerror"
 

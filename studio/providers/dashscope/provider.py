@@ -1,4 +1,4 @@
-"""The DashScope engine: wan2.2-s2v-detect and wan2.2-s2v behind the engine interface."""
+"""The DashScope provider: wan2.2-s2v-detect and wan2.2-s2v behind the provider interface."""
 
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio.formats import format_of_suffix, suffix_for
-
-from .base import (
-    EngineError,
-    EngineLimits,
+from studio.providers.base import (
     GenerationRequest,
     InputFile,
     Progress,
+    ProviderError,
+    ProviderLimits,
     Reason,
     TaskResult,
     TaskState,
     Verdict,
 )
-from .dashscope_client import (
+
+from .client import (
     DETECT_MODEL,
     S2V_MODEL,
     DashScopeClient,
@@ -134,7 +134,7 @@ def user_message(code: str, message: str) -> str:
     return f"The provider could not make this video ({code or 'no code'}: {said or 'no message'})."
 
 
-class DashScopeEngine:
+class DashScopeProvider:
     label = "Alibaba wan2.2-s2v"
     remote = True
 
@@ -172,7 +172,7 @@ class DashScopeEngine:
             workspace=settings.S2V_DASHSCOPE_WORKSPACE,
         )
         prices = PRICES.get(settings.S2V_CURRENCY, PRICES["USD"])
-        self.limits = EngineLimits(
+        self.limits = ProviderLimits(
             image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
             image_min_side=400,
             image_max_side=7000,
@@ -199,7 +199,7 @@ class DashScopeEngine:
                 image_url=self.input_url(image, model=DETECT_MODEL), fresh=fresh
             )
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            raise self._provider_error(exc) from exc
         if result.check_pass:
             return Verdict(check_pass=True, humanoid=True)
         reason = _REASONS.get(result.code)
@@ -225,7 +225,7 @@ class DashScopeEngine:
             image_url = self.input_url(request.portrait, model=S2V_MODEL)
             audio_url = self.input_url(request.audio, model=S2V_MODEL)
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc  # no task can exist yet
+            raise self._provider_error(exc) from exc  # no task can exist yet
         if request.before_post is not None:
             request.before_post()
         try:
@@ -236,7 +236,7 @@ class DashScopeEngine:
                 style=settings.S2V_DASHSCOPE_STYLE,
             )
         except DashScopeError as exc:
-            error = self._engine_error(exc)
+            error = self._provider_error(exc)
             error.unanswered = exc.unanswered  # a task may exist: see dispatcher
             raise error from exc
         return self._result(task)
@@ -245,14 +245,14 @@ class DashScopeEngine:
         try:
             return self._result(self.client.get_task(task_id))
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            raise self._provider_error(exc) from exc
 
     def cancel(self, task_id: str) -> bool:
         try:
             self.client.cancel(task_id)
         except DashScopeError as exc:
             if exc.kind == ErrorKind.TRANSIENT:
-                raise self._engine_error(exc) from exc
+                raise self._provider_error(exc) from exc
             return False
         return True
 
@@ -264,7 +264,7 @@ class DashScopeEngine:
                 max_bytes=settings.S2V_RESULT_MAX_MB * 1024 * 1024,
             )
         except DashScopeError as exc:
-            raise self._engine_error(exc) from exc
+            raise self._provider_error(exc) from exc
 
     def listed_tasks(self, *, since: datetime) -> list[ListedTask]:
         """The account's s2v tasks created since a moment, oldest first.
@@ -272,14 +272,14 @@ class DashScopeEngine:
         Used after a crash between the provider accepting a task and the id being
         saved: the listing (provider-api.md §1.2a) finds it by creation time and
         model; the dispatcher tells it apart by elimination of the ids it saved.
-        Raises EngineError when the listing fails or cannot be read.
+        Raises ProviderError when the listing fails or cannot be read.
         """
         try:
             tasks = self.client.list_tasks(
                 start=since, end=timezone.now() + timedelta(minutes=1)
             )
         except DashScopeError as exc:
-            raise EngineError(
+            raise ProviderError(
                 f"The task listing failed ({exc.code or exc.kind}: {exc.message})",
                 code=exc.code or "listing_failed",
                 permanent=exc.permanent,
@@ -371,7 +371,7 @@ class DashScopeEngine:
             ),
         )
 
-    def _engine_error(self, exc: DashScopeError) -> EngineError:
+    def _provider_error(self, exc: DashScopeError) -> ProviderError:
         if exc.kind == ErrorKind.ACCOUNT:
             message = _ACCOUNT_MESSAGE.format(
                 code=exc.code, message=_clause(exc.message)
@@ -382,7 +382,7 @@ class DashScopeEngine:
             message = f"The studio sent the provider a request it refused ({exc.code}: {_clause(exc.message)}). Tell an admin."
         else:
             message = "The provider is busy or unreachable; the studio keeps retrying."
-        return EngineError(
+        return ProviderError(
             message,
             code=exc.code or exc.kind,
             permanent=exc.permanent,

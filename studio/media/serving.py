@@ -15,8 +15,13 @@ from django.http.response import HttpResponseBase
 from django.utils import timezone
 from storages.utils import clean_name
 
-from .formats import OPAQUE_SUFFIX, OPAQUE_TYPE, content_type_for, format_of_suffix
-from .models import AudioClip, Portrait
+from studio.formats import (
+    OPAQUE_SUFFIX,
+    OPAQUE_TYPE,
+    content_type_for,
+    format_of_suffix,
+)
+from studio.models import AudioClip, Portrait
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 256 * 1024
@@ -82,7 +87,7 @@ def input_format(name: str) -> str:
         if fmt := recorded.first():
             return fmt
     if name.startswith("staging/"):
-        # Staged copies are named by the engine from the verified format.
+        # Staged copies are named by the provider from the verified format.
         return format_of_suffix(name)
     return ""
 

@@ -24,9 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from studio.engine.audio import OPEN_ERROR, probe_audio
-from studio.engine.base import RESOLUTION_AREAS
-from studio.engine.images import InputError, check_face, load_rgb, read_image_info
+from studio.media.audio import OPEN_ERROR, probe_audio
+from studio.media.images import InputError, check_face, load_rgb, read_image_info
+from studio.providers.base import RESOLUTION_AREAS
 
 Box = tuple[int, int, int, int]
 FloatArray = NDArray[np.float32]

@@ -1,4 +1,4 @@
-"""The embedded engine: OpenCV face check and a PyAV renderer, no network."""
+"""The embedded provider: OpenCV face check and a PyAV renderer, no network."""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from typing import IO
 from django.conf import settings
 
 from studio import scratch
+from studio.media import images, render
 
-from . import images, render
 from .base import (
-    EngineError,
-    EngineLimits,
     GenerationRequest,
     InputFile,
     Progress,
+    ProviderError,
+    ProviderLimits,
     TaskResult,
     TaskState,
     Verdict,
 )
 
 
-class LocalEngine:
+class LocalProvider:
     name = "local"
     label = "Local preview"
     remote = False
 
     def __init__(self) -> None:
-        self.limits = EngineLimits(
+        self.limits = ProviderLimits(
             image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
             # DashScope's bounds (provider-api.md §2.1), so a portrait that
             # passes here is one the real service would take too.
@@ -45,7 +45,7 @@ class LocalEngine:
         )
 
     def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict:
-        # `fresh` asks a remote engine for a new connection; nothing to renew here.
+        # `fresh` asks a remote provider for a new connection; nothing to renew here.
         info = images.read_image_info(image.path)
         return images.precheck_image(info, self.limits) or images.check_face(image.path)
 
@@ -64,7 +64,7 @@ class LocalEngine:
             )
         except images.InputError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
-            raise EngineError(exc.message, code=exc.code, permanent=True) from exc
+            raise ProviderError(exc.message, code=exc.code, permanent=True) from exc
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -78,13 +78,13 @@ class LocalEngine:
 
     def poll(self, task_id: str) -> TaskResult:
         # Local renders finish inside start(); there is never anything to poll.
-        raise EngineError("The local engine has no remote tasks.", permanent=True)
+        raise ProviderError("The local provider has no remote tasks.", permanent=True)
 
     def cancel(self, task_id: str) -> bool:
         return False
 
     def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
         if result.video_path is None:
-            raise EngineError("The render left no video file.", permanent=True)
+            raise ProviderError("The render left no video file.", permanent=True)
         with result.video_path.open("rb") as src:
             shutil.copyfileobj(src, dest, 1024 * 1024)

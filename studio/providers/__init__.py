@@ -1,19 +1,19 @@
-"""Engines: what checks portraits and makes the videos. Chosen by S2V_PROVIDER."""
+"""Providers: what checks portraits and makes the videos. Chosen by S2V_PROVIDER."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import Engine
+from .base import Provider
 
-_engines: dict[tuple[object, ...], Engine] = {}
+_providers: dict[tuple[object, ...], Provider] = {}
 
 
-def get_engine(name: str | None = None) -> Engine:
-    """The engine named, or the configured one. Reads settings at call time.
+def get_provider(name: str | None = None) -> Provider:
+    """The provider named, or the configured one. Reads settings at call time.
 
-    Engines are kept per process (a remote engine holds an HTTP connection pool
+    Providers are kept per process (a remote provider holds an HTTP connection pool
     and its upload policies), keyed by the settings they were built from.
     """
     name = name or settings.S2V_PROVIDER
@@ -28,27 +28,27 @@ def get_engine(name: str | None = None) -> Engine:
         settings.S2V_INPUT_URLS,
         settings.S2V_EMULATOR_PORT,
     )
-    if key not in _engines:
-        _engines[key] = _build(name)
-    return _engines[key]
+    if key not in _providers:
+        _providers[key] = _build(name)
+    return _providers[key]
 
 
-def _build(name: str) -> Engine:
+def _build(name: str) -> Provider:
     match name:
         case "local":
-            from .local import LocalEngine
+            from .local import LocalProvider
 
-            return LocalEngine()
+            return LocalProvider()
         case "dashscope":
-            from .dashscope import DashScopeEngine
+            from .dashscope.provider import DashScopeProvider
 
-            return DashScopeEngine()
+            return DashScopeProvider()
         case "emulator":
             # DashScope's protocol against the bundled emulator (manage.py
             # dashscope_emulator), so the remote mode can be tried without a key.
-            from .dashscope import DashScopeEngine
+            from .dashscope.provider import DashScopeProvider
 
-            return DashScopeEngine(
+            return DashScopeProvider(
                 name="emulator",
                 label="DashScope emulator",
                 api_key="sk-emulator",

@@ -2,7 +2,7 @@
 
 `Store` holds API keys, accounts, tasks, uploaded objects and faults behind
 one lock, and runs each task in a daemon worker thread: fetch and check the
-inputs, really render the MP4 with `studio.engine.render`, wait out the
+inputs, really render the MP4 with `studio.media.render`, wait out the
 configured run time, finish. Nothing here knows HTTP; the server calls in.
 """
 
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from studio.engine.images import InputError
-from studio.engine.render import render_video
+from studio.media.images import InputError
+from studio.media.render import render_video
 
 from . import errors, faults, media
 from .errors import ApiError, OssError

@@ -1,7 +1,7 @@
-"""The engine contract: what the studio needs from whatever makes the video.
+"""The provider contract: what the studio needs from whatever makes the video.
 
-An engine checks portraits and turns (portrait, audio, resolution) into a video.
-The local engine does both on this machine; remote engines (DashScope) do them
+An provider checks portraits and turns (portrait, audio, resolution) into a video.
+The local provider does both on this machine; remote providers (DashScope) do them
 over HTTP. Views and services only ever see the types in this module.
 """
 
@@ -20,8 +20,8 @@ RESOLUTION_AREAS: dict[str, int] = {"480P": 640 * 480, "720P": 1280 * 720}
 
 
 @dataclass(frozen=True, slots=True)
-class EngineLimits:
-    """What an engine accepts. The upload page validates against these."""
+class ProviderLimits:
+    """What an provider accepts. The upload page validates against these."""
 
     image_formats: frozenset[str]  # Pillow format names, e.g. {"JPEG", "PNG"}
     image_min_side: int
@@ -38,7 +38,7 @@ class EngineLimits:
     currency: str = "USD"
     # provider-api.md states no shortest clip for wan2.2-s2v; WaveSpeed bills
     # at least 3 s. Under a second there is no syllable to lip-sync, so every
-    # engine asks for at least 1 s rather than failing (or billing) later.
+    # provider asks for at least 1 s rather than failing (or billing) later.
     audio_min_seconds: float = 1.0
 
 
@@ -80,9 +80,9 @@ class TaskState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class InputFile:
-    """One input as an engine sees it: a local copy, and how to find it again.
+    """One input as an provider sees it: a local copy, and how to find it again.
 
-    Remote engines need a URL the provider can fetch; they make one from the
+    Remote providers need a URL the provider can fetch; they make one from the
     stored name (presigned or signed app link) or upload the local copy, and
     reuse an upload of the same bytes by its hash.
     """
@@ -115,15 +115,15 @@ class TaskResult:
 
     task_id: str
     state: TaskState
-    video_path: Path | None = None  # local engines
+    video_path: Path | None = None  # local providers
     poster_path: Path | None = None
-    video_url: str = ""  # remote engines
+    video_url: str = ""  # remote providers
     billed_seconds: Decimal | None = None
     error_code: str = ""
     error_message: str = ""
     remote_status: str = ""  # the provider's own word, e.g. "PENDING"
     retryable: bool = False  # a failed task that a new submission may fix
-    # Remote engines: when the provider says the task started running and ended,
+    # Remote providers: when the provider says the task started running and ended,
     # by its own clock. Run times learned from these do not depend on when the
     # studio happened to ask.
     scheduled_at: datetime | None = None
@@ -133,10 +133,10 @@ class TaskResult:
 Progress = Callable[[float], None]
 
 
-class EngineError(Exception):
-    """An engine call failed. `permanent=False` means a later retry may work.
+class ProviderError(Exception):
+    """An provider call failed. `permanent=False` means a later retry may work.
 
-    `kind` says more for remote engines: "account" errors are about the
+    `kind` says more for remote providers: "account" errors are about the
     provider account (key, billing, access), not about this job.
     """
 
@@ -162,11 +162,11 @@ class EngineError(Exception):
         return self.kind == "account"
 
 
-class Engine(Protocol):
+class Provider(Protocol):
     name: str
     label: str
-    limits: EngineLimits
-    # Local engines do the work inside `start`; remote ones return a pending task
+    limits: ProviderLimits
+    # Local providers do the work inside `start`; remote ones return a pending task
     # that must be polled.
     remote: bool
 

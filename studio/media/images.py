@@ -1,7 +1,7 @@
 """Portrait inspection: cheap header checks and the local face check.
 
 `read_image_info` and `precheck_image` cost next to nothing and run before any
-engine is paid. `check_face` decodes the picture and looks for exactly one
+provider is paid. `check_face` decodes the picture and looks for exactly one
 usable face with OpenCV's Haar cascades, which ship inside opencv-python, so
 no model is downloaded.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from studio.engine.base import EngineLimits, Reason, Verdict
+from studio.providers.base import ProviderLimits, Reason, Verdict
 
 # Detection runs on a copy whose longer side is at most this many pixels:
 # Haar cascades need ~25 px per face, and portraits have faces far bigger.
@@ -82,7 +82,7 @@ def read_image_info(path: Path) -> ImageInfo:
     return ImageInfo(format=fmt, width=width, height=height)
 
 
-def precheck_image(info: ImageInfo, limits: EngineLimits) -> Verdict | None:
+def precheck_image(info: ImageInfo, limits: ProviderLimits) -> Verdict | None:
     """Return a failing Verdict for format or size problems, None when all pass."""
     if info.format not in limits.image_formats:
         accepted = ", ".join(sorted(limits.image_formats))
@@ -125,7 +125,7 @@ def _open(path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 89 and 179 megapixels; any such picture
-            # is far over every engine's limit, so refuse it before decoding.
+            # is far over every provider's limit, so refuse it before decoding.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

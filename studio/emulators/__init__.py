@@ -1,0 +1,1 @@
+"""Loopback emulators of the providers' HTTP APIs: dev and test tools, never on the request path."""
