@@ -414,8 +414,12 @@ Q_CLUSTER: dict[str, Any] = {
     "label": "Task queue",
 }
 
-# The provider that checks portraits and makes videos: "local" needs nothing else.
+# The providers that check portraits and make videos, the default first:
+# local, dashscope, emulator, wavespeed, wavespeed-emulator. "local" needs
+# nothing else. S2V_PROVIDER (one name) is the older form of the same setting.
 S2V_PROVIDER = env_str("S2V_PROVIDER", "local")
+S2V_PROVIDERS = env_list("S2V_PROVIDERS", [S2V_PROVIDER])
+S2V_PROVIDER = S2V_PROVIDERS[0] if S2V_PROVIDERS else S2V_PROVIDER
 # A job whose worker has not reported for this long is taken back by the sweep.
 S2V_STALE_SECONDS = env_int("S2V_STALE_SECONDS", 60)
 # Renders' and conversions' scratch files; what a killed process left here is
@@ -428,19 +432,18 @@ S2V_LOCAL_MAX_AUDIO_SECONDS = env_int("S2V_LOCAL_MAX_AUDIO_SECONDS", 120)
 S2V_CURRENCY = env_str("S2V_CURRENCY", "USD").upper()
 
 
-def _dashscope_api_key() -> str:
-    if path := env_str("DASHSCOPE_API_KEY_FILE"):
+def _api_key(name: str) -> str:
+    """A provider key from NAME, or from the file NAME_FILE names (a mounted secret)."""
+    if path := env_str(f"{name}_FILE"):
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(
-                f"DASHSCOPE_API_KEY_FILE: cannot read {path}"
-            ) from exc
-    return env_str("DASHSCOPE_API_KEY")
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}") from exc
+    return env_str(name)
 
 
-# DashScope (S2V_PROVIDER=dashscope). The key is never logged or shown.
-DASHSCOPE_API_KEY = _dashscope_api_key()
+# DashScope (S2V_PROVIDERS has dashscope). The key is never logged or shown.
+DASHSCOPE_API_KEY = _api_key("DASHSCOPE_API_KEY")
 S2V_DASHSCOPE_BASE_URL = env_str(
     "S2V_DASHSCOPE_BASE_URL", "https://dashscope.aliyuncs.com/api/v1"
 )
@@ -467,6 +470,16 @@ S2V_LOST_SUBMIT_GRACE_MINUTES = env_int("S2V_LOST_SUBMIT_GRACE_MINUTES", 30)
 S2V_RESULT_MAX_MB = env_int("S2V_RESULT_MAX_MB", 500)
 # S2V_PROVIDER=emulator: `runstudio` starts the DashScope emulator on this port.
 S2V_EMULATOR_PORT = env_int("S2V_EMULATOR_PORT", 8765)
+
+# WaveSpeed (provider-api.md §9). The key is never logged or shown.
+WAVESPEED_API_KEY = _api_key("WAVESPEED_API_KEY")
+S2V_WAVESPEED_BASE_URL = env_str("S2V_WAVESPEED_BASE_URL", "https://api.wavespeed.ai")
+# Tasks the account runs at once: its tier's limit (§9.6: Bronze 3, Silver 100).
+S2V_WAVESPEED_CONCURRENCY = env_int("S2V_WAVESPEED_CONCURRENCY", 3)
+# The longest clip sent in one task: the documents say 120 s and 10 minutes (§9.5).
+S2V_WAVESPEED_MAX_AUDIO_SECONDS = env_int("S2V_WAVESPEED_MAX_AUDIO_SECONDS", 120)
+# S2V_PROVIDERS has wavespeed-emulator: `runstudio` starts it on this port.
+S2V_WAVESPEED_EMULATOR_PORT = env_int("S2V_WAVESPEED_EMULATOR_PORT", 8766)
 
 # S2V_LOG_JSON: one JSON object a line (time, level, logger, message), for log
 # collectors; runserver's request lines too.

@@ -1,0 +1,1 @@
+"""WaveSpeedAI: the only package that knows its JSON and words (provider-api.md §9)."""

@@ -1,0 +1,44 @@
+"""WaveSpeed's entries in the catalog (provider-api.md §9.5, §9.6)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from studio.catalog import S2V, TIER_480, TIER_720, Billing, Offer, ProviderSpec
+from studio.providers.base import ProviderLimits
+
+S2V_MODEL = "wavespeed-ai/wan-2.2/speech-to-video"
+
+
+def provider_spec(*, name: str, label: str) -> ProviderSpec:
+    concurrency = int(settings.S2V_WAVESPEED_CONCURRENCY)
+    return ProviderSpec(
+        name=name,
+        label=label,
+        vendor="wavespeed",
+        remote=True,
+        offers={
+            S2V: Offer(
+                model=S2V,
+                remote_model=S2V_MODEL,
+                limits=ProviderLimits(
+                    image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
+                    image_min_side=400,
+                    image_max_side=7000,
+                    audio_formats=frozenset({"wav", "mp3"}),
+                    # §9.5: 120 s on one page, 10 minutes on another: a setting.
+                    audio_max_seconds=float(settings.S2V_WAVESPEED_MAX_AUDIO_SECONDS),
+                    # §9.4: audio uploads up to 50 MB (low confidence).
+                    audio_max_bytes=50_000_000,
+                    resolutions=(TIER_480, TIER_720),
+                    concurrency=concurrency,
+                ),
+                # §9.5: input seconds rounded up, at least 3 s, by resolution.
+                billing=Billing(basis="input", round_up=True, min_seconds=3),
+                takes=frozenset({"prompt", "seed"}),
+            )
+        },
+        concurrency=concurrency,
+        staging="upload",
+        webhooks=bool(settings.S2V_PUBLIC_BASE_URL),
+    )
