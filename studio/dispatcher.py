@@ -37,12 +37,12 @@ from .providers import get_provider
 from .providers.base import (
     GenerationRequest,
     InputFile,
+    ListedTask,
     Provider,
     ProviderError,
     TaskResult,
     TaskState,
 )
-from .providers.dashscope.client import ListedTask
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from django.utils import timezone
 from . import billing
 from .models import GenerationJob, LedgerEntry, Price, Reconciliation, RemoteTask
 from .providers import get_provider
+from .providers.base import ListedTask
 from .providers.dashscope.client import (
     LIST_WINDOW,
     S2V_MODEL,
     DashScopeError,
-    ListedTask,
 )
 from .providers.dashscope.provider import DashScopeProvider
 

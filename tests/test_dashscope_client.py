@@ -10,13 +10,13 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from studio.providers import dashscope_client
+from studio.providers.base import ListedTask, TaskState
+from studio.providers.dashscope import client as dashscope_client
 from studio.providers.dashscope.client import (
     PROVIDER_TZ,
     DashScopeClient,
     DashScopeError,
     ErrorKind,
-    ListedTask,
     classify,
 )
 from studio.providers.dashscope.provider import DashScopeProvider, tidy, user_message
@@ -444,6 +444,7 @@ def test_the_task_listing_is_read_as_documented():
     assert row == ListedTask(
         task_id="0385dc79-5ff8-4d82-bcb6-xxxxxx",
         status="SUCCEEDED",
+        state=TaskState.SUCCEEDED,
         model="wan2.2-s2v",
         submitted_at=datetime(2025, 9, 1, 1, 37, 27, 468000, tzinfo=UTC),
         scheduled_at=datetime(2025, 9, 1, 1, 37, 34, 885000, tzinfo=UTC),
@@ -469,7 +470,7 @@ def test_a_row_without_times_or_model_and_a_lowercase_status_is_read():
     [row] = client_for(lambda r: httpx.Response(200, json=listing)).list_tasks(
         start=datetime(2025, 9, 1, tzinfo=UTC), end=datetime(2025, 9, 1, 1, tzinfo=UTC)
     )
-    assert row == ListedTask(task_id="t-1", status="RUNNING")
+    assert row == ListedTask(task_id="t-1", status="RUNNING", state=TaskState.RUNNING)
 
 
 def test_the_listing_window_is_cut_to_24_hours_and_pages_are_followed():

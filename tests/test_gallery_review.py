@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from studio.media import services
+from studio import services
 from studio.media import serving as media
 from studio.models import (
     Favourite,

@@ -29,7 +29,8 @@ from studio.models import (
     RemoteTask,
 )
 from studio.providers import get_provider
-from studio.providers.dashscope.client import DashScopeClient, ListedTask
+from studio.providers.base import ListedTask, TaskState
+from studio.providers.dashscope.client import DashScopeClient
 from studio.providers.dashscope.provider import DashScopeProvider
 from tests import media_factories
 from tests.conftest import ASTRONAUT, upload
@@ -310,6 +311,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
     stranger = ListedTask(
         task_id="not-ours",
         status="RUNNING",
+        state=TaskState.RUNNING,
         model="wan2.2-s2v",
         submitted_at=crashed_at + timedelta(seconds=1),
     )
@@ -319,6 +321,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
         ListedTask(
             task_id="also-not-ours",
             status="SUCCEEDED",
+            state=TaskState.SUCCEEDED,
             model="wan2.2-s2v",
             submitted_at=crashed_at + timedelta(seconds=2),
         ),
@@ -334,6 +337,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
             listed[0] = ListedTask(
                 task_id="not-ours",
                 status="SUCCEEDED",
+                state=TaskState.SUCCEEDED,
                 model="wan2.2-s2v",
                 submitted_at=stranger.submitted_at,
             )
@@ -379,9 +383,15 @@ def test_matching_is_ambiguous_when_tasks_and_jobs_do_not_pair_up():
     now = timezone.now()
     a = GenerationJob(pk=1, submit_started_at=now)
     b = GenerationJob(pk=2, submit_started_at=now + timedelta(seconds=30))
-    t1 = ListedTask("t1", "RUNNING", submitted_at=now + timedelta(seconds=1))
-    t2 = ListedTask("t2", "PENDING", submitted_at=now + timedelta(seconds=31))
-    old = ListedTask("t0", "RUNNING", submitted_at=now - timedelta(minutes=5))
+    t1 = ListedTask(
+        "t1", "RUNNING", TaskState.RUNNING, submitted_at=now + timedelta(seconds=1)
+    )
+    t2 = ListedTask(
+        "t2", "PENDING", TaskState.PENDING, submitted_at=now + timedelta(seconds=31)
+    )
+    old = ListedTask(
+        "t0", "RUNNING", TaskState.RUNNING, submitted_at=now - timedelta(minutes=5)
+    )
 
     assert dispatcher.match_lost([b, a], [t2, t1]) == ([(a, t1), (b, t2)], [], [])
     # One task, created within the clocks' slack of b's start: either could own it.
@@ -478,6 +488,7 @@ def test_a_task_created_long_after_the_send_is_not_taken_for_its_answer():
         return ListedTask(
             task_id=f"t{minutes_after}",
             status="SUCCEEDED",
+            state=TaskState.SUCCEEDED,
             model="wan2.2-s2v",
             submitted_at=sent + timedelta(minutes=minutes_after),
         )

@@ -76,6 +76,31 @@ class TaskState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = (
+        "expired"  # the provider no longer knows the task (ids and results expire)
+    )
+
+    @property
+    def active(self) -> bool:
+        """Still holding a slot at the provider."""
+        return self in (TaskState.PENDING, TaskState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class ListedTask:
+    """One task in a provider's listing of recent tasks (DashScope §1.2a, WaveSpeed §9.6).
+
+    `status` is the provider's own word, kept for display and the ledger;
+    `state` is what the rest of the studio reads.
+    """
+
+    task_id: str
+    status: str
+    state: TaskState
+    model: str = ""
+    submitted_at: datetime | None = None  # when the provider took the task
+    scheduled_at: datetime | None = None  # when it started running
+    ended_at: datetime | None = None  # when it finished
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import httpx
 
+from studio.providers.base import ListedTask, TaskState
+
 DETECT_MODEL = "wan2.2-s2v-detect"
 S2V_MODEL = "wan2.2-s2v"
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
@@ -149,16 +151,22 @@ class RemoteTask:
     resolution: str = ""  # "480P" or "720P", from usage.SR (§3.2)
 
 
-@dataclass(frozen=True, slots=True)
-class ListedTask:
-    """One row of the task listing (provider-api.md §1.2a)."""
+# The provider's task words (§1.6) as the studio's states. UNKNOWN is a task
+# id the provider no longer knows: ids live 24 h, so it has expired.
+STATES = {
+    "PENDING": TaskState.PENDING,
+    "SUSPENDED": TaskState.PENDING,
+    "RUNNING": TaskState.RUNNING,
+    "SUCCEEDED": TaskState.SUCCEEDED,
+    "FAILED": TaskState.FAILED,
+    "CANCELED": TaskState.CANCELED,
+    "UNKNOWN": TaskState.EXPIRED,
+}
 
-    task_id: str
-    status: str  # as RemoteTask.status
-    model: str = ""
-    submitted_at: datetime | None = None  # gmt_create
-    scheduled_at: datetime | None = None  # start_time, once running
-    ended_at: datetime | None = None  # end_time, once finished
+
+def state_of(word: str) -> TaskState:
+    """The studio's state for a provider word; a word it does not know is a failure."""
+    return STATES.get(word, TaskState.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,9 +518,11 @@ def _parse_listed(row: object) -> ListedTask:
     status = row.get("status")
     if not isinstance(task_id, str) or not task_id or not isinstance(status, str):
         raise DashScopeError("A task listing row lacked task_id or status.")
+    word = status.strip().upper()
     return ListedTask(
         task_id=task_id,
-        status=status.strip().upper(),
+        status=word,
+        state=state_of(word),
         model=str(row.get("model_name") or ""),
         submitted_at=_parse_millis(row.get("gmt_create")),
         scheduled_at=_parse_millis(row.get("start_time")),

@@ -20,6 +20,7 @@ from studio.formats import format_of_suffix, suffix_for
 from studio.providers.base import (
     GenerationRequest,
     InputFile,
+    ListedTask,
     Progress,
     ProviderError,
     ProviderLimits,
@@ -35,9 +36,9 @@ from .client import (
     DashScopeClient,
     DashScopeError,
     ErrorKind,
-    ListedTask,
     RemoteTask,
     UploadPolicy,
+    state_of,
 )
 
 # provider-api.md §2.3 and §3.3.
@@ -334,13 +335,11 @@ class DashScopeProvider:
     # -- mapping ------------------------------------------------------------------
 
     def _result(self, task: RemoteTask) -> TaskResult:
-        state = {
-            "PENDING": TaskState.PENDING,
-            "SUSPENDED": TaskState.PENDING,
-            "RUNNING": TaskState.RUNNING,
-            "SUCCEEDED": TaskState.SUCCEEDED,
-            "CANCELED": TaskState.CANCELED,
-        }.get(task.status, TaskState.FAILED)
+        # The dispatcher still treats an expired task as failed; it keeps
+        # the provider's UNKNOWN in remote_status and says why below.
+        state = state_of(task.status)
+        if state == TaskState.EXPIRED:
+            state = TaskState.FAILED
         code, message = task.code, task.message
         if task.status == "UNKNOWN":
             # Task ids live 24 h (§1.6): an UNKNOWN task has expired.
