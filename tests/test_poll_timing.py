@@ -79,7 +79,9 @@ def test_a_task_that_ran_6_s_but_was_noticed_14_s_later_teaches_6_s(
     assert job.status == GenerationJob.Status.SUCCEEDED, job.error_message
     ran = task["end_time"] - task["start_time"]
     assert job.remote_seconds == pytest.approx(ran, abs=0.002)
-    assert job.remote_seconds < 2
+    # Not the 14 s it took the studio to notice: a loaded machine may stretch
+    # the emulator's render, but never by 14 s.
+    assert job.remote_seconds < 10
     assert job.provider_scheduled_at.timestamp() == pytest.approx(
         task["start_time"], abs=0.002
     )
