@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,16 +39,15 @@ from .providers.base import (
     GenerationRequest,
     InputFile,
     ListedTask,
-    Provider,
     ProviderError,
+    RemoteProvider,
     TaskResult,
     TaskState,
+    as_remote,
 )
 
 log = logging.getLogger(__name__)
 
-# The provider's answer that a task no longer needs the account's slot.
-REMOTE_DONE = ("SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
 # A poll handed to a worker is not handed out again for this long.
 POLL_LEASE = timedelta(seconds=60)
 # While an account is paused, dispatching tries again this often.
@@ -68,8 +68,7 @@ UNSENT_SUBMIT_AFTER = timedelta(minutes=5)
 CLOCK_SLACK = timedelta(minutes=1)
 # Listed tasks that cannot be a lost job's: failures are free (§3.3) and a FAILED
 # task may be one a retried job left behind, so resubmitting costs nothing.
-NOT_ADOPTABLE = ("UNKNOWN", "CANCELED", "FAILED")
-ACTIVE = ("PENDING", "RUNNING")
+NOT_ADOPTABLE = frozenset({TaskState.EXPIRED, TaskState.CANCELED, TaskState.FAILED})
 # Seconds of provider time per second of audio before there is any history.
 DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
 # Run times an expected run time is the median of.
@@ -88,17 +87,33 @@ class SendWithdrawn(Exception):
 
 
 def holding_slot(provider_name: str) -> Q:
-    """Jobs that occupy one of the account's slots at the provider."""
+    """Jobs that occupy one of the account's slots at the provider.
+
+    A task the provider has finished no longer holds it, even while its result
+    is still being copied into storage.
+    """
+    provider = as_remote(get_provider(provider_name))
+    done = [] if provider is None else words(provider, lambda state: not state.active)
     return Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
-        remote_status__in=REMOTE_DONE
+        remote_status__in=done
     )
+
+
+def words(provider: RemoteProvider, which: Callable[[TaskState], bool]) -> list[str]:
+    """The provider's own words for the states `which` selects (to query stored words)."""
+    return sorted(word for word, state in provider.states.items() if which(state))
+
+
+def state_of(provider: RemoteProvider, word: str) -> TaskState | None:
+    """The state a stored provider word means; None before the provider said anything."""
+    return provider.states.get(word) if word else None
 
 
 def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
     """Claim queued jobs for the account's free slots. Returns their ids, to submit."""
     now = now or timezone.now()
-    provider = get_provider(provider_name)
-    if not provider.remote:
+    provider = as_remote(get_provider(provider_name))
+    if provider is None:
         return []
     ProviderAccount.objects.get_or_create(provider=provider_name)
     claimed: list[int] = []
@@ -191,7 +206,9 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         or job.remote_task_id
     ):
         return job
-    provider = get_provider(job.provider)
+    provider = as_remote(get_provider(job.provider))
+    if provider is None:
+        return job  # dispatch() claims jobs for remote providers only
     # This dispatch of the job: a requeue and a new dispatch bring `attempts`
     # back to the same number, but never `submit_started_at`.
     mine = GenerationJob.objects.filter(
@@ -273,7 +290,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         status=GenerationJob.Status.SUBMITTED, remote_task_id=""
     ).update(
         remote_task_id=result.task_id,
-        remote_status=result.remote_status or "PENDING",
+        remote_status=result.remote_status,
         remote_started_at=now,
         heartbeat_at=now,
         next_poll_at=plan_next_poll(job, now=now),
@@ -282,7 +299,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     )
     _resume_account(provider.name)
     reconcile.remember_task(
-        job=job, task_id=result.task_id, status=result.remote_status or "PENDING"
+        job=job, task_id=result.task_id, status=result.remote_status
     )
     if not saved:
         # Canceled while the submit was on its way: withdraw the task again.
@@ -355,12 +372,14 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         or not job.remote_task_id
     ):
         return job
-    provider = get_provider(job.provider)
+    provider = as_remote(get_provider(job.provider))
+    if provider is None:
+        return job  # a local job has no task to ask about
     now = timezone.now()
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
-    if job.remote_status == "SUCCEEDED" and job.result_url:
+    if state_of(provider, job.remote_status) == TaskState.SUCCEEDED and job.result_url:
         # The task is done; an earlier copy of its result failed. Try again.
         return _store_result(job, provider, video_url=job.result_url)
 
@@ -383,7 +402,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
-    if result.remote_status in REMOTE_DONE:
+    if not result.state.active:
         reconcile.remember_task(
             job=job,
             task_id=job.remote_task_id,
@@ -397,7 +416,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
     }
     if result.scheduled_at is not None:
         fields["provider_scheduled_at"] = result.scheduled_at
-    if result.state in (TaskState.PENDING, TaskState.RUNNING):
+    if result.state.active:
         if result.state == TaskState.RUNNING:
             job.remote_started_at = _running_since(job, result, now=now)
             fields["status"] = GenerationJob.Status.RUNNING
@@ -453,7 +472,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
 
 
 def _store_result(
-    job: GenerationJob, provider: Provider, *, video_url: str
+    job: GenerationJob, provider: RemoteProvider, *, video_url: str
 ) -> GenerationJob:
     """Copy a finished task's video into storage, make its poster, record the cost."""
     now = timezone.now()
@@ -528,7 +547,9 @@ def _store_result(
 
 def job_cancel_remote(*, job: GenerationJob) -> bool:
     """Withdraw a job whose task may be PENDING at the provider. False if it runs."""
-    provider = get_provider(job.provider)
+    provider = as_remote(get_provider(job.provider))
+    if provider is None:
+        return False
     if not job.remote_task_id:
         # Still being submitted: job_submit withdraws the task when it sees this.
         # Only before the send began (see job_submit's claim): once it has, a
@@ -544,15 +565,18 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
         if withdrawn:
             billing.job_finished(job_id=job.pk)
         return bool(withdrawn)
-    if job.remote_status not in ("", "PENDING") or not _try_cancel(
-        provider, job.remote_task_id
-    ):
+    if state_of(provider, job.remote_status) not in (
+        None,
+        TaskState.PENDING,
+    ) or not _try_cancel(provider, job.remote_task_id):
         return False
     updated = GenerationJob.objects.filter(
         pk=job.pk, status__in=GenerationJob.IN_FLIGHT
     ).update(
         status=GenerationJob.Status.CANCELED,
-        remote_status="CANCELED",
+        remote_status=next(
+            iter(words(provider, lambda s: s == TaskState.CANCELED)), ""
+        ),
         finished_at=timezone.now(),
         next_poll_at=None,
     )
@@ -562,7 +586,7 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
     return bool(updated)
 
 
-def _try_cancel(provider: Provider, task_id: str) -> bool:
+def _try_cancel(provider: RemoteProvider, task_id: str) -> bool:
     try:
         return provider.cancel(task_id)
     except ProviderError:
@@ -770,7 +794,7 @@ def remote_providers_with_work() -> list[str]:
 
 def is_remote(name: str) -> bool:
     try:
-        return get_provider(name).remote
+        return as_remote(get_provider(name)) is not None
     except Exception:
         return False
 
@@ -867,11 +891,11 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
     if not lost:
         return [job.pk for job in unsent]
     earliest = min(job.submit_posted_at or now for job in lost)
-    provider = get_provider(provider_name)
+    provider = as_remote(get_provider(provider_name))
     try:
-        listed: list[ListedTask] = provider.listed_tasks(  # type: ignore[attr-defined]
-            since=earliest - CLOCK_SLACK
-        )
+        if provider is None:
+            raise ProviderError(f"{provider_name} has no task listing")
+        listed = provider.listed_tasks(since=earliest - CLOCK_SLACK)
     except Exception as exc:
         # Not knowing is not "never arrived": requeueing could pay twice.
         if not isinstance(exc, ProviderError):
@@ -900,8 +924,8 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
         )
     )
     unknown = [t for t in listed if t.task_id not in known]
-    account_busy = any(t.status in ACTIVE for t in unknown)
-    candidates = [t for t in unknown if t.status not in NOT_ADOPTABLE]
+    account_busy = any(t.state.active for t in unknown)
+    candidates = [t for t in unknown if t.state not in NOT_ADOPTABLE]
     adopt, requeue, ambiguous = match_lost(lost, candidates)
     for job in requeue:
         _requeue_lost(job, now=now)
@@ -996,7 +1020,9 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
             return
         adopted = _lost(job).update(
             remote_task_id=task.task_id,
-            remote_status="PENDING" if task.status in ACTIVE else "",
+            # The listing's word only while the task runs: a poll brings the
+            # rest (the result URL and billed seconds come with it).
+            remote_status=task.status if task.state.active else "",
             # Ask at once, also when the sweep runs with a later `now` (tests).
             next_poll_at=min(now, timezone.now()),
             heartbeat_at=now,

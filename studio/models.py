@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .formats import suffix_for
+from .providers.base import TaskState
 
 
 class User(AbstractUser):
@@ -347,7 +348,7 @@ class GenerationJob(models.Model):
         # A job whose task id was lost cannot: its task may run and be billed.
         return self.status == self.Status.QUEUED or (
             self.status == self.Status.SUBMITTED
-            and self.remote_status in ("", "PENDING")
+            and self.remote_state in (None, TaskState.PENDING)
             and not self.recovery
         )
 
@@ -362,7 +363,17 @@ class GenerationJob(models.Model):
         Its link expired before the copy, or the copy could not be read: money
         spent for nothing, charged and shown to admins to dispute.
         """
-        return self.status == self.Status.FAILED and self.remote_status == "SUCCEEDED"
+        return (
+            self.status == self.Status.FAILED
+            and self.remote_state == TaskState.SUCCEEDED
+        )
+
+    @property
+    def remote_state(self) -> TaskState | None:
+        """What the provider's last word on the task means; None before it said any."""
+        from studio.providers import task_state  # providers read these models
+
+        return task_state(self.provider, self.remote_status)
 
     @property
     def is_approved(self) -> bool:

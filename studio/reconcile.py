@@ -24,7 +24,7 @@ from django.utils import timezone
 from . import billing
 from .models import GenerationJob, LedgerEntry, Price, Reconciliation, RemoteTask
 from .providers import get_provider
-from .providers.base import ListedTask
+from .providers.base import ListedTask, TaskState
 from .providers.dashscope.client import (
     LIST_WINDOW,
     S2V_MODEL,
@@ -34,7 +34,8 @@ from .providers.dashscope.provider import DashScopeProvider
 
 log = logging.getLogger(__name__)
 
-FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+# States a task ends in that the provider keeps (an expired task is forgotten).
+FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED})
 # Task queries share 20 QPS with the polls (§1.6): stay well below.
 QUERY_GAP = 0.1
 # Seconds that differ by less than this are the same (the provider rounds to 0.01).
@@ -258,10 +259,10 @@ def _unknown(
         "ours": "",
         "created_at": _created(row.submitted_at),
     }
-    if row.status != "SUCCEEDED":
+    if row.state != TaskState.SUCCEEDED:
         note = (
             "Not billed: failures and cancellations are free."
-            if row.status in FINAL or row.status == "UNKNOWN"
+            if not row.state.active
             else "Still running: another application is using the account's slot."
         )
         return Finding(
@@ -336,6 +337,7 @@ def _known(
     job: GenerationJob | None,
 ) -> tuple[Finding | None, int]:
     ours = (record.status if record else "") or (job.remote_status if job else "")
+    our_state = provider.states.get(ours)
     job_done = job is None or job.is_terminal or job.remote_task_id != row.task_id
     base = {
         "task_id": row.task_id,
@@ -345,12 +347,12 @@ def _known(
         "job_code": str(job.code) if job else "",
         "job_title": job.display_title if job else "",
     }
-    state_differs = row.status in FINAL and (
-        (ours in FINAL and ours != row.status)
+    state_differs = row.state in FINAL and (
+        (our_state in FINAL and our_state != row.state)
         # The studio gave up on (or moved on from) a task the provider finished.
-        or (ours not in FINAL and job_done and row.status == "SUCCEEDED")
+        or (our_state not in FINAL and job_done and row.state == TaskState.SUCCEEDED)
     )
-    if row.status != "SUCCEEDED":
+    if row.state != TaskState.SUCCEEDED:
         if not state_differs:
             return None, 0
         return Finding(
