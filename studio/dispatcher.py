@@ -16,24 +16,21 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from statistics import median
 
 from django.conf import settings
-from django.core.files import File
 from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, reconcile, scratch
+from . import lifecycle, reconcile, scratch
 from .files import stored_path
 from .media.images import InputError
 from .media.posters import make_poster
 from .media.video import probe_video
 from .models import GenerationJob, ProviderAccount, RemoteTask
-from .notifications import notify_job_finished
 from .providers import get_provider
 from .providers.base import (
     GenerationRequest,
@@ -273,7 +270,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
             error = ProviderError(str(exc), permanent=False, unanswered=True)
             _submit_failed(job, error)
         else:
-            _fail(
+            lifecycle.fail(
                 mine.filter(status=GenerationJob.Status.SUBMITTED, remote_task_id=""),
                 code="submit_error",
                 message="The studio could not send this job to the provider "
@@ -320,7 +317,7 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         remote_task_id="",
     )
     if exc.permanent and not exc.about_account:
-        _fail(current, code=exc.code, message=str(exc))
+        lifecycle.fail(current, code=exc.code, message=str(exc))
         return
     if exc.unanswered:
         # The provider may have made (and will bill) a task whose id never came
@@ -342,7 +339,7 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
     deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)
     if not exc.about_account and now > deadline:
-        _fail(
+        lifecycle.fail(
             current,
             code=exc.code or "provider_unavailable",
             message="The provider stayed busy or unreachable for "
@@ -389,7 +386,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         if exc.about_account:
             pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
         if job.submit_started_at and now - job.submit_started_at > REMOTE_LIFETIME:
-            _fail(
+            lifecycle.fail(
                 mine,
                 code=exc.code or "lost_contact",
                 message=(
@@ -446,13 +443,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return _store_result(job, provider, video_url=result.video_url)
 
     if result.state == TaskState.CANCELED:
-        if mine.update(
-            status=GenerationJob.Status.CANCELED,
-            finished_at=now,
-            next_poll_at=None,
-            **fields,
-        ):
-            billing.job_finished(job_id=job.pk)
+        lifecycle.cancel(mine, fields=fields)
     elif result.retryable and job.attempts < settings.S2V_MAX_ATTEMPTS:
         # A provider-side failure is not billed: queue the job for a new task.
         mine.update(
@@ -466,7 +457,9 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             "job %s: task failed with %s; queued again", job.pk, result.error_code
         )
     else:
-        _fail(mine, code=result.error_code or "failed", message=result.error_message)
+        lifecycle.fail(
+            mine, code=result.error_code or "failed", message=result.error_message
+        )
     _free_slot(provider.name)
     return GenerationJob.objects.get(pk=job.pk)
 
@@ -494,7 +487,7 @@ def _store_result(
             media = probe_video(video)
             make_poster(video, poster)
         except InputError as exc:
-            _fail(
+            lifecycle.fail(
                 mine,
                 code=exc.code,
                 message=f"The provider's video could not be read: {exc.message}",
@@ -503,7 +496,7 @@ def _store_result(
         except ProviderError as exc:
             ended = job.heartbeat_at or now
             if exc.permanent or now - ended > REMOTE_LIFETIME:
-                _fail(
+                lifecycle.fail(
                     mine,
                     code=exc.code or "result_lost",
                     message=(
@@ -516,33 +509,8 @@ def _store_result(
                 )
             return GenerationJob.objects.get(pk=job.pk)
 
-        with transaction.atomic():
-            current = mine.select_for_update().first()
-            if current is None:
-                return GenerationJob.objects.get(pk=job.pk)
-            with video.open("rb") as fh:
-                current.video.save("video.mp4", File(fh), save=False)
-            with poster.open("rb") as fh:
-                current.poster.save("poster.jpg", File(fh), save=False)
-            billed = current.billed_seconds
-            if billed is None:
-                billed = Decimal(f"{media.duration:.2f}")
-            current.billed_seconds = billed
-            current.cost = billing.generation_cost(
-                provider=provider.name, resolution=current.resolution, seconds=billed
-            )
-            current.currency = billing.currency()
-            current.video_duration = media.duration
-            current.width, current.height = media.width, media.height
-            current.status = GenerationJob.Status.SUCCEEDED
-            current.progress = 1.0
-            current.finished_at = timezone.now()
-            current.next_poll_at = None
-            current.error_code = current.error_message = ""
-            current.save()
-            billing.job_finished(job_id=current.pk)
-        notify_job_finished(current.pk)
-        return current
+        done = lifecycle.complete(mine, video=video, poster=poster, media=media)
+        return done or GenerationJob.objects.get(pk=job.pk)
 
 
 def job_cancel_remote(*, job: GenerationJob) -> bool:
@@ -555,33 +523,29 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
         # Only before the send began (see job_submit's claim): once it has, a
         # task may exist with no id to withdraw it by, and if that worker dies
         # nobody would. The sweep settles such a job.
-        withdrawn = GenerationJob.objects.filter(
-            pk=job.pk,
-            status=GenerationJob.Status.SUBMITTED,
-            remote_task_id="",
-            recovery=GenerationJob.Recovery.NONE,
-            heartbeat_at=F("submit_started_at"),
-        ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
-        if withdrawn:
-            billing.job_finished(job_id=job.pk)
+        withdrawn = lifecycle.cancel(
+            GenerationJob.objects.filter(
+                pk=job.pk,
+                status=GenerationJob.Status.SUBMITTED,
+                remote_task_id="",
+                recovery=GenerationJob.Recovery.NONE,
+                heartbeat_at=F("submit_started_at"),
+            )
+        )
         return bool(withdrawn)
     if state_of(provider, job.remote_status) not in (
         None,
         TaskState.PENDING,
     ) or not _try_cancel(provider, job.remote_task_id):
         return False
-    updated = GenerationJob.objects.filter(
-        pk=job.pk, status__in=GenerationJob.IN_FLIGHT
-    ).update(
-        status=GenerationJob.Status.CANCELED,
-        remote_status=next(
-            iter(words(provider, lambda s: s == TaskState.CANCELED)), ""
-        ),
-        finished_at=timezone.now(),
-        next_poll_at=None,
+    updated = lifecycle.cancel(
+        GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.IN_FLIGHT),
+        fields={
+            "remote_status": next(
+                iter(words(provider, lambda s: s == TaskState.CANCELED)), ""
+            )
+        },
     )
-    if updated:
-        billing.job_finished(job_id=job.pk)
     _free_slot(provider.name)
     return bool(updated)
 
@@ -599,20 +563,6 @@ def _free_slot(provider_name: str) -> None:
         dispatch_and_submit(provider_name=provider_name)
     except Exception:  # the tick will try again within a second
         log.exception("dispatch after a finished task failed")
-
-
-def _fail(current: QuerySet[GenerationJob], *, code: str, message: str) -> None:
-    ids = list(current.values_list("pk", flat=True))
-    if current.update(
-        status=GenerationJob.Status.FAILED,
-        finished_at=timezone.now(),
-        next_poll_at=None,
-        error_code=(code or "failed")[:64],
-        error_message=message,
-    ):
-        for job_id in ids:
-            billing.job_finished(job_id=job_id)
-            notify_job_finished(job_id)
 
 
 # -- account pause ----------------------------------------------------------------
@@ -1091,7 +1041,7 @@ def _undecided(
             "shows a task running" if account_busy else "cannot say whether it is idle",
         )
         return
-    _fail(
+    lifecycle.fail(
         _lost(job),
         code="unverified_submit",
         message=(

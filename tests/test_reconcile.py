@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from studio import dispatcher, reconcile
+from studio import dispatcher, lifecycle, reconcile
 from studio.models import (
     GenerationJob,
     LedgerEntry,
@@ -78,7 +78,7 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     given_up = queue(alice, team, inputs, enqueued)
     dispatcher.dispatch_and_submit(provider_name="dashscope")
     given_up.refresh_from_db()
-    dispatcher._fail(
+    lifecycle.fail(
         GenerationJob.objects.filter(pk=given_up.pk),
         code="lost_contact",
         message="The studio could not reach the provider.",
