@@ -30,7 +30,7 @@ from .files import stored_path
 from .media.images import InputError
 from .media.posters import make_poster
 from .media.video import probe_video
-from .models import GenerationJob, ProviderAccount, RemoteTask
+from .models import GenerationJob, ProviderAccount, Task
 from .providers import get_provider
 from .providers.base import (
     GenerationRequest,
@@ -239,6 +239,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         ).update(submit_posted_at=now, heartbeat_at=now):
             raise SendWithdrawn
         posted = True
+        job.submit_posted_at = now  # the task record keeps it
 
     try:
         with (
@@ -296,7 +297,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     )
     _resume_account(provider.name)
     reconcile.remember_task(
-        job=job, task_id=result.task_id, status=result.remote_status
+        job=job, task_id=result.task_id, status=result.remote_status, started_at=now
     )
     if not saved:
         # Canceled while the submit was on its way: withdraw the task again.
@@ -405,6 +406,12 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             task_id=job.remote_task_id,
             status=result.remote_status,
             billed_seconds=result.billed_seconds,
+            ended_at=now,
+            provider_scheduled_at=result.scheduled_at,
+            provider_ended_at=result.ended_at,
+            result_url=result.video_url,
+            error_code=result.error_code[:64],
+            error_message=result.error_message,
         )
     fields: dict[str, object] = {
         "polls": F("polls") + 1,
@@ -538,13 +545,14 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
         TaskState.PENDING,
     ) or not _try_cancel(provider, job.remote_task_id):
         return False
+    # The provider took the task back: its word for that, whatever it is.
+    canceled = next(iter(words(provider, lambda s: s == TaskState.CANCELED)), "")
+    reconcile.remember_task(
+        job=job, task_id=job.remote_task_id, status=canceled, ended_at=timezone.now()
+    )
     updated = lifecycle.cancel(
         GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.IN_FLIGHT),
-        fields={
-            "remote_status": next(
-                iter(words(provider, lambda s: s == TaskState.CANCELED)), ""
-            )
-        },
+        fields={"remote_status": canceled},
     )
     _free_slot(provider.name)
     return bool(updated)
@@ -869,8 +877,8 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
             "remote_task_id", flat=True
         )
     ) | set(
-        RemoteTask.objects.filter(task_id__in=listed_ids).values_list(
-            "task_id", flat=True
+        Task.objects.filter(remote_id__in=listed_ids).values_list(
+            "remote_id", flat=True
         )
     )
     unknown = [t for t in listed if t.task_id not in known]
@@ -960,7 +968,7 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
         # Elimination: a task id saved on any job is never adopted by another.
         if (
             GenerationJob.objects.filter(remote_task_id=task.task_id).exists()
-            or RemoteTask.objects.filter(task_id=task.task_id).exists()
+            or Task.objects.filter(remote_id=task.task_id).exists()
         ):
             log.warning(
                 "job %s: task %s already belongs to a job; not adopted",

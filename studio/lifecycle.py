@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from . import billing
 from .media.video import VideoInfo
-from .models import GenerationJob
+from .models import GenerationJob, Task
 from .notifications import notify_job_finished
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,14 @@ def complete(
         job.next_poll_at = None
         job.error_code = job.error_message = ""
         job.save()
+        if job.remote_task_id:
+            # What the task cost, on the task the ledger line references.
+            Task.objects.filter(job=job, remote_id=job.remote_task_id).update(
+                state=Task.State.SUCCEEDED,
+                billed_seconds=billed,
+                cost=job.cost,
+                currency=job.currency,
+            )
         billing.job_finished(job_id=job.pk)
     _announce(job.pk, GenerationJob.Status.SUCCEEDED)
     return job

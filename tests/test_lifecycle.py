@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from studio import dispatcher, lifecycle, services, tasks
-from studio.models import GenerationJob, LedgerEntry, Notification
+from studio.models import GenerationJob, LedgerEntry, Notification, Task
 from tests.test_dashscope_flow import (  # noqa: F401 (the inputs fixture is used by name)
     drive,
     inputs,
@@ -128,3 +128,10 @@ def test_a_remote_task_ends_its_job_once_charged_what_the_provider_billed(
     charge = LedgerEntry.objects.get(job=job, kind="generation")
     assert charge.billed and charge.remote_id == job.remote_task_id
     assert charge.seconds == job.billed_seconds and charge.amount == job.cost
+    # The task row holds what the provider did and what it cost; the line names it.
+    task = Task.objects.get(job=job)
+    assert charge.task == task and task.remote_id == job.remote_task_id
+    assert (task.state, task.remote_status) == ("succeeded", job.remote_status)
+    assert (task.billed_seconds, task.cost) == (job.billed_seconds, job.cost)
+    assert task.submit_posted_at is not None and task.ended_at is not None
+    assert task.result_url == job.result_url

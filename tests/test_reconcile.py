@@ -17,7 +17,7 @@ from studio.models import (
     LedgerEntry,
     Membership,
     Reconciliation,
-    RemoteTask,
+    Task,
 )
 from studio.providers.dashscope.client import S2V_MODEL, DashScopeClient
 from tests import media_factories
@@ -159,8 +159,8 @@ def test_every_task_a_retried_job_had_is_remembered(emu, inputs, alice, team, en
     job = drive(queue(alice, team, inputs, enqueued))
 
     assert job.attempts == 2
-    records = RemoteTask.objects.filter(job=job).order_by("submitted_at", "id")
-    assert [(r.task_id, r.status) for r in records] == [
+    records = Task.objects.filter(job=job).order_by("submitted_at", "id")
+    assert [(r.remote_id, r.remote_status) for r in records] == [
         (t["id"], t["status"]) for t in tasks_of(emu)
     ]
     run = reconcile.reconcile()
