@@ -482,6 +482,7 @@ def job_finished(*, job_id: int) -> None:
                     reason=f"job {job.get_status_display().lower()}",
                 )
             lost = job.paid_for_nothing
+            task = current_task(job)
             billed = job.status == GenerationJob.Status.SUCCEEDED or lost
             seconds = (job.billed_seconds or ZERO) if billed else ZERO
             reason = "billed seconds × unit price"
@@ -513,13 +514,18 @@ def job_finished(*, job_id: int) -> None:
                 billed=billed,
                 reason=reason[:255],
                 remote_id=job.remote_task_id,
-                task=current_task(job),
+                task=task,
             )
             if lost:
-                # The money is gone: the job shows what it cost, for nothing.
+                # The money is gone: the job shows what it cost, for nothing,
+                # and so does the task the provider billed.
                 GenerationJob.objects.filter(pk=job.pk).update(
                     cost=amount, currency=currency()
                 )
+                if task is not None:
+                    Task.objects.filter(pk=task.pk).update(
+                        cost=amount, currency=currency()
+                    )
     except IntegrityError:
         return  # settled already, by another worker or an earlier call
     if billed:

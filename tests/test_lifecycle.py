@@ -4,6 +4,7 @@ signals once, however often the code that ends it runs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -135,3 +136,43 @@ def test_a_remote_task_ends_its_job_once_charged_what_the_provider_billed(
     assert (task.billed_seconds, task.cost) == (job.billed_seconds, job.cost)
     assert task.submit_posted_at is not None and task.ended_at is not None
     assert task.result_url == job.result_url
+
+
+def test_a_failed_job_whose_task_was_billed_charges_that_task(
+    alice,
+    team,
+    inputs,  # noqa: F811 (the fixture)
+    enqueued,
+    endings,
+):
+    job = queue(alice, team, inputs, enqueued)
+    assert job.provider == "dashscope"
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running",
+        remote_task_id="t-billed",
+        remote_status="SUCCEEDED",
+        billed_seconds=Decimal("2.00"),
+    )
+    task = Task.objects.create(
+        job=job,
+        provider=job.provider,
+        account="acct",
+        remote_id="t-billed",
+        state=Task.State.SUCCEEDED,
+        remote_status="SUCCEEDED",
+        billed_seconds=Decimal("2.00"),
+    )
+
+    lifecycle.fail(
+        GenerationJob.objects.filter(pk=job.pk),
+        code="result_lost",
+        message="The link expired.",
+    )
+
+    job.refresh_from_db()
+    charge = LedgerEntry.objects.get(job=job, kind="generation")
+    task.refresh_from_db()
+    assert job.paid_for_nothing and charge.billed and charge.amount > 0
+    assert charge.task == task and charge.remote_id == "t-billed"
+    assert task.cost == charge.amount == job.cost
+    assert endings == [(job.pk, "failed")]
