@@ -32,7 +32,16 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import Budget, GenerationJob, LedgerEntry, Membership, Price, Team, User
+from .models import (
+    Budget,
+    GenerationJob,
+    LedgerEntry,
+    Membership,
+    Price,
+    Task,
+    Team,
+    User,
+)
 
 _QS = TypeVar("_QS", bound="QuerySet[Any]")
 log = logging.getLogger(__name__)
@@ -435,6 +444,15 @@ def _job_entry(job: GenerationJob, kind: str, **fields: object) -> LedgerEntry:
 LOST_RESULT_REASON = "billed by the provider; the video could not be saved"
 
 
+def current_task(job: GenerationJob) -> Task | None:
+    """The task a job's generation line charges: the one its remote id names."""
+    if not job.remote_task_id:
+        return None
+    return (
+        Task.objects.filter(job=job, remote_id=job.remote_task_id).order_by("id").last()
+    )
+
+
 def job_finished(*, job_id: int) -> None:
     """Settle a finished job: release its hold, and charge it if the provider billed.
 
@@ -464,6 +482,7 @@ def job_finished(*, job_id: int) -> None:
                     reason=f"job {job.get_status_display().lower()}",
                 )
             lost = job.paid_for_nothing
+            task = current_task(job)
             billed = job.status == GenerationJob.Status.SUCCEEDED or lost
             seconds = (job.billed_seconds or ZERO) if billed else ZERO
             reason = "billed seconds × unit price"
@@ -495,12 +514,18 @@ def job_finished(*, job_id: int) -> None:
                 billed=billed,
                 reason=reason[:255],
                 remote_id=job.remote_task_id,
+                task=task,
             )
             if lost:
-                # The money is gone: the job shows what it cost, for nothing.
+                # The money is gone: the job shows what it cost, for nothing,
+                # and so does the task the provider billed.
                 GenerationJob.objects.filter(pk=job.pk).update(
                     cost=amount, currency=currency()
                 )
+                if task is not None:
+                    Task.objects.filter(pk=task.pk).update(
+                        cost=amount, currency=currency()
+                    )
     except IntegrityError:
         return  # settled already, by another worker or an earlier call
     if billed:

@@ -14,40 +14,37 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from statistics import median
 
 from django.conf import settings
-from django.core.files import File
 from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, reconcile, scratch
+from . import lifecycle, reconcile, scratch
 from .files import stored_path
 from .media.images import InputError
 from .media.posters import make_poster
 from .media.video import probe_video
-from .models import GenerationJob, ProviderAccount, RemoteTask
-from .notifications import notify_job_finished
+from .models import GenerationJob, ProviderAccount, Task
 from .providers import get_provider
 from .providers.base import (
     GenerationRequest,
     InputFile,
     ListedTask,
-    Provider,
     ProviderError,
+    RemoteProvider,
     TaskResult,
     TaskState,
+    as_remote,
 )
 
 log = logging.getLogger(__name__)
 
-# The provider's answer that a task no longer needs the account's slot.
-REMOTE_DONE = ("SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN")
 # A poll handed to a worker is not handed out again for this long.
 POLL_LEASE = timedelta(seconds=60)
 # While an account is paused, dispatching tries again this often.
@@ -68,8 +65,7 @@ UNSENT_SUBMIT_AFTER = timedelta(minutes=5)
 CLOCK_SLACK = timedelta(minutes=1)
 # Listed tasks that cannot be a lost job's: failures are free (§3.3) and a FAILED
 # task may be one a retried job left behind, so resubmitting costs nothing.
-NOT_ADOPTABLE = ("UNKNOWN", "CANCELED", "FAILED")
-ACTIVE = ("PENDING", "RUNNING")
+NOT_ADOPTABLE = frozenset({TaskState.EXPIRED, TaskState.CANCELED, TaskState.FAILED})
 # Seconds of provider time per second of audio before there is any history.
 DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
 # Run times an expected run time is the median of.
@@ -88,17 +84,33 @@ class SendWithdrawn(Exception):
 
 
 def holding_slot(provider_name: str) -> Q:
-    """Jobs that occupy one of the account's slots at the provider."""
+    """Jobs that occupy one of the account's slots at the provider.
+
+    A task the provider has finished no longer holds it, even while its result
+    is still being copied into storage.
+    """
+    provider = as_remote(get_provider(provider_name))
+    done = [] if provider is None else words(provider, lambda state: not state.active)
     return Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
-        remote_status__in=REMOTE_DONE
+        remote_status__in=done
     )
+
+
+def words(provider: RemoteProvider, which: Callable[[TaskState], bool]) -> list[str]:
+    """The provider's own words for the states `which` selects (to query stored words)."""
+    return sorted(word for word, state in provider.states.items() if which(state))
+
+
+def state_of(provider: RemoteProvider, word: str) -> TaskState | None:
+    """The state a stored provider word means; None before the provider said anything."""
+    return provider.states.get(word) if word else None
 
 
 def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
     """Claim queued jobs for the account's free slots. Returns their ids, to submit."""
     now = now or timezone.now()
-    provider = get_provider(provider_name)
-    if not provider.remote:
+    provider = as_remote(get_provider(provider_name))
+    if provider is None:
         return []
     ProviderAccount.objects.get_or_create(provider=provider_name)
     claimed: list[int] = []
@@ -191,7 +203,9 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         or job.remote_task_id
     ):
         return job
-    provider = get_provider(job.provider)
+    provider = as_remote(get_provider(job.provider))
+    if provider is None:
+        return job  # dispatch() claims jobs for remote providers only
     # This dispatch of the job: a requeue and a new dispatch bring `attempts`
     # back to the same number, but never `submit_started_at`.
     mine = GenerationJob.objects.filter(
@@ -225,6 +239,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         ).update(submit_posted_at=now, heartbeat_at=now):
             raise SendWithdrawn
         posted = True
+        job.submit_posted_at = now  # the task record keeps it
 
     try:
         with (
@@ -256,7 +271,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
             error = ProviderError(str(exc), permanent=False, unanswered=True)
             _submit_failed(job, error)
         else:
-            _fail(
+            lifecycle.fail(
                 mine.filter(status=GenerationJob.Status.SUBMITTED, remote_task_id=""),
                 code="submit_error",
                 message="The studio could not send this job to the provider "
@@ -273,7 +288,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         status=GenerationJob.Status.SUBMITTED, remote_task_id=""
     ).update(
         remote_task_id=result.task_id,
-        remote_status=result.remote_status or "PENDING",
+        remote_status=result.remote_status,
         remote_started_at=now,
         heartbeat_at=now,
         next_poll_at=plan_next_poll(job, now=now),
@@ -282,7 +297,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     )
     _resume_account(provider.name)
     reconcile.remember_task(
-        job=job, task_id=result.task_id, status=result.remote_status or "PENDING"
+        job=job, task_id=result.task_id, status=result.remote_status, started_at=now
     )
     if not saved:
         # Canceled while the submit was on its way: withdraw the task again.
@@ -303,7 +318,7 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         remote_task_id="",
     )
     if exc.permanent and not exc.about_account:
-        _fail(current, code=exc.code, message=str(exc))
+        lifecycle.fail(current, code=exc.code, message=str(exc))
         return
     if exc.unanswered:
         # The provider may have made (and will bill) a task whose id never came
@@ -325,7 +340,7 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
     deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)
     if not exc.about_account and now > deadline:
-        _fail(
+        lifecycle.fail(
             current,
             code=exc.code or "provider_unavailable",
             message="The provider stayed busy or unreachable for "
@@ -355,12 +370,14 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         or not job.remote_task_id
     ):
         return job
-    provider = get_provider(job.provider)
+    provider = as_remote(get_provider(job.provider))
+    if provider is None:
+        return job  # a local job has no task to ask about
     now = timezone.now()
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
-    if job.remote_status == "SUCCEEDED" and job.result_url:
+    if state_of(provider, job.remote_status) == TaskState.SUCCEEDED and job.result_url:
         # The task is done; an earlier copy of its result failed. Try again.
         return _store_result(job, provider, video_url=job.result_url)
 
@@ -370,7 +387,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         if exc.about_account:
             pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
         if job.submit_started_at and now - job.submit_started_at > REMOTE_LIFETIME:
-            _fail(
+            lifecycle.fail(
                 mine,
                 code=exc.code or "lost_contact",
                 message=(
@@ -383,12 +400,18 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
-    if result.remote_status in REMOTE_DONE:
+    if not result.state.active:
         reconcile.remember_task(
             job=job,
             task_id=job.remote_task_id,
             status=result.remote_status,
             billed_seconds=result.billed_seconds,
+            ended_at=now,
+            provider_scheduled_at=result.scheduled_at,
+            provider_ended_at=result.ended_at,
+            result_url=result.video_url,
+            error_code=result.error_code[:64],
+            error_message=result.error_message,
         )
     fields: dict[str, object] = {
         "polls": F("polls") + 1,
@@ -397,7 +420,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
     }
     if result.scheduled_at is not None:
         fields["provider_scheduled_at"] = result.scheduled_at
-    if result.state in (TaskState.PENDING, TaskState.RUNNING):
+    if result.state.active:
         if result.state == TaskState.RUNNING:
             job.remote_started_at = _running_since(job, result, now=now)
             fields["status"] = GenerationJob.Status.RUNNING
@@ -427,13 +450,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return _store_result(job, provider, video_url=result.video_url)
 
     if result.state == TaskState.CANCELED:
-        if mine.update(
-            status=GenerationJob.Status.CANCELED,
-            finished_at=now,
-            next_poll_at=None,
-            **fields,
-        ):
-            billing.job_finished(job_id=job.pk)
+        lifecycle.cancel(mine, fields=fields)
     elif result.retryable and job.attempts < settings.S2V_MAX_ATTEMPTS:
         # A provider-side failure is not billed: queue the job for a new task.
         mine.update(
@@ -447,13 +464,15 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             "job %s: task failed with %s; queued again", job.pk, result.error_code
         )
     else:
-        _fail(mine, code=result.error_code or "failed", message=result.error_message)
+        lifecycle.fail(
+            mine, code=result.error_code or "failed", message=result.error_message
+        )
     _free_slot(provider.name)
     return GenerationJob.objects.get(pk=job.pk)
 
 
 def _store_result(
-    job: GenerationJob, provider: Provider, *, video_url: str
+    job: GenerationJob, provider: RemoteProvider, *, video_url: str
 ) -> GenerationJob:
     """Copy a finished task's video into storage, make its poster, record the cost."""
     now = timezone.now()
@@ -475,7 +494,7 @@ def _store_result(
             media = probe_video(video)
             make_poster(video, poster)
         except InputError as exc:
-            _fail(
+            lifecycle.fail(
                 mine,
                 code=exc.code,
                 message=f"The provider's video could not be read: {exc.message}",
@@ -484,7 +503,7 @@ def _store_result(
         except ProviderError as exc:
             ended = job.heartbeat_at or now
             if exc.permanent or now - ended > REMOTE_LIFETIME:
-                _fail(
+                lifecycle.fail(
                     mine,
                     code=exc.code or "result_lost",
                     message=(
@@ -497,72 +516,49 @@ def _store_result(
                 )
             return GenerationJob.objects.get(pk=job.pk)
 
-        with transaction.atomic():
-            current = mine.select_for_update().first()
-            if current is None:
-                return GenerationJob.objects.get(pk=job.pk)
-            with video.open("rb") as fh:
-                current.video.save("video.mp4", File(fh), save=False)
-            with poster.open("rb") as fh:
-                current.poster.save("poster.jpg", File(fh), save=False)
-            billed = current.billed_seconds
-            if billed is None:
-                billed = Decimal(f"{media.duration:.2f}")
-            current.billed_seconds = billed
-            current.cost = billing.generation_cost(
-                provider=provider.name, resolution=current.resolution, seconds=billed
-            )
-            current.currency = billing.currency()
-            current.video_duration = media.duration
-            current.width, current.height = media.width, media.height
-            current.status = GenerationJob.Status.SUCCEEDED
-            current.progress = 1.0
-            current.finished_at = timezone.now()
-            current.next_poll_at = None
-            current.error_code = current.error_message = ""
-            current.save()
-            billing.job_finished(job_id=current.pk)
-        notify_job_finished(current.pk)
-        return current
+        done = lifecycle.complete(mine, video=video, poster=poster, media=media)
+        return done or GenerationJob.objects.get(pk=job.pk)
 
 
 def job_cancel_remote(*, job: GenerationJob) -> bool:
     """Withdraw a job whose task may be PENDING at the provider. False if it runs."""
-    provider = get_provider(job.provider)
+    provider = as_remote(get_provider(job.provider))
+    if provider is None:
+        return False
     if not job.remote_task_id:
         # Still being submitted: job_submit withdraws the task when it sees this.
         # Only before the send began (see job_submit's claim): once it has, a
         # task may exist with no id to withdraw it by, and if that worker dies
         # nobody would. The sweep settles such a job.
-        withdrawn = GenerationJob.objects.filter(
-            pk=job.pk,
-            status=GenerationJob.Status.SUBMITTED,
-            remote_task_id="",
-            recovery=GenerationJob.Recovery.NONE,
-            heartbeat_at=F("submit_started_at"),
-        ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
-        if withdrawn:
-            billing.job_finished(job_id=job.pk)
+        withdrawn = lifecycle.cancel(
+            GenerationJob.objects.filter(
+                pk=job.pk,
+                status=GenerationJob.Status.SUBMITTED,
+                remote_task_id="",
+                recovery=GenerationJob.Recovery.NONE,
+                heartbeat_at=F("submit_started_at"),
+            )
+        )
         return bool(withdrawn)
-    if job.remote_status not in ("", "PENDING") or not _try_cancel(
-        provider, job.remote_task_id
-    ):
+    if state_of(provider, job.remote_status) not in (
+        None,
+        TaskState.PENDING,
+    ) or not _try_cancel(provider, job.remote_task_id):
         return False
-    updated = GenerationJob.objects.filter(
-        pk=job.pk, status__in=GenerationJob.IN_FLIGHT
-    ).update(
-        status=GenerationJob.Status.CANCELED,
-        remote_status="CANCELED",
-        finished_at=timezone.now(),
-        next_poll_at=None,
+    # The provider took the task back: its word for that, whatever it is.
+    canceled = next(iter(words(provider, lambda s: s == TaskState.CANCELED)), "")
+    reconcile.remember_task(
+        job=job, task_id=job.remote_task_id, status=canceled, ended_at=timezone.now()
     )
-    if updated:
-        billing.job_finished(job_id=job.pk)
+    updated = lifecycle.cancel(
+        GenerationJob.objects.filter(pk=job.pk, status__in=GenerationJob.IN_FLIGHT),
+        fields={"remote_status": canceled},
+    )
     _free_slot(provider.name)
     return bool(updated)
 
 
-def _try_cancel(provider: Provider, task_id: str) -> bool:
+def _try_cancel(provider: RemoteProvider, task_id: str) -> bool:
     try:
         return provider.cancel(task_id)
     except ProviderError:
@@ -575,20 +571,6 @@ def _free_slot(provider_name: str) -> None:
         dispatch_and_submit(provider_name=provider_name)
     except Exception:  # the tick will try again within a second
         log.exception("dispatch after a finished task failed")
-
-
-def _fail(current: QuerySet[GenerationJob], *, code: str, message: str) -> None:
-    ids = list(current.values_list("pk", flat=True))
-    if current.update(
-        status=GenerationJob.Status.FAILED,
-        finished_at=timezone.now(),
-        next_poll_at=None,
-        error_code=(code or "failed")[:64],
-        error_message=message,
-    ):
-        for job_id in ids:
-            billing.job_finished(job_id=job_id)
-            notify_job_finished(job_id)
 
 
 # -- account pause ----------------------------------------------------------------
@@ -770,7 +752,7 @@ def remote_providers_with_work() -> list[str]:
 
 def is_remote(name: str) -> bool:
     try:
-        return get_provider(name).remote
+        return as_remote(get_provider(name)) is not None
     except Exception:
         return False
 
@@ -867,11 +849,11 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
     if not lost:
         return [job.pk for job in unsent]
     earliest = min(job.submit_posted_at or now for job in lost)
-    provider = get_provider(provider_name)
+    provider = as_remote(get_provider(provider_name))
     try:
-        listed: list[ListedTask] = provider.listed_tasks(  # type: ignore[attr-defined]
-            since=earliest - CLOCK_SLACK
-        )
+        if provider is None:
+            raise ProviderError(f"{provider_name} has no task listing")
+        listed = provider.listed_tasks(since=earliest - CLOCK_SLACK)
     except Exception as exc:
         # Not knowing is not "never arrived": requeueing could pay twice.
         if not isinstance(exc, ProviderError):
@@ -895,13 +877,13 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
             "remote_task_id", flat=True
         )
     ) | set(
-        RemoteTask.objects.filter(task_id__in=listed_ids).values_list(
-            "task_id", flat=True
+        Task.objects.filter(remote_id__in=listed_ids).values_list(
+            "remote_id", flat=True
         )
     )
     unknown = [t for t in listed if t.task_id not in known]
-    account_busy = any(t.status in ACTIVE for t in unknown)
-    candidates = [t for t in unknown if t.status not in NOT_ADOPTABLE]
+    account_busy = any(t.state.active for t in unknown)
+    candidates = [t for t in unknown if t.state not in NOT_ADOPTABLE]
     adopt, requeue, ambiguous = match_lost(lost, candidates)
     for job in requeue:
         _requeue_lost(job, now=now)
@@ -986,7 +968,7 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
         # Elimination: a task id saved on any job is never adopted by another.
         if (
             GenerationJob.objects.filter(remote_task_id=task.task_id).exists()
-            or RemoteTask.objects.filter(task_id=task.task_id).exists()
+            or Task.objects.filter(remote_id=task.task_id).exists()
         ):
             log.warning(
                 "job %s: task %s already belongs to a job; not adopted",
@@ -996,7 +978,9 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
             return
         adopted = _lost(job).update(
             remote_task_id=task.task_id,
-            remote_status="PENDING" if task.status in ACTIVE else "",
+            # The listing's word only while the task runs: a poll brings the
+            # rest (the result URL and billed seconds come with it).
+            remote_status=task.status if task.state.active else "",
             # Ask at once, also when the sweep runs with a later `now` (tests).
             next_poll_at=min(now, timezone.now()),
             heartbeat_at=now,
@@ -1065,7 +1049,7 @@ def _undecided(
             "shows a task running" if account_busy else "cannot say whether it is idle",
         )
         return
-    _fail(
+    lifecycle.fail(
         _lost(job),
         code="unverified_submit",
         message=(

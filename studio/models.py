@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .formats import suffix_for
+from .providers.base import TaskState
 
 
 class User(AbstractUser):
@@ -347,7 +348,7 @@ class GenerationJob(models.Model):
         # A job whose task id was lost cannot: its task may run and be billed.
         return self.status == self.Status.QUEUED or (
             self.status == self.Status.SUBMITTED
-            and self.remote_status in ("", "PENDING")
+            and self.remote_state in (None, TaskState.PENDING)
             and not self.recovery
         )
 
@@ -362,7 +363,17 @@ class GenerationJob(models.Model):
         Its link expired before the copy, or the copy could not be read: money
         spent for nothing, charged and shown to admins to dispute.
         """
-        return self.status == self.Status.FAILED and self.remote_status == "SUCCEEDED"
+        return (
+            self.status == self.Status.FAILED
+            and self.remote_state == TaskState.SUCCEEDED
+        )
+
+    @property
+    def remote_state(self) -> TaskState | None:
+        """What the provider's last word on the task means; None before it said any."""
+        from studio.providers import task_state  # providers read these models
+
+        return task_state(self.provider, self.remote_status)
 
     @property
     def is_approved(self) -> bool:
@@ -491,6 +502,10 @@ class LedgerEntry(models.Model):
     job = models.ForeignKey(
         GenerationJob, models.PROTECT, null=True, blank=True, related_name="ledger"
     )
+    # The provider task a generation line charges (its remote_id is on the line).
+    task = models.ForeignKey(
+        "Task", models.PROTECT, null=True, blank=True, related_name="ledger"
+    )
     kind = models.CharField(max_length=16, choices=Kind)
     provider = models.CharField(max_length=32)
     model = models.CharField(max_length=64)
@@ -537,42 +552,73 @@ class LedgerEntry(models.Model):
         super().save(*args, **kwargs)
 
 
-class RemoteTask(models.Model):
-    """Every task a job ever had at a provider, kept when a retry clears the job's id.
+class Task(models.Model):
+    """One unit of work at a provider for a job: a whole clip (index 0) or a segment.
 
-    Written wherever a task id is saved (studio.reconcile.remember_task); the
-    reconciliation tells the account's other tasks apart by these.
+    Every task a job ever had is kept (a retry makes a new one), so the
+    reconciliation tells the account's other tasks apart by these. `state` is
+    what the studio reads; `remote_status` is the provider's own word, kept
+    for display and the ledger. Written wherever a task id is saved and when
+    the provider answers (studio.reconcile.remember_task).
     """
 
+    class State(models.TextChoices):
+        PENDING = TaskState.PENDING.value, "Pending"
+        RUNNING = TaskState.RUNNING.value, "Running"
+        SUCCEEDED = TaskState.SUCCEEDED.value, "Succeeded"
+        FAILED = TaskState.FAILED.value, "Failed"
+        CANCELED = TaskState.CANCELED.value, "Canceled"
+        EXPIRED = TaskState.EXPIRED.value, "Expired"
+
     job = models.ForeignKey(
-        GenerationJob,
-        models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="remote_tasks",
+        GenerationJob, models.SET_NULL, null=True, blank=True, related_name="tasks"
     )
+    # The segment of the job's audio this task makes; 0 for a whole clip.
+    index = models.PositiveSmallIntegerField(default=0)
     provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=64, blank=True)  # the provider's name for it
     account = models.CharField(max_length=64)  # a fingerprint of the API key
-    task_id = models.CharField(max_length=128)
-    model = models.CharField(max_length=64, blank=True)
+    # Empty while the submit has not brought an id back (or lost it).
+    remote_id = models.CharField(max_length=128, blank=True)
+    state = models.CharField(max_length=16, choices=State, default=State.PENDING)
+    remote_status = models.CharField(max_length=16, blank=True)
     submitted_at = models.DateTimeField(default=timezone.now)
-    # The provider's last word the studio heard (PENDING ... SUCCEEDED, FAILED).
-    status = models.CharField(max_length=16, blank=True)
+    submit_started_at = models.DateTimeField(null=True, blank=True)
+    submit_posted_at = models.DateTimeField(null=True, blank=True)
+    # When it started running and ended, as the studio saw them.
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # The same, by the provider's own clock, when it said so.
+    provider_scheduled_at = models.DateTimeField(null=True, blank=True)
+    provider_ended_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
     billed_seconds = models.DecimalField(
         max_digits=8, decimal_places=2, null=True, blank=True
     )
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    result_url = models.URLField(max_length=2000, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "task_id"], name="one_record_per_remote_task"
+                fields=["account", "remote_id"],
+                condition=~models.Q(remote_id=""),
+                name="one_record_per_remote_task",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.task_id} ({self.status or 'submitted'})"
+        return f"{self.remote_id or 'unsent'} ({self.remote_status or self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return TaskState(self.state).active
 
 
 class Reconciliation(models.Model):

@@ -3,7 +3,7 @@
 The API key's account is often shared with other tools, and a crash can lose a
 task the studio made. `reconcile` lists the account's tasks of the last 24 h
 (provider-api.md §1.2a), compares them with every task the studio ever had
-(RemoteTask, written by `remember_task` wherever a task id is saved) and
+(Task, written by `remember_task` wherever a task id is saved) and
 records what the provider billed that the ledger does not know as "billed
 outside the studio", once per task however often it runs.
 """
@@ -22,9 +22,9 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from . import billing
-from .models import GenerationJob, LedgerEntry, Price, Reconciliation, RemoteTask
+from .models import GenerationJob, LedgerEntry, Price, Reconciliation, Task
 from .providers import get_provider
-from .providers.base import ListedTask
+from .providers.base import ListedTask, TaskState, as_remote
 from .providers.dashscope.client import (
     LIST_WINDOW,
     S2V_MODEL,
@@ -34,7 +34,8 @@ from .providers.dashscope.provider import DashScopeProvider
 
 log = logging.getLogger(__name__)
 
-FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+# States a task ends in that the provider keeps (an expired task is forgotten).
+FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED})
 # Task queries share 20 QPS with the polls (§1.6): stay well below.
 QUERY_GAP = 0.1
 # Seconds that differ by less than this are the same (the provider rounds to 0.01).
@@ -51,29 +52,38 @@ def remember_task(
     task_id: str,
     status: str = "",
     billed_seconds: Decimal | None = None,
+    **fields: object,
 ) -> None:
     """Record that a job had this remote task, or the provider's latest word on it.
 
     Call wherever a task id is saved (submit, adoption) and when a task ends.
+    `status` is the provider's word; the record's normalized state follows it.
+    `fields` are further Task fields the caller knows (times, cost, result).
     Never raises: a missing record is found again by the reconciliation.
     """
     if not task_id:
         return
     try:
         provider = get_provider(job.provider)
-        fields: dict[str, object] = {"job": job, "provider": job.provider}
+        remote = as_remote(provider)
+        values: dict[str, object] = {"job": job, "provider": job.provider, **fields}
         if status:
-            fields["status"] = status[:16]
+            values["remote_status"] = status[:16]
+            state = remote.states.get(status) if remote is not None else None
+            if state is not None:
+                values["state"] = state.value
         if billed_seconds is not None:
-            fields["billed_seconds"] = billed_seconds
-        RemoteTask.objects.update_or_create(
+            values["billed_seconds"] = billed_seconds
+        Task.objects.update_or_create(
             account=getattr(provider, "account", ""),
-            task_id=task_id,
-            defaults=fields,
+            remote_id=task_id,
+            defaults=values,
             create_defaults={
-                **fields,
+                **values,
                 "model": billing.GENERATION_MODEL.get(job.provider, job.provider),
                 "submitted_at": job.submit_started_at or timezone.now(),
+                "submit_started_at": job.submit_started_at,
+                "submit_posted_at": job.submit_posted_at,
             },
         )
     except Exception:
@@ -136,12 +146,12 @@ def reconcile(
 
     ids = [row.task_id for row in rows]
     known = {
-        r.task_id: r
-        for r in RemoteTask.objects.filter(
-            account=provider.account, task_id__in=ids
+        r.remote_id: r
+        for r in Task.objects.filter(
+            account=provider.account, remote_id__in=ids
         ).select_related("job")
     }
-    # Jobs from before RemoteTask existed still name their current task.
+    # Jobs from before task records existed still name their current task.
     legacy = {
         job.remote_task_id: job
         for job in GenerationJob.objects.filter(provider=name, remote_task_id__in=ids)
@@ -258,10 +268,10 @@ def _unknown(
         "ours": "",
         "created_at": _created(row.submitted_at),
     }
-    if row.status != "SUCCEEDED":
+    if row.state != TaskState.SUCCEEDED:
         note = (
             "Not billed: failures and cancellations are free."
-            if row.status in FINAL or row.status == "UNKNOWN"
+            if not row.state.active
             else "Still running: another application is using the account's slot."
         )
         return Finding(
@@ -332,10 +342,13 @@ def _known(
     row: ListedTask,
     ledger: _Ledger,
     *,
-    record: RemoteTask | None,
+    record: Task | None,
     job: GenerationJob | None,
 ) -> tuple[Finding | None, int]:
-    ours = (record.status if record else "") or (job.remote_status if job else "")
+    ours = (record.remote_status if record else "") or (
+        job.remote_status if job else ""
+    )
+    our_state = provider.states.get(ours)
     job_done = job is None or job.is_terminal or job.remote_task_id != row.task_id
     base = {
         "task_id": row.task_id,
@@ -345,12 +358,12 @@ def _known(
         "job_code": str(job.code) if job else "",
         "job_title": job.display_title if job else "",
     }
-    state_differs = row.status in FINAL and (
-        (ours in FINAL and ours != row.status)
+    state_differs = row.state in FINAL and (
+        (our_state in FINAL and our_state != row.state)
         # The studio gave up on (or moved on from) a task the provider finished.
-        or (ours not in FINAL and job_done and row.status == "SUCCEEDED")
+        or (our_state not in FINAL and job_done and row.state == TaskState.SUCCEEDED)
     )
-    if row.status != "SUCCEEDED":
+    if row.state != TaskState.SUCCEEDED:
         if not state_differs:
             return None, 0
         return Finding(

@@ -20,7 +20,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, dispatcher, notifications, scratch
+from . import billing, dispatcher, lifecycle, notifications, scratch
 from .broker import current_cluster
 from .files import local_path, sha256_of, stored_path
 from .media.audio import AudioInfo, convert_to_wav, probe_audio
@@ -40,7 +40,6 @@ from .models import (
     Team,
     User,
 )
-from .notifications import notify_job_finished
 from .providers import get_provider
 from .providers.base import (
     GenerationRequest,
@@ -509,15 +508,16 @@ def job_retry(*, job: GenerationJob, user: User) -> GenerationJob:
 
 def job_cancel(*, job: GenerationJob) -> GenerationJob:
     """Cancel a job before it runs. Raises Rejected once it is running."""
-    canceled = GenerationJob.objects.filter(
-        pk=job.pk, status=GenerationJob.Status.QUEUED
-    ).update(status=GenerationJob.Status.CANCELED, finished_at=timezone.now())
+    canceled = bool(
+        lifecycle.cancel(
+            GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.QUEUED)
+        )
+    )
     if not canceled and job.status == GenerationJob.Status.SUBMITTED:
         canceled = dispatcher.job_cancel_remote(job=job)
     job.refresh_from_db()
     if canceled or job.status == GenerationJob.Status.CANCELED:
-        billing.job_finished(job_id=job.pk)
-        return job
+        return job  # settled by the lifecycle when it ended
     if job.is_in_flight and (job.recovery or not job.remote_task_id):
         raise Rejected(
             "The studio is sending this video to the provider or checking whether "
@@ -648,14 +648,14 @@ def job_run(*, job_id: int) -> GenerationJob | None:
                 message=result.error_message
                 or "The provider could not make this video.",
             )
-        return _job_complete(mine, provider=provider, result=result)
+        return _job_complete(mine, result=result)
     finally:
         if result.video_path is not None:
             shutil.rmtree(result.video_path.parent, ignore_errors=True)
 
 
 def _job_complete(
-    mine: QuerySet[GenerationJob], *, provider: Provider, result: TaskResult
+    mine: QuerySet[GenerationJob], *, result: TaskResult
 ) -> GenerationJob | None:
     if result.video_path is None:
         return _job_fail(
@@ -665,53 +665,19 @@ def _job_complete(
         media = probe_video(result.video_path)
     except InputError as exc:
         return _job_fail(mine, code=exc.code, message=exc.message)
-    with transaction.atomic():
-        job = (
-            mine.select_for_update().filter(status__in=GenerationJob.IN_FLIGHT).first()
-        )
-        if job is None:
-            return None
-        with result.video_path.open("rb") as fh:
-            job.video.save("video.mp4", File(fh), save=False)
-        if result.poster_path is not None and result.poster_path.exists():
-            with result.poster_path.open("rb") as fh:
-                job.poster.save("poster.jpg", File(fh), save=False)
-        job.video_duration = media.duration
-        job.width, job.height = media.width, media.height
-        billed = result.billed_seconds
-        job.billed_seconds = (
-            billed if billed is not None else Decimal(f"{media.duration:.2f}")
-        )
-        job.cost = billing.generation_cost(
-            provider=provider.name,
-            resolution=job.resolution,
-            seconds=job.billed_seconds,
-        )
-        job.currency = billing.currency()
-        job.status = GenerationJob.Status.SUCCEEDED
-        job.progress = 1.0
-        job.finished_at = timezone.now()
-        job.error_code = job.error_message = ""
-        job.save()
-    billing.job_finished(job_id=job.pk)
-    notify_job_finished(job.pk)
-    return job
+    return lifecycle.complete(
+        mine,
+        video=result.video_path,
+        poster=result.poster_path,
+        media=media,
+        billed_seconds=result.billed_seconds,
+    )
 
 
 def _job_fail(
     mine: QuerySet[GenerationJob], *, code: str, message: str
 ) -> GenerationJob | None:
-    failing = mine.filter(status__in=GenerationJob.IN_FLIGHT)
-    ids = list(failing.values_list("pk", flat=True))
-    if failing.update(
-        status=GenerationJob.Status.FAILED,
-        finished_at=timezone.now(),
-        error_code=code[:64],
-        error_message=message,
-    ):
-        for job_id in ids:
-            billing.job_finished(job_id=job_id)
-            notify_job_finished(job_id)
+    lifecycle.fail(mine, code=code, message=message)
     return mine.first()
 
 

@@ -18,8 +18,8 @@ from studio.models import (
     LedgerEntry,
     Portrait,
     ProviderAccount,
-    RemoteTask,
     RemoteUpload,
+    Task,
 )
 from studio.providers import get_provider
 from tests import media_factories
@@ -358,7 +358,7 @@ def lose_task_id(job: GenerationJob) -> str:
     )
     sent_a_while_ago(job)
     # Forgotten before anything saved it: the record of every task too.
-    RemoteTask.objects.filter(task_id=task_id).delete()
+    Task.objects.filter(remote_id=task_id).delete()
     return task_id
 
 

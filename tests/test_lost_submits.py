@@ -26,7 +26,7 @@ from studio.models import (
     LedgerEntry,
     Price,
     ProviderAccount,
-    RemoteTask,
+    Task,
 )
 from studio.providers import get_provider
 from studio.providers.base import ListedTask, TaskState
@@ -367,7 +367,7 @@ def test_two_lost_jobs_adopt_their_tasks_in_creation_order(
     # Both workers died before saving: the ids are lost together (and so the
     # record of every task the studio had never got them either).
     GenerationJob.objects.filter(pk__in=ids).update(remote_task_id="", remote_status="")
-    RemoteTask.objects.filter(task_id__in=ids.values()).delete()
+    Task.objects.filter(remote_id__in=ids.values()).delete()
 
     dispatcher.sweep_remote(now=timezone.now() + timedelta(minutes=3))
 

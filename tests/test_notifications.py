@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import dispatcher, notifications, services, tasks
+from studio import lifecycle, notifications, services, tasks
 from studio.models import GenerationJob, JobComment, Notification
 from tests.conftest import make_member
 from tests.live import REPO_ROOT
@@ -83,7 +83,7 @@ def test_a_job_the_sweep_gives_up_on_tells_its_author_why(alice, queued, setting
 def test_a_remote_failure_tells_the_author_too(alice, queued):
     GenerationJob.objects.filter(pk=queued.pk).update(status="running")
 
-    dispatcher._fail(
+    lifecycle.fail(
         GenerationJob.objects.filter(pk=queued.pk, status__in=GenerationJob.IN_FLIGHT),
         code="DataInspectionFailed",
         message="The provider's moderation refused the audio.",

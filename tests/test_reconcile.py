@@ -11,13 +11,13 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from studio import dispatcher, reconcile
+from studio import dispatcher, lifecycle, reconcile
 from studio.models import (
     GenerationJob,
     LedgerEntry,
     Membership,
     Reconciliation,
-    RemoteTask,
+    Task,
 )
 from studio.providers.dashscope.client import S2V_MODEL, DashScopeClient
 from tests import media_factories
@@ -78,7 +78,7 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     given_up = queue(alice, team, inputs, enqueued)
     dispatcher.dispatch_and_submit(provider_name="dashscope")
     given_up.refresh_from_db()
-    dispatcher._fail(
+    lifecycle.fail(
         GenerationJob.objects.filter(pk=given_up.pk),
         code="lost_contact",
         message="The studio could not reach the provider.",
@@ -159,8 +159,8 @@ def test_every_task_a_retried_job_had_is_remembered(emu, inputs, alice, team, en
     job = drive(queue(alice, team, inputs, enqueued))
 
     assert job.attempts == 2
-    records = RemoteTask.objects.filter(job=job).order_by("submitted_at", "id")
-    assert [(r.task_id, r.status) for r in records] == [
+    records = Task.objects.filter(job=job).order_by("submitted_at", "id")
+    assert [(r.remote_id, r.remote_status) for r in records] == [
         (t["id"], t["status"]) for t in tasks_of(emu)
     ]
     run = reconcile.reconcile()

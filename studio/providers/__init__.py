@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import Provider
+from .base import Provider, TaskState, as_remote
 
 _providers: dict[tuple[object, ...], Provider] = {}
 
@@ -31,6 +31,22 @@ def get_provider(name: str | None = None) -> Provider:
     if key not in _providers:
         _providers[key] = _build(name)
     return _providers[key]
+
+
+def task_state(provider_name: str, word: str) -> TaskState | None:
+    """What a provider's stored word for a task means; None when it means nothing.
+
+    For code that holds a word (a job's `remote_status`) but must not name it.
+    None before the provider said anything, for a word it does not use, and
+    for a provider that is not remote or no longer configured.
+    """
+    if not word:
+        return None
+    try:
+        provider = as_remote(get_provider(provider_name))
+    except ImproperlyConfigured:
+        return None
+    return provider.states.get(word) if provider is not None else None
 
 
 def _build(name: str) -> Provider:

@@ -8,12 +8,12 @@ over HTTP. Views and services only ever see the types in this module.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 # Resolution tiers and the pixel area each one aims at (provider-api.md §3.1).
 RESOLUTION_AREAS: dict[str, int] = {"480P": 640 * 480, "720P": 1280 * 720}
@@ -187,12 +187,15 @@ class ProviderError(Exception):
         return self.kind == "account"
 
 
+@runtime_checkable
 class Provider(Protocol):
+    """What every provider does: check portraits, make a video, hand it over."""
+
     name: str
     label: str
     limits: ProviderLimits
     # Local providers do the work inside `start`; remote ones return a pending task
-    # that must be polled.
+    # that must be polled (they are RemoteProviders: see `as_remote`).
     remote: bool
 
     # `fresh`: a retry after a transient failure, to be sent on a new connection.
@@ -200,8 +203,31 @@ class Provider(Protocol):
 
     def start(self, request: GenerationRequest, progress: Progress) -> TaskResult: ...
 
+    def fetch(self, result: TaskResult, dest: IO[bytes]) -> None: ...
+
+
+@runtime_checkable
+class RemoteProvider(Provider, Protocol):
+    """What a provider that runs tasks elsewhere adds: asking, withdrawing, listing.
+
+    `states` maps the provider's own task words to the studio's states. It is
+    how code outside the provider's package reads a stored word (a job's
+    `remote_status`) without naming it; a word not in it is not known yet.
+    """
+
+    states: Mapping[str, TaskState]
+
     def poll(self, task_id: str) -> TaskResult: ...
 
     def cancel(self, task_id: str) -> bool: ...
 
-    def fetch(self, result: TaskResult, dest: IO[bytes]) -> None: ...
+    # The account's tasks created since a moment, oldest first (recovers a task
+    # whose id a crash lost). Raises ProviderError when the listing fails.
+    def listed_tasks(self, *, since: datetime) -> list[ListedTask]: ...
+
+
+def as_remote(provider: Provider) -> RemoteProvider | None:
+    """The provider as a remote one, or None for a provider that works in place."""
+    if provider.remote and isinstance(provider, RemoteProvider):
+        return provider
+    return None

@@ -76,13 +76,6 @@ class LocalProvider:
             billed_seconds=Decimal(str(round(info.duration, 2))),
         )
 
-    def poll(self, task_id: str) -> TaskResult:
-        # Local renders finish inside start(); there is never anything to poll.
-        raise ProviderError("The local provider has no remote tasks.", permanent=True)
-
-    def cancel(self, task_id: str) -> bool:
-        return False
-
     def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
         if result.video_path is None:
             raise ProviderError("The render left no video file.", permanent=True)

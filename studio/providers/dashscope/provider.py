@@ -33,6 +33,7 @@ from studio.providers.base import (
 from .client import (
     DETECT_MODEL,
     S2V_MODEL,
+    STATES,
     DashScopeClient,
     DashScopeError,
     ErrorKind,
@@ -138,6 +139,7 @@ def user_message(code: str, message: str) -> str:
 class DashScopeProvider:
     label = "Alibaba wan2.2-s2v"
     remote = True
+    states = STATES
 
     def __init__(
         self,
