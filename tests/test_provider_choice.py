@@ -467,3 +467,29 @@ def test_generate_refuses_an_unknown_choice_clearly(
             **option,
         )
     assert not GenerationJob.objects.exists()
+
+
+def test_the_job_page_shows_prompt_and_seed_only_when_kept(
+    three, alice, alice_client, team, tmp_path, enqueued
+):
+    portrait, clip = _portrait(team, alice), _clip(team, alice, tmp_path, 2.0)
+    plain = services.job_create(
+        team=team, user=alice, portrait=portrait, audio=clip, resolution="480P"
+    )
+    tuned = services.job_create(
+        team=team,
+        user=alice,
+        portrait=portrait,
+        audio=clip,
+        resolution="480P",
+        provider="wavespeed-emulator",
+        params={"prompt": "Softly", "seed": "5"},
+    )
+
+    plain_html = alice_client.get(plain.get_absolute_url()).content.decode()
+    tuned_html = alice_client.get(tuned.get_absolute_url()).content.decode()
+
+    assert "<dt>Seed</dt>" not in plain_html and "<dt>Prompt</dt>" not in plain_html
+    assert "<dt>Prompt</dt><dd>Softly</dd>" in tuned_html
+    assert "<dt>Seed</dt><dd>5</dd>" in tuned_html
+    assert "<dd>WaveSpeed emulator</dd>" in tuned_html
