@@ -628,9 +628,11 @@ def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[Spe
         .annotate(amount=Sum("amount"), seconds=Sum("seconds"), count=Count("id"))
         .order_by(key)
     )
+    # Providers by their catalog label, as every other page names them.
+    name = catalog.provider_label if by == "provider" else str
     return [
         SpendRow(
-            label=str(row[key] or "–"),
+            label=name(row[key]) if row[key] else "–",
             amount=row["amount"] or Decimal(0),
             seconds=row["seconds"] or Decimal(0),
             count=row["count"],

@@ -493,3 +493,32 @@ def test_the_job_page_shows_prompt_and_seed_only_when_kept(
     assert "<dt>Prompt</dt><dd>Softly</dd>" in tuned_html
     assert "<dt>Seed</dt><dd>5</dd>" in tuned_html
     assert "<dd>WaveSpeed emulator</dd>" in tuned_html
+
+
+def test_spend_by_provider_names_providers_by_their_label(three, alice, team):
+    from studio import selectors
+    from studio.models import LedgerEntry
+
+    LedgerEntry.objects.create(
+        team=team,
+        user=alice,
+        kind=LedgerEntry.Kind.GENERATION,
+        provider="wavespeed-emulator",
+        model=WAVESPEED.remote_model,
+        unit=Price.Unit.SECOND,
+        quantity=Decimal(3),
+        unit_price=Decimal("0.03"),
+        amount=Decimal("0.09"),
+        seconds=Decimal(3),
+        currency="USD",
+        billed=True,
+    )
+    start = billing.month_start()
+
+    rows = selectors.spend_by(
+        team=team, start=start, end=start + timedelta(days=40), by="provider"
+    )
+
+    assert [(r.label, r.amount) for r in rows] == [
+        ("WaveSpeed emulator", Decimal("0.09"))
+    ]
