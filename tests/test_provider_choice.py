@@ -522,3 +522,28 @@ def test_spend_by_provider_names_providers_by_their_label(three, alice, team):
     assert [(r.label, r.amount) for r in rows] == [
         ("WaveSpeed emulator", Decimal("0.09"))
     ]
+
+
+def test_retry_keeps_provider_and_params_while_the_team_may_use_it(
+    three, alice, team, tmp_path, enqueued
+):
+    job = services.job_create(
+        team=team,
+        user=alice,
+        portrait=_portrait(team, alice),
+        audio=_clip(team, alice, tmp_path, 2.0),
+        resolution="480P",
+        provider="wavespeed-emulator",
+        params={"seed": "3"},
+    )
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.FAILED)
+    job.refresh_from_db()
+
+    again = services.job_retry(job=job, user=alice)
+    assert (again.provider, again.params) == ("wavespeed-emulator", {"seed": 3})
+
+    # Once the team may no longer use it, a retry runs on the team's first.
+    team.allowed_providers = ["local"]
+    team.save()
+    job.refresh_from_db()
+    assert services.job_retry(job=job, user=alice).provider == "local"
