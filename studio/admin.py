@@ -206,13 +206,14 @@ class GenerationJobAdmin(admin.ModelAdmin[GenerationJob]):
         "created_by",
         "status",
         "provider",
+        "model",
         "resolution",
         "queued_at",
         "billed_seconds",
         "cost",
     ]
     # recovery=admin: the provider may have made the video; check the bill.
-    list_filter = ["status", "recovery", "provider", "resolution", "team"]
+    list_filter = ["status", "recovery", "provider", "model", "resolution", "team"]
     search_fields = ["title", "code", "remote_task_id", "created_by__username"]
     list_select_related = ["team", "created_by"]
     readonly_fields = [f.name for f in GenerationJob._meta.fields]

@@ -32,6 +32,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import catalog
+from .catalog import Billing
 from .models import (
     Budget,
     GenerationJob,
@@ -132,12 +134,16 @@ def generation_cost(*, provider: str, resolution: str, seconds: Decimal) -> Deci
     return amount_for(seconds, price)
 
 
-def hold_seconds(audio_seconds: float) -> Decimal:
-    """Seconds held for a clip: rounded up, plus a margin for the provider's own rounding.
+def hold_seconds(audio_seconds: float, rule: Billing | None = None) -> Decimal:
+    """Seconds held for a clip, by the offer's billing rule.
 
-    The provider bills the generated video's length, which follows the audio;
-    the margin keeps the settled amount within what was held.
+    A provider that bills the input clip (WaveSpeed) bills exactly what its
+    rule says, so that is held. One that bills the generated video's length
+    (DashScope), which follows the audio, is held rounded up plus a margin for
+    its own rounding, which keeps the settled amount within what was held.
     """
+    if rule is not None and rule.basis == "input":
+        return rule.seconds(Decimal(str(audio_seconds)))
     return Decimal(math.ceil(audio_seconds * 1.02 + 0.5))
 
 
@@ -155,20 +161,33 @@ class Estimate:
 
 
 def estimate(
-    *, provider: str, resolution: str, audio_seconds: float, needs_check: bool = False
+    *,
+    provider: str,
+    resolution: str,
+    audio_seconds: float,
+    needs_check: bool = False,
+    model: str = catalog.S2V,
 ) -> Estimate:
-    seconds = hold_seconds(audio_seconds)
+    """What a job of this provider and model would cost, as its offer bills it.
+
+    `needs_check` adds the provider's paid portrait check, for offers that
+    have one; the local check that applies to the others is free.
+    """
+    try:
+        offer: catalog.Offer | None = catalog.offer(provider, model)
+    except catalog.UnknownChoice:
+        offer = None  # an old job of a provider no longer known: today's rule
+    seconds = hold_seconds(audio_seconds, offer.billing if offer else None)
     per_second = unit_price(
         provider=provider, unit=Price.Unit.SECOND, resolution=resolution
     )
-    check = (
-        unit_price(provider=provider, unit=Price.Unit.IMAGE) if needs_check else ZERO
-    )
+    paid_check = needs_check and (offer is None or bool(offer.check_model))
+    check = unit_price(provider=provider, unit=Price.Unit.IMAGE) if paid_check else ZERO
     return Estimate(
         seconds=seconds,
         per_second=per_second,
         generation=amount_for(seconds, per_second),
-        check=amount_for(Decimal(1), check) if needs_check else ZERO,
+        check=amount_for(Decimal(1), check) if paid_check else ZERO,
         currency=currency(),
     )
 
@@ -407,6 +426,7 @@ def hold(*, job: GenerationJob) -> LedgerEntry:
     """Hold a job's estimate against its budgets (inside job creation's transaction)."""
     est = estimate(
         provider=job.provider,
+        model=job.model,
         resolution=job.resolution,
         audio_seconds=job.audio.duration,
     )

@@ -4,9 +4,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from . import billing
+from . import billing, catalog
 from .models import Membership, ProviderAccount
-from .providers import get_provider
 from .selectors import unread_count, user_teams
 
 
@@ -26,7 +25,9 @@ def studio(request: HttpRequest) -> dict[str, Any]:
             else 0
         ),
         "user_teams": lambda: list(user_teams(user=request.user)),
-        "provider": get_provider(),
+        # The default provider's catalog entry (label, remote), built only when a
+        # page reads it: building a provider object on every page is not needed.
+        "provider": lambda: catalog.provider(catalog.default_provider()),
         "is_team_admin": is_admin,
         "budget_warnings": (
             lambda: billing.budget_warnings(team=membership.team, user=request.user)

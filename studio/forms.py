@@ -4,7 +4,8 @@ from typing import Any, cast
 
 from django import forms
 
-from .models import Budget, GenerationJob, Membership
+from . import catalog
+from .models import Budget, Membership, Team
 
 _BYTES_IN_MB = 1024 * 1024
 
@@ -45,10 +46,16 @@ class GenerateForm(forms.Form):
         error_messages={"required": "Choose an audio clip that fits first."}
     )
     resolution = forms.ChoiceField(
-        choices=GenerationJob.Resolution.choices, initial=GenerationJob.Resolution.P480
+        choices=[(t, t) for t in catalog.model(catalog.S2V).tiers],
+        initial=catalog.RESOLUTION.default,
     )
     title = forms.CharField(max_length=120, required=False)
     budget_override = forms.BooleanField(required=False)
+    # Checked by services.job_create against the catalog and the team's choices,
+    # which word what is wrong (and what to choose instead) better than a field can.
+    provider = forms.CharField(max_length=32, required=False)
+    prompt = forms.CharField(required=False, strip=True)
+    seed = forms.CharField(max_length=20, required=False, strip=True)
 
 
 class RenameForm(forms.Form):
@@ -83,6 +90,20 @@ class TeamBudgetForm(BudgetForm):
             **BudgetForm.Meta.labels,
             "stop_at_limit": "Stop at the limit (off: only warn)",
         }
+
+
+class TeamProvidersForm(forms.Form):
+    """Which of the studio's enabled providers the team may use; none ticked means all."""
+
+    providers = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = cast("forms.MultipleChoiceField", self.fields["providers"])
+        field.choices = [(p.name, p.label) for p in catalog.enabled()]
+        self.initial.setdefault("providers", list(team.allowed_providers or []))
 
 
 class MemberAddForm(forms.Form):

@@ -27,6 +27,9 @@ class Team(models.Model):
     # Videos must be approved by a reviewer before they are shared or
     # downloaded together.
     approval_required = models.BooleanField(default=False)
+    # Provider names (catalog) the team's members may use; empty means every
+    # enabled one. Budgets apply whichever is used.
+    allowed_providers = models.JSONField(default=list, blank=True)
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
@@ -227,6 +230,10 @@ class GenerationJob(models.Model):
         max_length=8, choices=Resolution, default=Resolution.P480
     )
     provider = models.CharField(max_length=32)
+    # The catalog's model id (studio.catalog.MODELS) and the parameters beyond
+    # the tier that the provider takes (prompt, seed), as the form sent them.
+    model = models.CharField(max_length=32, default="s2v")
+    params = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=16, choices=Status, default=Status.QUEUED, db_index=True
     )
@@ -383,6 +390,11 @@ class GenerationJob(models.Model):
     def take_id(self) -> int:
         """The first job of this job's take: itself unless it is a variant."""
         return self.variant_of_id or self.pk
+
+    def param(self, name: str, default: str = "") -> str:
+        """A parameter as the form shows it ("" when the job has none)."""
+        value = (self.params or {}).get(name)
+        return default if value is None else str(value)
 
     @property
     def elapsed(self) -> timedelta | None:

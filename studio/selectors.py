@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from statistics import median
@@ -14,9 +14,10 @@ from django.db.models.expressions import OrderBy
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from . import billing
-from .dispatcher import DEFAULT_REMOTE_RATIO, is_remote, remote_ratio
+from . import billing, catalog
+from .dispatcher import DEFAULT_REMOTE_RATIO, remote_ratio
 from .models import (
+    FaceCheck,
     Favourite,
     GenerationJob,
     JobComment,
@@ -28,7 +29,7 @@ from .models import (
     Team,
     User,
 )
-from .providers import get_provider
+from .providers.base import ProviderLimits
 
 # Seconds of work per second of audio when this instance has no history yet.
 DEFAULT_WORK_RATIO = {"local": 0.5}
@@ -98,7 +99,7 @@ class GalleryFilters:
             status=choice("status", GenerationJob.Status.values),
             review=choice("review", GenerationJob.ReviewState.values),
             resolution=choice("resolution", GenerationJob.Resolution.values),
-            provider=choice("provider", [name for name, _ in ENGINES]),
+            provider=choice("provider", [name for name, _ in provider_names()]),
             date_from=dates["date_from"],
             date_to=dates["date_to"],
             favourites=query.get("favourites", "") in ("1", "on", "true"),
@@ -208,12 +209,29 @@ def gallery_card(*, team: Team, user: User, code: UUID) -> GenerationJob | None:
     )
 
 
-# Providers a job may name (studio.providers._build), for the gallery's filter.
-ENGINES = [
-    ("local", "Local preview"),
-    ("dashscope", "Alibaba Model Studio"),
-    ("emulator", "DashScope emulator"),
-]
+def provider_names() -> list[tuple[str, str]]:
+    """Every provider a job may name, with its label, for the gallery's filter."""
+    return [(name, catalog.provider_label(name)) for name in catalog.KNOWN]
+
+
+def check_provider_name(provider: str, model: str = catalog.S2V) -> str:
+    """Whose portrait check applies to a job on `provider`.
+
+    An offer with a paid check of its own (DashScope's detect) is checked by
+    that provider; every other offer by the studio's local check, whose
+    verdicts are cached under "local" and so shared between those providers.
+    """
+    try:
+        paid = bool(catalog.offer(provider, model).check_model)
+    except catalog.UnknownChoice:
+        return provider  # an old job's provider: its verdicts are under its name
+    return provider if paid else "local"
+
+
+def team_providers(*, team: Team) -> list[str]:
+    """The enabled providers the team may use, the studio's default first."""
+    allowed = set(team.allowed_providers or [])
+    return [n for n in catalog.enabled_names() if not allowed or n in allowed]
 
 
 def team_authors(*, team: Team) -> list[str]:
@@ -241,7 +259,7 @@ def work_ratio(*, provider: str, resolution: str = "") -> float:
     Remote providers use the provider-measured run times the dispatcher plans its
     polls and writes progress with, so the ETA and the progress bar agree.
     """
-    if is_remote(provider):
+    if _remote(provider):
         learned = remote_ratio(provider_name=provider, resolution=resolution)
         return (
             learned if learned is not None else DEFAULT_REMOTE_RATIO.get(provider, 20.0)
@@ -303,28 +321,204 @@ def job_progress(*, job: GenerationJob) -> JobProgress:
             position=None, eta_seconds=max(own * (1 - fraction), 0.0), fraction=fraction
         )
 
+    waiting, wait = _queue_ahead(
+        provider=job.provider,
+        ratio=ratio,
+        before=(job.queued_at, job.pk),
+    )
+    return JobProgress(position=waiting + 1, eta_seconds=wait + own, fraction=0.0)
+
+
+def _remote(provider: str) -> bool:
+    try:
+        return catalog.provider(provider).remote
+    except catalog.UnknownChoice:
+        return False
+
+
+def _slots(provider: str) -> int:
+    try:
+        return max(catalog.provider(provider).concurrency, 1)
+    except catalog.UnknownChoice:
+        return 1
+
+
+def _queue_ahead(
+    *, provider: str, ratio: float, before: tuple[datetime, int] | None = None
+) -> tuple[int, float]:
+    """Jobs waiting for a provider (before a queued job, or all), and seconds until a slot.
+
+    The work left of the waiting and running jobs, shared by the account's
+    slots, at this instance's measured seconds of work per second of audio.
+    """
+    rows = GenerationJob.objects.filter(
+        provider=provider,
+        status__in=[GenerationJob.Status.QUEUED, *GenerationJob.IN_FLIGHT],
+    )
+    if before is not None:
+        rows = rows.filter(queued_at__lte=before[0]).exclude(pk=before[1])
     ahead = list(
-        GenerationJob.objects.filter(
-            provider=job.provider,
-            status__in=[GenerationJob.Status.QUEUED, *GenerationJob.IN_FLIGHT],
-        )
-        .filter(queued_at__lte=job.queued_at)
-        .exclude(pk=job.pk)
-        .values_list("status", "audio__duration", "progress", "queued_at", "id")
+        rows.values_list("status", "audio__duration", "progress", "queued_at", "id")
     )
     waiting = [
         row
         for row in ahead
         if row[0] == GenerationJob.Status.QUEUED
-        and (row[3], row[4]) < (job.queued_at, job.pk)
+        and (before is None or (row[3], row[4]) < before)
     ]
     running = [row for row in ahead if row[0] in GenerationJob.IN_FLIGHT]
     work = sum(d * ratio for _, d, _, _, _ in waiting)
     work += sum(d * ratio * (1 - p) for _, d, p, _, _ in running)
-    slots = max(get_provider(job.provider).limits.concurrency, 1)
-    return JobProgress(
-        position=len(waiting) + 1, eta_seconds=work / slots + own, fraction=0.0
+    return len(waiting), work / _slots(provider)
+
+
+def expected_wait(*, provider: str, resolution: str, audio_seconds: float) -> float:
+    """Seconds until a video submitted now would be ready: the queue, then its own run."""
+    ratio = work_ratio(provider=provider, resolution=resolution)
+    _, wait = _queue_ahead(provider=provider, ratio=ratio)
+    return wait + audio_seconds * ratio
+
+
+def queue_positions_all() -> dict[int, int]:
+    """Every queued job's place in its provider's line, for every enabled provider."""
+    positions: dict[int, int] = {}
+    for name in catalog.enabled_names():
+        positions |= queue_positions(provider=name)
+    return positions
+
+
+def widest_limits(names: Iterable[str], model: str = catalog.S2V) -> ProviderLimits:
+    """Limits an input must meet to fit at least one of these providers' offers.
+
+    The upload page keeps a clip that some choice can take and says, per
+    choice, whether it fits. Formats are those every offer takes, so that a
+    clip is converted when any of them needs it.
+    """
+    offers = [catalog.offer(n, model).limits for n in names]
+    first = offers[0]
+    return ProviderLimits(
+        image_formats=frozenset.intersection(*(o.image_formats for o in offers)),
+        image_min_side=max(o.image_min_side for o in offers),
+        image_max_side=min(o.image_max_side for o in offers),
+        audio_formats=frozenset.intersection(*(o.audio_formats for o in offers)),
+        audio_max_seconds=max(o.audio_max_seconds for o in offers),
+        audio_max_bytes=max(o.audio_max_bytes for o in offers),
+        resolutions=tuple(
+            r for r in first.resolutions if all(r in o.resolutions for o in offers)
+        ),
+        concurrency=first.concurrency,
+        audio_min_seconds=min(o.audio_min_seconds for o in offers),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One provider as the upload form offers it, with its estimate for these inputs."""
+
+    name: str
+    label: str
+    remote: bool
+    offer: catalog.Offer
+    estimate: billing.Estimate
+    wait_seconds: float
+    queued: int  # jobs waiting for it now
+    problems: tuple[str, ...]  # why the inputs do not fit it; empty when they do
+    cheapest: bool = False
+    soonest: bool = False
+
+    @property
+    def disabled(self) -> bool:
+        return bool(self.problems)
+
+    @property
+    def paid_check(self) -> bool:
+        return bool(self.offer.check_model)
+
+    @property
+    def takes_prompt(self) -> bool:
+        return "prompt" in self.offer.takes
+
+    @property
+    def takes_seed(self) -> bool:
+        return "seed" in self.offer.takes
+
+
+def generation_choices(
+    *,
+    team: Team,
+    model: str = catalog.S2V,
+    resolution: str,
+    audio_seconds: float | None,
+    audio_size: int | None = None,
+    portrait_sha256: str = "",
+) -> list[Choice]:
+    """The providers the team may use for a model, each with cost and wait, best marked.
+
+    A paid portrait check is added where the check that applies has no
+    verdict for this portrait yet. Without audio the estimate is for no
+    seconds and nothing is marked.
+    """
+    from .services import audio_problems  # services import this module
+
+    checked = (
+        set(
+            FaceCheck.objects.filter(sha256=portrait_sha256).values_list(
+                "provider", flat=True
+            )
+        )
+        if portrait_sha256
+        else set()
+    )
+    choices: list[Choice] = []
+    for name in team_providers(team=team):
+        spec = catalog.provider(name)
+        try:
+            offer = spec.offer(model)
+        except catalog.UnknownChoice:
+            continue
+        tier = resolution if resolution in offer.limits.resolutions else ""
+        seconds = audio_seconds or 0.0
+        problems: list[str] = []
+        if not tier:
+            problems.append(f"It does not make {resolution} videos.")
+        if audio_seconds is not None:
+            problems += audio_problems(
+                duration=audio_seconds, size=audio_size, limits=offer.limits
+            )
+        queued, _ = _queue_ahead(provider=name, ratio=0.0)
+        choices.append(
+            Choice(
+                name=name,
+                label=spec.label,
+                remote=spec.remote,
+                offer=offer,
+                estimate=billing.estimate(
+                    provider=name,
+                    model=model,
+                    resolution=tier or resolution,
+                    audio_seconds=seconds,
+                    needs_check=check_provider_name(name, model) not in checked,
+                ),
+                wait_seconds=expected_wait(
+                    provider=name, resolution=tier or resolution, audio_seconds=seconds
+                ),
+                queued=queued,
+                problems=tuple(problems),
+            )
+        )
+    usable = [c for c in choices if not c.disabled]
+    if audio_seconds is None or len(usable) < 2:
+        return choices
+    cheapest = min(c.estimate.total for c in usable)
+    soonest = min(c.wait_seconds for c in usable)
+    return [
+        replace(
+            c,
+            cheapest=not c.disabled and c.estimate.total == cheapest,
+            soonest=not c.disabled and c.wait_seconds == soonest,
+        )
+        for c in choices
+    ]
 
 
 # -- spend ------------------------------------------------------------------------
@@ -434,9 +628,11 @@ def spend_by(*, team: Team, start: datetime, end: datetime, by: str) -> list[Spe
         .annotate(amount=Sum("amount"), seconds=Sum("seconds"), count=Count("id"))
         .order_by(key)
     )
+    # Providers by their catalog label, as every other page names them.
+    name = catalog.provider_label if by == "provider" else str
     return [
         SpendRow(
-            label=str(row[key] or "–"),
+            label=name(row[key]) if row[key] else "–",
             amount=row["amount"] or Decimal(0),
             seconds=row["seconds"] or Decimal(0),
             count=row["count"],

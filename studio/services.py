@@ -6,6 +6,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import billing, dispatcher, lifecycle, notifications, scratch
+from . import billing, catalog, dispatcher, lifecycle, notifications, scratch, selectors
 from .broker import current_cluster
 from .files import local_path, sha256_of, stored_path
 from .media.audio import AudioInfo, convert_to_wav, probe_audio
@@ -46,6 +47,7 @@ from .providers.base import (
     InputFile,
     Provider,
     ProviderError,
+    ProviderLimits,
     TaskResult,
     TaskState,
     Verdict,
@@ -298,14 +300,22 @@ class AudioOutcome:
 
 
 def audio_submit(
-    *, team: Team, user: User, upload: File[bytes], provider: Provider | None = None
+    *,
+    team: Team,
+    user: User,
+    upload: File[bytes],
+    provider: Provider | None = None,
+    limits: ProviderLimits | None = None,
 ) -> AudioOutcome:
-    """Probe an uploaded clip, convert it if needed, keep it if it fits the provider.
+    """Probe an uploaded clip, convert it if needed, keep it if it fits the limits.
 
-    Raises Rejected when the file is not audio at all.
+    `limits` defaults to the provider's (the default provider's). The upload
+    page passes the widest limits of the providers the team may choose from,
+    and says per provider whether the clip fits. Raises Rejected when the file
+    is not audio at all.
     """
-    provider = provider or get_provider()
-    limits = provider.limits
+    if limits is None:
+        limits = (provider or get_provider()).limits
     sha256 = sha256_of(upload)
     suffix = PurePosixPath(upload.name or "").suffix.lower()
     with local_path(upload, suffix=suffix) as path:
@@ -326,7 +336,7 @@ def audio_submit(
         problems = audio_problems(
             duration=info.duration,
             size=None if will_convert else info.size,
-            provider=provider,
+            limits=limits,
         )
         if problems:
             return AudioOutcome(info=info, problems=problems, will_convert=will_convert)
@@ -344,7 +354,7 @@ def audio_submit(
                 except InputError as exc:
                     raise Rejected(exc.message, code=exc.code) from exc
                 problems = audio_problems(
-                    duration=send_info.duration, size=send_info.size, provider=provider
+                    duration=send_info.duration, size=send_info.size, limits=limits
                 )
                 if problems:
                     return AudioOutcome(info=info, problems=problems, will_convert=True)
@@ -367,14 +377,22 @@ def audio_submit(
 
 
 def audio_problems(
-    *, duration: float, size: int | None, provider: Provider
+    *,
+    duration: float,
+    size: int | None,
+    provider: Provider | None = None,
+    limits: ProviderLimits | None = None,
 ) -> list[str]:
-    """Why a clip of this length and size does not fit the provider, in plain words.
+    """Why a clip of this length and size does not fit the limits, in plain words.
 
-    The limits are exclusive (§3.1: "< 20 s", "< 15 MB"): a clip of exactly 20 s
-    is refused here, not after it was sent.
+    The limits are an offer's (`limits`) or a provider object's. They are
+    exclusive (§3.1: "< 20 s", "< 15 MB"): a clip of exactly 20 s is refused
+    here, not after it was sent.
     """
-    limits = provider.limits
+    if limits is None:
+        if provider is None:
+            raise TypeError("audio_problems needs limits or a provider")
+        limits = provider.limits
     problems = []
     if duration < limits.audio_min_seconds:
         shown = f"{duration:.2f}".rstrip("0").rstrip(".")
@@ -420,30 +438,48 @@ def job_create(
     title: str = "",
     retry_of: GenerationJob | None = None,
     budget_override: bool = False,
+    provider: str = "",
+    model: str = catalog.S2V,
+    params: Mapping[str, object] | None = None,
 ) -> GenerationJob:
     """Queue a generation and hold its estimate against the budgets.
 
-    Raises Rejected when the inputs cannot succeed or a budget does not allow
+    `provider` is a catalog name the team may use (default: the team's first);
+    `params` are the model's parameters beyond the tier (prompt, seed), kept
+    only where the provider takes them. Raises Rejected when the inputs cannot
+    succeed, the choice is not open to the team, or a budget does not allow
     it. `budget_override` (team admins only) lets one job past the money and
     seconds limits; it is recorded in the ledger.
     """
-    provider = get_provider()
+    provider_name = provider_choose(team=team, provider=provider)
+    try:
+        offer = catalog.offer(provider_name, model)
+    except catalog.UnknownChoice as exc:
+        raise Rejected(exc.message, code="model") from exc
     title = _clean_title(title)
     if portrait.team_id != team.pk or audio.team_id != team.pk:
         raise Rejected("These files belong to another team.")
-    if resolution not in provider.limits.resolutions:
-        choices = " or ".join(provider.limits.resolutions)
+    if resolution not in offer.limits.resolutions:
+        choices = " or ".join(offer.limits.resolutions)
         raise Rejected(f"Choose a resolution of {choices}.", code="resolution")
-    verdict = portrait_verdict(portrait=portrait, provider=provider, user=user)
+    clean = job_params(provider=provider_name, model=model, params=params or {})
+    # The audio first: a clip the provider cannot take must not cost a paid check.
+    if problems := audio_problems(
+        duration=audio.duration, size=audio.size, limits=offer.limits
+    ):
+        label = catalog.provider_label(provider_name)
+        raise Rejected(f"{label}: " + " ".join(problems), code="audio")
+    verdict = portrait_verdict(
+        portrait=portrait, provider=portrait_checker(provider_name, model), user=user
+    )
     if not verdict.check_pass:
         raise Rejected(verdict.message or "The portrait did not pass the check.")
-    if problems := audio_problems(
-        duration=audio.duration, size=audio.size, provider=provider
-    ):
-        raise Rejected(" ".join(problems), code="audio")
 
     est = billing.estimate(
-        provider=provider.name, resolution=resolution, audio_seconds=audio.duration
+        provider=provider_name,
+        model=model,
+        resolution=resolution,
+        audio_seconds=audio.duration,
     )
     with transaction.atomic():
         try:
@@ -463,7 +499,9 @@ def job_create(
             portrait=portrait,
             audio=audio,
             resolution=resolution,
-            provider=provider.name,
+            provider=provider_name,
+            model=model,
+            params=clean,
             title=title,
             retry_of=retry_of,
             budget_override=budget_override,
@@ -471,6 +509,93 @@ def job_create(
         billing.hold(job=job)
         _enqueue_after_commit(job)
     return job
+
+
+def provider_choose(*, team: Team, provider: str = "") -> str:
+    """The provider a job of this team runs on: the one asked for, if the team may use it.
+
+    Without a choice, the team's first. Raises Rejected, in words that say
+    what to choose instead, for a provider that is not enabled or not allowed.
+    """
+    usable = selectors.team_providers(team=team)
+    if not provider:
+        if not usable:
+            raise Rejected(
+                "Your team may not use any of the providers this studio offers. "
+                "Ask a team admin to allow one on the team page.",
+                code="provider",
+            )
+        return usable[0]
+    if provider in usable:
+        return provider
+    label = catalog.provider_label(provider)
+    choices = " or ".join(catalog.provider_label(n) for n in usable)
+    if provider not in catalog.enabled_names():
+        why = f"{label} is not offered by this studio."
+    else:
+        why = f"Your team may not use {label}."
+    if choices:
+        why += f" Choose {choices}, or ask a team admin to allow it on the team page."
+    else:
+        why += " Ask a team admin to allow a provider on the team page."
+    raise Rejected(why, code="provider")
+
+
+def portrait_checker(provider_name: str, model: str = catalog.S2V) -> Provider:
+    """The provider whose portrait check applies to a job on `provider_name`."""
+    return get_provider(selectors.check_provider_name(provider_name, model))
+
+
+SEED_MAX = 2**31 - 1
+PROMPT_MAX = 2000
+
+
+def job_params(
+    *, provider: str, model: str, params: Mapping[str, object]
+) -> dict[str, object]:
+    """The parameters a job keeps: those the offer takes, checked; blanks dropped.
+
+    A seed of -1 (random) is the default and is not kept. Raises Rejected with
+    what to enter instead.
+    """
+    offer = catalog.offer(provider, model)
+    spec = catalog.model(model)
+    clean: dict[str, object] = {}
+    for name in sorted(offer.takes):
+        param = spec.param(name)
+        raw = params.get(name)
+        text = "" if raw is None else str(raw).strip()
+        if param is None or not text:
+            continue
+        if param.kind == "seed":
+            try:
+                seed = int(text)
+            except ValueError:
+                seed = -2
+            if not -1 <= seed <= SEED_MAX:
+                raise Rejected(
+                    f"The seed must be a whole number from -1 to {SEED_MAX}; "
+                    "-1 picks one at random.",
+                    code="seed",
+                )
+            if seed != -1:
+                clean[name] = seed
+        else:
+            if len(text) > PROMPT_MAX:
+                raise Rejected(
+                    f"The {param.label.lower()} is {len(text)} characters long; "
+                    f"shorten it to {PROMPT_MAX}.",
+                    code=name,
+                )
+            clean[name] = text
+    return clean
+
+
+def _same_provider(job: GenerationJob) -> str:
+    """A job's provider for a retry or variant, if its team may still use it."""
+    return (
+        job.provider if job.provider in selectors.team_providers(team=job.team) else ""
+    )
 
 
 def _enqueue_after_commit(job: GenerationJob) -> None:
@@ -503,6 +628,9 @@ def job_retry(*, job: GenerationJob, user: User) -> GenerationJob:
         resolution=job.resolution,
         title=job.title,
         retry_of=job,
+        provider=_same_provider(job),
+        model=job.model,
+        params=job.params,
     )
 
 
@@ -955,6 +1083,9 @@ def job_variant(*, job: GenerationJob, user: User, resolution: str) -> Generatio
             audio=job.audio,
             resolution=resolution,
             title=job.title,
+            provider=_same_provider(job),
+            model=job.model,
+            params=job.params,
         )
         variant.variant_of_id = job.take_id
         variant.save(update_fields=["variant_of"])
@@ -973,18 +1104,27 @@ class ReusedInputs:
         return self.portrait.portrait is not None and self.audio.clip is not None
 
 
-def job_reuse(*, job: GenerationJob) -> ReusedInputs:
-    """The portrait and audio of a job, checked against today's provider, for 'Use again'.
+def job_reuse(
+    *, job: GenerationJob, provider: str = "", limits: ProviderLimits | None = None
+) -> ReusedInputs:
+    """The portrait and audio of a job, checked for a provider, for 'Use again'.
 
-    The portrait's verdict comes from the cache unless the provider changed.
+    The portrait's verdict is the check that applies to `provider` (the
+    default one when empty), from the cache unless never checked for it. The
+    audio is measured against `limits` (the page's widest), else that
+    provider's offer.
     """
-    provider = get_provider()
+    name = provider or catalog.default_provider()
     try:
-        verdict = portrait_verdict(portrait=job.portrait, provider=provider)
+        verdict = portrait_verdict(
+            portrait=job.portrait, provider=portrait_checker(name, job.model)
+        )
     except Rejected as exc:
         verdict = FaceCheck(check_pass=False, humanoid=False, message=exc.message)
     clip = job.audio
-    problems = audio_problems(duration=clip.duration, size=clip.size, provider=provider)
+    if limits is None:
+        limits = catalog.offer(name, job.model).limits
+    problems = audio_problems(duration=clip.duration, size=clip.size, limits=limits)
     info = AudioInfo(
         format=clip.original_format,
         codec="",
@@ -1044,6 +1184,25 @@ def share_code(token: str) -> uuid.UUID | None:
 def team_set_approval(*, team: Team, required: bool) -> Team:
     team.approval_required = required
     team.save(update_fields=["approval_required"])
+    return team
+
+
+def team_set_providers(*, team: Team, providers: list[str]) -> Team:
+    """Restrict the team to these enabled providers; an empty list allows every one.
+
+    Raises Rejected for a name the studio does not offer.
+    """
+    enabled = catalog.enabled_names()
+    unknown = [p for p in providers if p not in enabled]
+    if unknown:
+        raise Rejected(
+            f"{', '.join(unknown)} is not offered by this studio; choose among "
+            + ", ".join(catalog.provider_label(n) for n in enabled)
+            + "."
+        )
+    # Kept in the catalog's order, so the team's first is the studio's first.
+    team.allowed_providers = [n for n in enabled if n in providers]
+    team.save(update_fields=["allowed_providers"])
     return team
 
 

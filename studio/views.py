@@ -44,7 +44,15 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from . import billing, dispatcher, notifications, reconcile, selectors, services
+from . import (
+    billing,
+    catalog,
+    dispatcher,
+    notifications,
+    reconcile,
+    selectors,
+    services,
+)
 from .alerts import htmx_alert
 from .formats import POSTER_FORMAT, VIDEO_FORMAT
 from .forms import (
@@ -53,6 +61,7 @@ from .forms import (
     MemberAddForm,
     RenameForm,
     TeamBudgetForm,
+    TeamProvidersForm,
     UploadForm,
 )
 from .media.serving import harden, input_format, serve_file, zip_stream
@@ -69,6 +78,7 @@ from .models import (
     User,
 )
 from .providers import get_provider
+from .providers.base import ProviderLimits
 from .providers.dashscope.provider import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 
 GALLERY_PAGE_SIZE = 12
@@ -168,7 +178,6 @@ def home(request: HttpRequest) -> HttpResponse:
 @team_required
 @require_http_methods(["GET", "POST"])
 def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
-    provider = get_provider()
     reuse = _reuse_context(
         membership, request.GET.get("from", "") if request.method == "GET" else ""
     )
@@ -200,6 +209,11 @@ def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
                     title=form.cleaned_data["title"],
                     budget_override=form.cleaned_data["budget_override"]
                     and membership.role == Membership.Role.ADMIN,
+                    provider=form.cleaned_data["provider"],
+                    params={
+                        "prompt": form.cleaned_data["prompt"],
+                        "seed": form.cleaned_data["seed"],
+                    },
                 )
             except services.Rejected as exc:
                 form.add_error(None, exc.message)
@@ -207,26 +221,41 @@ def job_create(request: HttpRequest, membership: Membership) -> HttpResponse:
                 if request.htmx:  # type: ignore[attr-defined]
                     return HttpResponseClientRedirect(job.get_absolute_url())
                 return redirect(job)
+    reused = reuse.get("reused_from")
+    names = selectors.team_providers(team=membership.team)
     context = {
         "form": form,
-        "provider": provider,
-        "limits": provider.limits,
+        "limits": _page_limits(names),
         "max_upload_mb": settings.S2V_MAX_UPLOAD_MB,
         "audio_formats": services.UPLOAD_AUDIO_LABEL,
         "can_override": membership.role == Membership.Role.ADMIN,
+        "no_provider": not names,
         **_estimate_context(
             request,
             membership,
-            portrait_code=str(reused.portrait.code)
-            if (reused := reuse.get("reused_from"))
-            else None,
+            portrait_code=str(reused.portrait.code) if reused else None,
             audio_code=str(reused.audio.code) if reused else None,
+            initial=reuse.get("initial"),
         ),
         **reuse,
     }
     if request.method == "POST" and request.htmx:  # type: ignore[attr-defined]
         return render(request, "studio/job_create.html#generate-errors", context)
     return render(request, "studio/job_create.html", context)
+
+
+def _page_limits(names: list[str]) -> ProviderLimits:
+    """What the upload boxes accept: the widest of the team's choices."""
+    return selectors.widest_limits(names or [catalog.default_provider()])
+
+
+def _chosen(membership: Membership, data: Any, fallback: str = "") -> str:
+    """The provider the form has chosen: asked for, else `fallback`, else the first."""
+    names = selectors.team_providers(team=membership.team)
+    for name in (data.get("provider", ""), fallback):
+        if name in names:
+            return str(name)
+    return names[0] if names else catalog.default_provider()
 
 
 def _generate_ready(
@@ -238,7 +267,7 @@ def _generate_ready(
     portrait_ok: bool,
     audio_ok: bool,
 ) -> SafeString:
-    """The Generate button and the cost estimate, swapped in out of band."""
+    """The Generate button, the estimate and the parameters, swapped in out of band."""
     html = render_to_string(
         "studio/job_create.html#generate-button",
         {"ready": portrait_ok and audio_ok, "oob": True},
@@ -246,8 +275,14 @@ def _generate_ready(
     context = _estimate_context(
         request, membership, portrait_code=portrait_code, audio_code=audio_code
     )
-    return html + render_to_string(
-        "studio/job_create.html#estimate", {**context, "oob": True}, request
+    return (
+        html
+        + render_to_string(
+            "studio/job_create.html#estimate", {**context, "oob": True}, request
+        )
+        + render_to_string(
+            "studio/job_create.html#params", {**context, "oob": True}, request
+        )
     )
 
 
@@ -257,31 +292,41 @@ def _estimate_context(
     *,
     portrait_code: str | None = None,
     audio_code: str | None = None,
+    initial: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The cost estimate for the form's current inputs, next to the budget left."""
-    provider = get_provider()
+    """Each choice's cost and wait for the form's current inputs, and the budget left."""
     data = request.POST if request.method == "POST" else request.GET
-    resolution = data.get("resolution") or GenerationJob.Resolution.P480
-    if resolution not in provider.limits.resolutions:
-        resolution = GenerationJob.Resolution.P480
+    initial = initial or {}
+    tiers = catalog.model(catalog.S2V).tiers
+    resolution = data.get("resolution") or initial.get("resolution") or tiers[0]
+    if resolution not in tiers:
+        resolution = tiers[0]
     if audio_code is None:
         audio_code = data.get("audio", "")
     if portrait_code is None:
         portrait_code = data.get("portrait", "")
     audio = _team_object(AudioClip, membership, audio_code)
     portrait = _team_object(Portrait, membership, portrait_code)
-    needs_check = (
-        portrait is None
-        or not FaceCheck.objects.filter(
-            sha256=portrait.sha256, provider=provider.name
-        ).exists()
-    )
-    estimate = billing.estimate(
-        provider=provider.name,
+    choices = selectors.generation_choices(
+        team=membership.team,
         resolution=resolution,
-        audio_seconds=audio.duration if audio else 0.0,
-        needs_check=needs_check and provider.remote,
+        audio_seconds=audio.duration if audio else None,
+        audio_size=audio.size if audio else None,
+        portrait_sha256=portrait.sha256 if portrait else "",
     )
+    wanted = _chosen(membership, data, str(initial.get("provider", "")))
+    usable = [c for c in choices if not c.disabled]
+    chosen = next((c for c in usable if c.name == wanted), None)
+    if chosen is None:
+        # The one asked for cannot take these inputs: the first that can.
+        chosen = (
+            usable[0]
+            if usable
+            else next(
+                (c for c in choices if c.name == wanted),
+                choices[0] if choices else None,
+            )
+        )
     user: User = request.user  # type: ignore[assignment]
     team_budget, member_budget = billing.budgets_for(team=membership.team, user=user)
     left = []
@@ -291,11 +336,21 @@ def _estimate_context(
                 team=membership.team, user=user if budget.user_id else None
             )
             left.append((label, budget.monthly_amount - used.committed))
+    params = {
+        name: data.get(name, initial.get(name, "")) for name in ("prompt", "seed")
+    }
     return {
-        "estimate": estimate,
+        "choices": choices if len(choices) > 1 else [],
+        "chosen": chosen,
+        "provider": catalog.provider(chosen.name if chosen else wanted),
+        "estimate": chosen.estimate if chosen else None,
         "audio_clip": audio,
         "budget_left": left,
         "resolution": resolution,
+        "tiers": tiers,
+        "params": params,
+        "prompt_spec": catalog.model(catalog.S2V).param("prompt"),
+        "seed_spec": catalog.model(catalog.S2V).param("seed"),
     }
 
 
@@ -324,19 +379,23 @@ def job_estimate(request: HttpRequest, membership: Membership) -> HttpResponse:
     )
 
 
-def _audio_ok(membership: Membership, code: str) -> bool:
+def _audio_ok(membership: Membership, code: str, provider: str) -> bool:
     clip = _team_object(AudioClip, membership, code)
     return clip is not None and not services.audio_problems(
-        duration=clip.duration, size=clip.size, provider=get_provider()
+        duration=clip.duration,
+        size=clip.size,
+        limits=catalog.offer(provider, catalog.S2V).limits,
     )
 
 
-def _portrait_ok(membership: Membership, code: str) -> bool:
+def _portrait_ok(membership: Membership, code: str, provider: str) -> bool:
     portrait = _team_object(Portrait, membership, code)
     if portrait is None:
         return False
     try:
-        return services.portrait_verdict(portrait=portrait).check_pass
+        return services.portrait_verdict(
+            portrait=portrait, provider=services.portrait_checker(provider)
+        ).check_pass
     except services.Rejected:  # a kept portrait whose check could not run yet
         return False
 
@@ -360,6 +419,7 @@ def portrait_check(request: HttpRequest, membership: Membership) -> HttpResponse
                 team=membership.team,
                 user=request.user,  # type: ignore[arg-type]
                 upload=form.cleaned_data["portrait_file"],
+                provider=services.portrait_checker(_chosen(membership, request.POST)),
             )
         except services.Rejected as exc:
             context["error"] = exc.message
@@ -369,10 +429,21 @@ def portrait_check(request: HttpRequest, membership: Membership) -> HttpResponse
 @team_required
 @require_POST
 def portrait_recheck(request: HttpRequest, membership: Membership) -> HttpResponse:
-    """Check a kept portrait again after the check could not run. Always 200."""
-    portrait = _team_object(Portrait, membership, request.POST.get("portrait", ""))
+    """Check a kept portrait again: after the check could not run, or for another
+    provider the form switched to (`switch`). Always 200."""
+    data = request.POST
+    provider = _chosen(membership, data)
+    code = data.get("portrait", "") or data.get("unchecked", "")
+    portrait = _team_object(Portrait, membership, code)
     context: dict[str, Any] = {"error": "", "outcome": None}
-    if portrait is None:
+    if portrait is None and data.get("switch"):
+        if data.get("portrait_failed"):
+            # A failed portrait is not kept: only its file can be checked again.
+            context["error"] = (
+                "Choose the portrait again to have it checked for "
+                f"{catalog.provider_label(provider)}."
+            )
+    elif portrait is None:
         context["error"] = "That portrait is gone. Choose the file again."
     else:
         try:
@@ -380,6 +451,7 @@ def portrait_recheck(request: HttpRequest, membership: Membership) -> HttpRespon
                 team=membership.team,
                 user=request.user,  # type: ignore[arg-type]
                 portrait=portrait,
+                provider=services.portrait_checker(provider),
             )
         except services.Rejected as exc:
             context["error"] = exc.message
@@ -402,7 +474,7 @@ def _portrait_answer(
         portrait_code=str(outcome.portrait.code) if passed else "",
         audio_code=audio_code,
         portrait_ok=passed,
-        audio_ok=_audio_ok(membership, audio_code),
+        audio_ok=_audio_ok(membership, audio_code, _chosen(membership, request.POST)),
     )
     return HttpResponse(html)
 
@@ -417,11 +489,8 @@ def audio_check(request: HttpRequest, membership: Membership) -> HttpResponse:
         field_name="audio_file",
         max_mb=settings.S2V_MAX_UPLOAD_MB,
     )
-    context: dict[str, Any] = {
-        "error": "",
-        "outcome": None,
-        "limits": get_provider().limits,
-    }
+    limits = _page_limits(selectors.team_providers(team=membership.team))
+    context: dict[str, Any] = {"error": "", "outcome": None, "limits": limits}
     if not form.is_valid():
         context["error"] = form.errors["audio_file"][0]
     else:
@@ -430,6 +499,7 @@ def audio_check(request: HttpRequest, membership: Membership) -> HttpResponse:
                 team=membership.team,
                 user=request.user,  # type: ignore[arg-type]
                 upload=form.cleaned_data["audio_file"],
+                limits=limits,
             )
         except services.Rejected as exc:
             context["error"] = exc.message
@@ -442,7 +512,9 @@ def audio_check(request: HttpRequest, membership: Membership) -> HttpResponse:
         membership,
         portrait_code=portrait_code,
         audio_code=str(outcome.clip.code) if fits else "",
-        portrait_ok=_portrait_ok(membership, portrait_code),
+        portrait_ok=_portrait_ok(
+            membership, portrait_code, _chosen(membership, request.POST)
+        ),
         audio_ok=fits,
     )
     return HttpResponse(html)
@@ -456,10 +528,19 @@ def _job_context(job: GenerationJob) -> dict[str, Any]:
         "job": job,
         "progress": selectors.job_progress(job=job),
         "verdict": FaceCheck.objects.filter(
-            sha256=job.portrait.sha256, provider=job.provider
+            sha256=job.portrait.sha256,
+            provider=selectors.check_provider_name(job.provider, job.model),
         ).first(),
-        "provider_label": get_provider(job.provider).label,
+        "provider_label": catalog.provider_label(job.provider),
+        "provider_spec": _known_provider(job.provider),
     }
+
+
+def _known_provider(name: str) -> catalog.ProviderSpec | None:
+    try:
+        return catalog.provider(name)
+    except catalog.UnknownChoice:
+        return None
 
 
 @team_required
@@ -612,7 +693,7 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         GALLERY_PAGE_SIZE,
     )
     page = paginator.get_page(request.GET.get("page"))
-    positions = selectors.queue_positions(provider=get_provider().name)
+    positions = selectors.queue_positions_all()
     context = {
         "page": page,
         "jobs": [(job, positions.get(job.pk)) for job in page.object_list],
@@ -623,7 +704,7 @@ def gallery(request: HttpRequest, membership: Membership) -> HttpResponse:
         "statuses": GenerationJob.Status.choices,
         "reviews": GenerationJob.ReviewState.choices,
         "resolutions": GenerationJob.Resolution.choices,
-        "providers": selectors.ENGINES,
+        "providers": selectors.provider_names(),
         "sorts": [(key, label) for key, (label, _) in selectors.SORTS.items()],
         "date_min": selectors.DATE_MIN,
         "date_max": selectors.DATE_MAX,
@@ -835,6 +916,20 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
                 )
                 messages.success(request, "Team settings saved.")
                 return redirect("studio:team-settings")
+            if action == "providers":
+                providers_form = TeamProvidersForm(request.POST, team=team)
+                if providers_form.is_valid():
+                    services.team_set_providers(
+                        team=team, providers=providers_form.cleaned_data["providers"]
+                    )
+                    messages.success(request, "Providers saved.")
+                else:
+                    messages.error(
+                        request,
+                        "The providers were not saved. "
+                        + _form_errors_text(providers_form),
+                    )
+                return redirect("studio:team-settings")
             if action == "team-budget":
                 team_form = TeamBudgetForm(
                     request.POST, instance=team_budget, prefix="team"
@@ -934,6 +1029,7 @@ def team_settings(request: HttpRequest, membership: Membership) -> HttpResponse:
         {
             "team": team,
             "team_form": team_form,
+            "providers_form": TeamProvidersForm(team=team),
             "team_usage": billing.usage(team=team),
             "rows": rows,
             "add_form": add_form,
@@ -967,9 +1063,21 @@ def _reuse_context(membership: Membership, code: str) -> dict[str, Any]:
         job = _team_job(membership, UUID(code))
     except ValueError:
         raise Http404 from None
-    reused = services.job_reuse(job=job)
+    names = selectors.team_providers(team=membership.team)
+    provider = job.provider if job.provider in names else ""
+    reused = services.job_reuse(
+        job=job,
+        provider=provider or _chosen(membership, {}),
+        limits=_page_limits(names),
+    )
     return {
-        "initial": {"resolution": job.resolution, "title": job.title},
+        "initial": {
+            "resolution": job.resolution,
+            "title": job.title,
+            "provider": provider,
+            "prompt": job.param("prompt"),
+            "seed": job.param("seed"),
+        },
         "reused_from": job,
         "portrait_outcome": reused.portrait,
         "audio_outcome": reused.audio,
@@ -991,11 +1099,17 @@ def _job_panels_context(
         "releasable": services.releasable(job),
         "share_days": services.SHARE_DAYS,
         "shares": _share_rows(request, panels.shares),
-        "other_resolutions": [
-            r for r in get_provider().limits.resolutions if r != job.resolution
-        ],
+        "other_resolutions": [r for r in _tiers(job) if r != job.resolution],
         "next": job.get_absolute_url(),
     }
+
+
+def _tiers(job: GenerationJob) -> tuple[str, ...]:
+    """The tiers a variant of this job may have: its offer's, else its model's."""
+    try:
+        return catalog.offer(job.provider, job.model).limits.resolutions
+    except catalog.UnknownChoice:
+        return catalog.model(job.model).tiers
 
 
 def _share_rows(

@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("studio", "0013_engine_is_provider")]
+BEFORE = [("studio", "0014_job_model_params")]
 AFTER = [("studio", "0015_tasks")]
 
 pytestmark = pytest.mark.django_db(transaction=True)

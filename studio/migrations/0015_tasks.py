@@ -135,7 +135,7 @@ def tasks_to_remote_tasks(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("studio", "0013_engine_is_provider")]
+    dependencies = [("studio", "0014_job_model_params")]
 
     operations = [
         migrations.RemoveConstraint("remotetask", "one_record_per_remote_task"),

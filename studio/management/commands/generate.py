@@ -7,7 +7,7 @@ from typing import Any
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
-from studio import services
+from studio import catalog, services
 from studio.models import GenerationJob, Membership, Team
 
 
@@ -22,12 +22,50 @@ class Command(BaseCommand):
         parser.add_argument("--user", required=True, help="username of a team member")
         parser.add_argument("--portrait", required=True, type=Path)
         parser.add_argument("--audio", required=True, type=Path)
-        parser.add_argument("--resolution", default="480P", choices=["480P", "720P"])
+        parser.add_argument(
+            "--resolution",
+            default=catalog.RESOLUTION.default,
+            choices=catalog.RESOLUTION.choices,
+        )
+        parser.add_argument(
+            "--provider",
+            default="",
+            help="a provider the team may use (default: the team's first); "
+            "S2V_PROVIDERS lists the enabled ones",
+        )
+        parser.add_argument(
+            "--model", default=catalog.S2V, help=f"model id (default {catalog.S2V})"
+        )
+        parser.add_argument("--prompt", default="", help="for providers that take one")
+        parser.add_argument("--seed", default="", help="for providers that take one")
         parser.add_argument("--title", default="")
         parser.add_argument("--wait", action="store_true")
         parser.add_argument(
             "--timeout", type=float, default=1800, help="seconds to wait"
         )
+
+    def _choice(self, team: Team, provider: str, model: str) -> tuple[str, str]:
+        """The provider and model asked for, checked against the catalog and the team."""
+        try:
+            catalog.model(model)
+        except catalog.UnknownChoice as exc:
+            raise CommandError(
+                f"{exc.message} Use one of: {', '.join(catalog.MODELS)}."
+            ) from exc
+        if provider and provider not in catalog.KNOWN:
+            raise CommandError(
+                f"There is no provider called {provider!r}. Use one of: "
+                + ", ".join(catalog.enabled_names())
+                + "."
+            )
+        try:
+            name = services.provider_choose(team=team, provider=provider)
+            catalog.offer(name, model)
+        except services.Rejected as exc:
+            raise CommandError(exc.message) from exc
+        except catalog.UnknownChoice as exc:
+            raise CommandError(exc.message) from exc
+        return name, model
 
     def handle(self, *args: Any, **opts: Any) -> None:
         team = (
@@ -44,6 +82,7 @@ class Command(BaseCommand):
         if membership is None:
             raise CommandError(f"{opts['user']!r} is not a member of {team.name}.")
         user = membership.user
+        provider, model = self._choice(team, opts["provider"], opts["model"])
         for key in ("portrait", "audio"):
             opts[key] = Path(opts[key])  # call_command() passes strings through
             if not opts[key].is_file():
@@ -52,14 +91,20 @@ class Command(BaseCommand):
         try:
             with opts["portrait"].open("rb") as fh:
                 portrait = services.portrait_submit(
-                    team=team, user=user, upload=File(fh, name=opts["portrait"].name)
+                    team=team,
+                    user=user,
+                    upload=File(fh, name=opts["portrait"].name),
+                    provider=services.portrait_checker(provider, model),
                 )
             if portrait.portrait is None:
                 reason = portrait.verdict.message if portrait.verdict else ""
                 raise CommandError(f"Portrait: {reason or portrait.message}")
             with opts["audio"].open("rb") as fh:
                 audio = services.audio_submit(
-                    team=team, user=user, upload=File(fh, name=opts["audio"].name)
+                    team=team,
+                    user=user,
+                    upload=File(fh, name=opts["audio"].name),
+                    limits=catalog.offer(provider, model).limits,
                 )
             if audio.clip is None:
                 raise CommandError("Audio: " + " ".join(audio.problems))
@@ -70,10 +115,16 @@ class Command(BaseCommand):
                 audio=audio.clip,
                 resolution=opts["resolution"],
                 title=opts["title"],
+                provider=provider,
+                model=model,
+                params={"prompt": opts["prompt"], "seed": opts["seed"]},
             )
         except services.Rejected as exc:
             raise CommandError(exc.message) from exc
-        self.stdout.write(f"Queued {job.code} ({job.display_title}).")
+        self.stdout.write(
+            f"Queued {job.code} ({job.display_title}) on "
+            f"{catalog.provider_label(job.provider)}."
+        )
         if not opts["wait"]:
             return
 

@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from studio import catalog
+
 # SIGTERM first; what is still running after this long gets SIGKILL, so the
 # whole stop stays well inside 20 s even when a worker is mid-render.
 GRACE_SECONDS = 8.0
@@ -19,7 +21,7 @@ GRACE_SECONDS = 8.0
 class Command(BaseCommand):
     help = (
         "Run the web server, the django-q2 cluster and the dispatcher together "
-        "(and the DashScope emulator when S2V_PROVIDER=emulator); Ctrl-C stops all."
+        "(and the DashScope emulator when S2V_PROVIDERS has emulator); Ctrl-C stops all."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -28,7 +30,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, addrport: str, **options: Any) -> None:
         manage = [sys.executable, "manage.py"]
         commands = []
-        if settings.S2V_PROVIDER == "emulator":
+        # Any enabled provider, not only the default: the form offers them all.
+        if "emulator" in catalog.enabled_names():
             # A few seconds per task, so the queue and the live status show.
             commands.append(
                 [
