@@ -20,7 +20,7 @@ tests that override settings see the change.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -28,7 +28,7 @@ from typing import Literal
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from studio.providers.base import ProviderLimits
+from studio.providers.base import ProviderLimits, TaskState
 
 
 class InputKind(enum.StrEnum):
@@ -133,6 +133,9 @@ class ProviderSpec:
     # Whether the provider can call us back when a task ends (a hint; polling
     # stays the source of truth).
     webhooks: bool = False
+    # The provider's own words for a task's state, as the studio's states:
+    # read from stored words without building the provider (which needs a key).
+    states: Mapping[str, TaskState] = field(default_factory=dict)
 
     def offer(self, model: str) -> Offer:
         try:
@@ -243,6 +246,7 @@ def _dashscope(name: str, label: str) -> ProviderSpec:
         offers={S2V: dashscope.s2v_offer(concurrency=concurrency)},
         concurrency=concurrency,
         staging=_staging(settings.S2V_INPUT_URLS),
+        states=dashscope.STATES,
     )
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 from statistics import median
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import lifecycle, reconcile, scratch
+from . import catalog, lifecycle, reconcile, scratch
 from .files import stored_path
 from .media.images import InputError
 from .media.posters import make_poster
@@ -747,13 +748,24 @@ def remote_providers_with_work() -> list[str]:
         .values_list("provider", flat=True)
         .distinct()
     )
-    return [name for name in names if is_remote(name)]
+    return [name for name in names if is_remote(name) and _configured(name)]
+
+
+def _configured(name: str) -> bool:
+    """Whether this instance can reach a provider (a key removed leaves its jobs waiting)."""
+    try:
+        get_provider(name)
+    except ImproperlyConfigured as exc:
+        log.warning("provider %s has queued jobs but is not configured: %s", name, exc)
+        return False
+    return True
 
 
 def is_remote(name: str) -> bool:
+    """Whether the catalog says a provider runs tasks elsewhere (no key needed to know)."""
     try:
-        return as_remote(get_provider(name)) is not None
-    except Exception:
+        return catalog.provider(name).remote
+    except catalog.UnknownChoice:
         return False
 
 
@@ -792,7 +804,9 @@ def sweep_remote(*, now: datetime) -> list[int]:
         .distinct()
     )
     touched = []
-    for provider_name in [name for name in providers if is_remote(name)]:
+    for provider_name in [
+        name for name in providers if is_remote(name) and _configured(name)
+    ]:
         touched += _recover_lost_submits(provider_name, now=now)
     # A leased poll whose worker died expires by itself (the tick hands out any
     # due poll); a task with no poll planned at all is asked about now.

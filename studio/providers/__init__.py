@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import Provider, TaskState, as_remote
+from .base import Provider, TaskState
 
 _providers: dict[tuple[object, ...], Provider] = {}
 
@@ -40,13 +40,14 @@ def task_state(provider_name: str, word: str) -> TaskState | None:
     None before the provider said anything, for a word it does not use, and
     for a provider that is not remote or no longer configured.
     """
+    from studio import catalog  # the catalog reads provider packages
+
     if not word:
         return None
     try:
-        provider = as_remote(get_provider(provider_name))
-    except ImproperlyConfigured:
+        return catalog.provider(provider_name).states.get(word)
+    except catalog.UnknownChoice:
         return None
-    return provider.states.get(word) if provider is not None else None
 
 
 def _build(name: str) -> Provider:

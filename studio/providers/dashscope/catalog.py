@@ -5,7 +5,9 @@ from __future__ import annotations
 from studio.catalog import S2V, TIER_480, TIER_720, Billing, Offer
 from studio.providers.base import ProviderLimits
 
-from .client import DETECT_MODEL, S2V_MODEL
+from .client import DETECT_MODEL, S2V_MODEL, STATES
+
+__all__ = ["STATES", "s2v_offer"]
 
 AUDIO_MAX_SECONDS = 20.0  # §3.1, exclusive
 AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
