@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from studio.emulators import common
+from studio.emulators.multipart import Part
 from studio.media.images import InputError
-from studio.media.render import render_video
 
 from . import errors, faults, media
 from .errors import ApiError, OssError
-from .multipart import Part
 
 # DashScope periods in seconds, before --time-scale (§1.6, §3.3, §5.1, §5.4).
 TASK_TTL = 24 * 3600.0
@@ -765,22 +765,14 @@ class Store:
                 self._finish(task, "FAILED", *task.forced)
                 return
             out = self.data_dir / "results" / f"{task.id}.mp4"
-            # Without a face box render_video runs the face check itself.
-            guard = (
-                media.FACE_LOCK
-                if prepared.face_box is None
-                else contextlib.nullcontext()
-            )
             try:
-                with guard:
-                    info = render_video(
-                        portrait=prepared.image,
-                        audio=prepared.audio,
-                        resolution=task.resolution,
-                        face_box=prepared.face_box,
-                        out=out,
-                        poster=out.with_suffix(".jpg"),
-                    )
+                info = common.render(
+                    portrait=prepared.image,
+                    audio=prepared.audio,
+                    resolution=task.resolution,
+                    face_box=prepared.face_box,
+                    out=out,
+                )
             except InputError as exc:
                 code = exc.code if exc.code in errors.KNOWN else "InvalidFile.Openerror"
                 self._finish(task, "FAILED", code, errors.known_message(code))
