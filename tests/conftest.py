@@ -151,3 +151,17 @@ def emu(emulator: Any, settings: Any) -> Any:
     settings.S2V_INPUT_URLS = "upload"
     settings.S2V_CURRENCY = "USD"
     return emulator
+
+
+@pytest.fixture(scope="session")
+def wavespeed_emulator() -> Iterator[Any]:
+    """One WaveSpeed emulator on loopback for the session; tests reset it.
+
+    time_scale 1000: created/processing delays of 1 ms and 3 ms, the
+    rate-limit minute 60 ms, retention 7 days = 605 s. Key `ws-emulator`
+    (bronze: 3 concurrent tasks).
+    """
+    from studio.emulators.wavespeed import WaveSpeedEmulator
+
+    with WaveSpeedEmulator(time_scale=1000, quiet=True) as running:
+        yield running
