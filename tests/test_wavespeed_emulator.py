@@ -579,6 +579,34 @@ def test_bronze_allows_three_unfinished_predictions(
     assert len(ws.state()["predictions"]) == 4
 
 
+def test_concurrent_submits_cannot_overfill_the_tier(
+    ws: WaveSpeedEmulator, client: httpx.Client, inputs: tuple[str, str]
+) -> None:
+    ws.configure(hold=True)
+    ws.set_key(KEY, max_concurrent=3, per_minute=0)
+    barrier = threading.Barrier(6)
+    codes: list[int] = []
+
+    def one() -> None:
+        with httpx.Client(base_url=ws.base_url, trust_env=False) as own:
+            barrier.wait()
+            codes.append(
+                own.post(
+                    SUBMIT,
+                    json={"image": inputs[0], "audio": inputs[1]},
+                    headers=auth(),
+                ).status_code
+            )
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(codes) == [200, 200, 200, 429, 429, 429]
+    assert len(ws.state()["predictions"]) == 3
+
+
 def test_bronze_allows_five_submits_per_scaled_minute(
     ws: WaveSpeedEmulator, client: httpx.Client, inputs: tuple[str, str]
 ) -> None:

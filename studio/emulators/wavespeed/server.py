@@ -76,7 +76,7 @@ Choices where §9 and the pinned list are silent:
   loopback URLs are called; others are recorded as `skipped`. A delivery
   that fails (transport error or non-2xx) is retried `webhook_retries` (2)
   more times after 0.5 s, 1 s (real) with the same webhook-id and a fresh
-  timestamp and signature; a duplicate (fault) is a second delivery with
+  timestamp (unix seconds on the provider clock) and signature; a duplicate (fault) is a second delivery with
   its own webhook-id. Secrets are per key, stable for the process (reset
   keeps them), `whsec_` + base64 of 24 random bytes (so a client that
   base64-decodes it signs with the wrong key).
@@ -323,7 +323,7 @@ class _App:
             parts = urlsplit(webhook)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ApiError(400, f"Invalid webhook URL: {webhook}")
-        self.store.check_limits(key)
+        self.store.check_limits(key)  # before the (slow) fetches; again at creation
         image, audio, seconds = self.store.prepare(
             body["image"].strip(), body["audio"].strip()
         )

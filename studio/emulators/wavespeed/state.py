@@ -584,8 +584,19 @@ class Store:
         audio_duration: float,
         webhook: str | None,
     ) -> tuple[Prediction, dict[str, Any]]:
-        """A new prediction, started, and its submit answer (status `created`)."""
+        """A new prediction, started, and its submit answer (status `created`).
+
+        The tier limits are checked again here, under the lock: two submits
+        that passed the early check while fetching inputs must not both
+        take the last slot. On refusal the fetched inputs are deleted.
+        """
         with self.lock:
+            try:
+                self.check_limits(key)
+            except ApiError:
+                common.discard(image)
+                common.discard(audio)
+                raise
             prediction = Prediction(
                 id=uuid.uuid4().hex,
                 key=key.key,
