@@ -9,10 +9,11 @@ predictions (of that key, when `key` is set).
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from studio.emulators import fault_queue
 
 # Route names, as the server classifies requests.
 ROUTES = ("submit", "result", "list", "upload", "secret", "media")
@@ -68,6 +69,10 @@ class Fault:
     retry_after: int = 1  # throttle: the Retry-After header, seconds
     mode: str = "completed"  # nsfw: completed without outputs, or failed
     hits: int = 0
+
+    @property
+    def owner(self) -> str | None:
+        return self.key
 
     def matches(self, route: str, path: str, key: str | None) -> bool:
         if self.route and route not in self.route:
@@ -171,27 +176,4 @@ def parse_flag(text: str) -> dict[str, Any]:
     COUNT may be empty or `*` for "until cleared", e.g. `throttle:3:submit`,
     `server_error:2,status=503`, `drop:1:submit,when=after`, `expire_results`.
     """
-    text = text.strip()
-    if text.startswith("{"):
-        loaded = json.loads(text)
-        if not isinstance(loaded, dict):
-            raise ValueError("a JSON fault must be an object")
-        return loaded
-    head, *options = text.split(",")
-    kind, _, rest = head.partition(":")
-    count_text, _, route = rest.partition(":")
-    spec: dict[str, Any] = {"kind": kind.strip()}
-    if count_text.strip() in ("*", "inf"):
-        spec["count"] = None
-    elif count_text.strip():
-        spec["count"] = int(count_text)
-    if route.strip():
-        spec["route"] = route.strip()
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep:
-            raise ValueError(f"expected key=value, got {option!r}")
-        name = name.strip()
-        numeric = name in ("status", "delay_ms", "retry_after")
-        spec[name] = int(value) if numeric else value.strip()
-    return spec
+    return fault_queue.parse_flag(text, numeric=("status", "delay_ms", "retry_after"))

@@ -37,6 +37,7 @@ import av
 import httpx
 
 from studio.emulators import common
+from studio.emulators.fault_queue import FaultQueue
 from studio.media.audio import probe_audio
 from studio.media.images import InputError, read_image_info
 
@@ -298,12 +299,11 @@ class Store:
         self.predictions: dict[str, Prediction] = {}
         self.uploads: dict[str, Upload] = {}
         self.deliveries: list[Delivery] = []
-        self.faults: list[faults.Fault] = []
         self.totals: Counter[str] = Counter()
+        self.faults = FaultQueue(faults.build, lock=self.lock, totals=self.totals)
         self.windows: dict[str, deque[float]] = {}
         self.generation = 0
         self._seq = itertools.count(1)
-        self._fault_ids = itertools.count(1)
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
         for sub in ("uploads", "inputs", "outputs"):
@@ -417,28 +417,13 @@ class Store:
     # Faults
 
     def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        built = [faults.build(spec, 0) for spec in specs]  # validate all first
-        with self.lock:
-            for fault in built:
-                fault.id = next(self._fault_ids)
-                self.faults.append(fault)
-            return [f.to_json() for f in self.faults]
+        return self.faults.add(specs)
 
     def clear_faults(self, kind: str | None = None, key: str | None = None) -> int:
-        with self.lock:
-            keep = [
-                f
-                for f in self.faults
-                if (kind is not None and f.kind != kind)
-                or (key is not None and f.key != key)
-            ]
-            removed = len(self.faults) - len(keep)
-            self.faults = keep
-            return removed
+        return self.faults.clear(kind, key)
 
     def list_faults(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [f.to_json() for f in self.faults]
+        return self.faults.listing()
 
     def take_fault(
         self,
@@ -449,16 +434,7 @@ class Store:
         key: str | None = None,
     ) -> faults.Fault | None:
         """The first queued fault of `kinds` matching the request; counts it down."""
-        wanted = tuple(kinds)
-        with self.lock:
-            for fault in self.faults:
-                if fault.kind in wanted and fault.matches(route, path, key):
-                    fault.take()
-                    if fault.spent:
-                        self.faults.remove(fault)
-                    self.totals[f"fault_{fault.kind}"] += 1
-                    return replace(fault)
-            return None
+        return self.faults.take(kinds, route=route, path=path, owner=key)
 
     # Uploads (§9.4)
 
@@ -975,7 +951,7 @@ class Store:
                     for u in self.uploads.values()
                 ],
                 "deliveries": [d.to_json() for d in self.deliveries],
-                "faults": [f.to_json() for f in self.faults],
+                "faults": self.faults.listing(),
                 "totals": dict(self.totals),
             }
 
