@@ -634,6 +634,9 @@ def test_tiers_and_explicit_limits_are_set_per_key(
     submit_ok(client, *inputs, key="ws-one")
     keys = client.get("/_emulator/keys").json()["keys"]
     assert keys["ws-one"]["max_concurrent"] == 100 and keys["ws-one"]["active"] == 2
+    broke = ws.set_key("ws-one", balance=False)  # the level stays as it was
+    assert (broke.tier, broke.max_concurrent, broke.per_minute) == ("silver", 100, 60)
+    assert submit(client, *inputs, key="ws-one").status_code == 402
     ws.reset()
     assert "ws-one" not in ws.state()["keys"]
 

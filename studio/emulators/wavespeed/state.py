@@ -362,20 +362,21 @@ class Store:
         """Add a key or change its level (tier, limits, balance)."""
         with self.lock:
             current = self.keys.get(key)
-            if current is not None and options:
-                merged = {
-                    "tier": current.tier,
+            merged: dict[str, Any] = {}
+            if current is not None:
+                merged["balance"] = current.balance
+                limits: dict[str, Any] = {
                     "max_concurrent": current.max_concurrent,
                     "per_minute": current.per_minute,
-                    "balance": current.balance,
                 }
-                if "tier" in options and options["tier"] != "custom":
-                    merged.pop("max_concurrent")
-                    merged.pop("per_minute")
-                merged.update(options)
-                built = ApiKey.build(key, **merged)
-            else:
-                built = ApiKey.build(key, **options)
+                if "tier" not in options:
+                    # A changed limit makes the level custom; otherwise it stays.
+                    explicit = {"max_concurrent", "per_minute"} & set(options)
+                    merged.update(
+                        limits if explicit else {**limits, "tier": current.tier}
+                    )
+            merged.update(options)
+            built = ApiKey.build(key, **merged)
             self.keys[key] = built
             return built
 
