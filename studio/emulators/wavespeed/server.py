@@ -164,6 +164,7 @@ from .state import (
     Store,
     content_type,
     log_line,
+    not_found,
 )
 
 DEFAULT_KEY = "ws-emulator"
@@ -458,7 +459,7 @@ class _App:
                     with store.lock:
                         prediction = store.predictions.get(pid)
                         if prediction is None:
-                            return error_response(not_found_control())
+                            return error_response(not_found())
                         return json_response(200, store.prediction_state(prediction))
         except (ValueError, TypeError, AttributeError, BodyTooLarge) as exc:
             return json_response(400, {"code": 400, "message": str(exc)})
@@ -481,10 +482,6 @@ class _App:
         ms = (time.monotonic() - started) * 1000
         status = "dropped" if response.drop else str(response.status)
         log_line(f'{req.client} "{req.method} {req.path}" {status} {ms:.0f}ms')
-
-
-def not_found_control() -> ApiError:
-    return ApiError(404, "Prediction not found")
 
 
 def _int_param(
