@@ -32,6 +32,7 @@ from studio.providers.base import (
     TaskResult,
     TaskState,
 )
+from studio.providers.wavespeed import client as ws_client
 from studio.providers.wavespeed import provider as ws_provider
 from studio.providers.wavespeed import views as ws_views
 from studio.providers.wavespeed.client import WaveSpeedClient
@@ -673,6 +674,8 @@ def test_old_and_future_timestamps_are_refused(offset, ok):
 @pytest.fixture
 def hooked(settings, monkeypatch, enqueued):
     """The studio with WaveSpeed configured; enqueued polls are captured."""
+    settings.S2V_PROVIDER = "local"
+    settings.S2V_PROVIDERS = ["local", "wavespeed"]
     settings.WAVESPEED_API_KEY = "ws-hook-key"
     settings.S2V_WAVESPEED_BASE_URL = BASE
     monkeypatch.setattr(WaveSpeedClient, "webhook_secret", lambda self: SECRET)
@@ -760,6 +763,14 @@ def test_an_unreadable_body_is_a_400_and_unknown_ids_are_ignored(
 
 
 @pytest.mark.django_db
+def test_a_provider_that_is_not_enabled_verifies_nothing(client, hooked, settings):
+    settings.S2V_PROVIDERS = ["local"]
+    body = json.dumps(prediction("completed")).encode()
+    assert post_hook(client, body, headers_for(body)).status_code == 404
+    assert hooked == []
+
+
+@pytest.mark.django_db
 def test_the_callback_is_post_only_and_capped(client, hooked):
     assert client.get(reverse("studio:wavespeed-webhook")).status_code == 405
     big = b"{" + b" " * (ws_views.MAX_BODY_BYTES + 10) + b"}"
@@ -802,3 +813,41 @@ def test_a_finished_wavespeed_job_is_billed_by_its_input_seconds(
     assert job.billed_seconds == Decimal(3)
     assert job.cost == Decimal("0.090000")
     assert job.currency == "USD"
+
+
+@pytest.mark.django_db
+def test_without_a_secret_to_verify_with_the_callback_is_asked_again_later(
+    client, settings, monkeypatch, enqueued
+):
+    settings.S2V_PROVIDER = "local"
+    settings.S2V_PROVIDERS = ["local", "wavespeed"]
+    settings.WAVESPEED_API_KEY = "ws-hook-key-2"
+    settings.S2V_WAVESPEED_BASE_URL = BASE
+    calls: list[int] = []
+
+    def unreachable(self: WaveSpeedClient) -> str:
+        calls.append(1)
+        raise ws_client.WaveSpeedError("down", status=503)
+
+    monkeypatch.setattr(WaveSpeedClient, "webhook_secret", unreachable)
+    body = b"{}"
+    response = post_hook(client, body, headers_for(body))
+    assert response.status_code == 503 and response["Retry-After"] == "60"
+    # Not asked again at once: a flood of callbacks is not a flood of requests.
+    assert post_hook(client, body, headers_for(body)).status_code == 503
+    assert len(calls) == 1
+
+
+def test_a_fetched_secret_is_kept_and_refreshed_at_most_every_ten_minutes(
+    fake, settings, monkeypatch
+):
+    settings.S2V_PUBLIC_BASE_URL = ""
+    provider = make_provider(fake)
+    clock = [1000.0]
+    monkeypatch.setattr(ws_provider.time, "monotonic", lambda: clock[0])
+    assert provider.webhook_secret() == SECRET
+    assert provider.webhook_secret(refresh=True) == SECRET
+    clock[0] += 601
+    provider.webhook_secret(refresh=True)
+    asked = [r for r in fake.requests if r.url.path == "/api/v3/webhook/secret"]
+    assert len(asked) == 2

@@ -57,8 +57,10 @@ TIERS = {"480P": "480p", "720P": "720p"}
 # The listing is read this many pages deep at most when looking for lost tasks.
 LIST_PAGE_SIZE = 50
 LIST_MAX_PAGES = 10
-# A webhook secret is asked for again at most this often (it may be rotated).
+# A webhook secret is asked for again at most this often (it may be rotated),
+# and not again for this long after asking failed.
 SECRET_REFRESH = 600.0
+SECRET_RETRY = 30.0
 
 # The provider's words (§9.3; the SDK's extra terminal words) as the studio's
 # states. A word it does not know is a failure.
@@ -191,6 +193,7 @@ class WaveSpeedProvider:
         self._input_seconds = input_seconds or _job_audio_seconds
         self._secret = ""
         self._secret_at = 0.0
+        self._secret_failed_at = -SECRET_RETRY
         self._lock = threading.Lock()
 
     # -- the face check: the studio's own (§9 documents no paid check) ---------------
@@ -354,9 +357,16 @@ class WaveSpeedProvider:
             stale = refresh and now - self._secret_at >= SECRET_REFRESH
             if self._secret and not stale:
                 return self._secret
+            if not self._secret and now - self._secret_failed_at < SECRET_RETRY:
+                raise ProviderError(
+                    "WaveSpeed's webhook secret could not be fetched just now.",
+                    code="webhook_secret",
+                    permanent=False,
+                )
             try:
                 self._secret = self.client.webhook_secret()
             except WaveSpeedError as exc:
+                self._secret_failed_at = now
                 if self._secret:
                     return self._secret
                 raise self._provider_error(exc) from exc

@@ -35,9 +35,13 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 def _providers() -> list[WaveSpeedProvider]:
-    """The WaveSpeed providers that are configured here (a key, or the emulator)."""
+    """The WaveSpeed providers enabled here (S2V_PROVIDERS) and configured."""
     found: list[WaveSpeedProvider] = []
-    for name in catalog.KNOWN:
+    try:
+        names = catalog.enabled_names()
+    except ImproperlyConfigured:
+        return found
+    for name in names:
         try:
             if catalog.provider(name).vendor != "wavespeed":
                 continue
@@ -49,13 +53,18 @@ def _providers() -> list[WaveSpeedProvider]:
     return found
 
 
-def _signed_by(request: HttpRequest, raw: bytes, now: float) -> list[WaveSpeedProvider]:
-    """The providers whose secret signed this callback (normally one)."""
+def _signed_by(
+    providers: list[WaveSpeedProvider], request: HttpRequest, raw: bytes, now: float
+) -> tuple[list[WaveSpeedProvider], bool]:
+    """The providers whose secret signed this callback (normally one), and
+    whether any secret could be had at all (WaveSpeed may be unreachable)."""
     headers = dict(request.headers.items())
     signed = []
-    for provider in _providers():
+    had_secret = False
+    for provider in providers:
         try:
             secret = provider.webhook_secret()
+            had_secret = True
             if not verify(headers, raw, secret, now):
                 # The secret may have been rotated: ask again, now and then.
                 fresh = provider.webhook_secret(refresh=True)
@@ -65,7 +74,7 @@ def _signed_by(request: HttpRequest, raw: bytes, now: float) -> list[WaveSpeedPr
             log.warning("wavespeed webhook: no signing secret for %s", provider.name)
             continue
         signed.append(provider)
-    return signed
+    return signed, had_secret
 
 
 @csrf_exempt
@@ -80,7 +89,21 @@ def wavespeed_webhook(request: HttpRequest) -> HttpResponse:
     raw = request.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         return HttpResponse("Too large.", status=413, content_type="text/plain")
-    signed = _signed_by(request, raw, time.time())
+    providers = _providers()
+    if not providers:
+        return HttpResponse(
+            "WaveSpeed is not enabled here.", status=404, content_type="text/plain"
+        )
+    signed, had_secret = _signed_by(providers, request, raw, time.time())
+    if not signed and not had_secret:
+        # Not the caller's fault: the secret could not be fetched. Polling
+        # finds the task anyway; a retried callback may find the secret.
+        log.warning("wavespeed webhook: no signing secret to verify with")
+        response = HttpResponse(
+            "Cannot verify now.", status=503, content_type="text/plain"
+        )
+        response["Retry-After"] = "60"
+        return response
     if not signed:
         log.warning(
             "wavespeed webhook refused: bad, old or unverifiable signature (id %r)",
