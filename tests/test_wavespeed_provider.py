@@ -243,16 +243,16 @@ def test_a_result_the_content_check_flagged_is_a_failure_in_plain_words(
     assert not result.retryable and not result.video_url
 
 
-def test_a_completed_prediction_without_outputs_fails_and_may_be_retried(
-    provider, fake
-):
+def test_a_completed_prediction_without_outputs_is_a_content_refusal(provider, fake):
     fake.result = prediction("completed", outputs=[])
     result = provider.poll("pred_1")
     assert (result.state, result.error_code, result.retryable) == (
         TaskState.FAILED,
         "NoOutput",
-        True,
+        False,
     )
+    assert "content check" in result.error_message
+    assert result.billed_seconds is None
 
 
 @pytest.mark.parametrize(

@@ -389,10 +389,12 @@ class WaveSpeedProvider:
                     "portrait or audio clip."
                 )
             elif not prediction.outputs:
-                state, code, retryable = TaskState.FAILED, "NoOutput", True
+                # WaveSpeed withholds a flagged output: read as the content check.
+                state, code = TaskState.FAILED, "NoOutput"
                 message = (
-                    "WaveSpeed finished the task without a video. Failed tasks are "
-                    "not billed; the studio tries again."
+                    "WaveSpeed finished without a video: its content check most "
+                    "likely refused the input or the result. Use another portrait "
+                    "or audio clip."
                 )
             else:
                 video_url = prediction.outputs[0]
