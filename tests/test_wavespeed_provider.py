@@ -851,3 +851,85 @@ def test_a_fetched_secret_is_kept_and_refreshed_at_most_every_ten_minutes(
     provider.webhook_secret(refresh=True)
     asked = [r for r in fake.requests if r.url.path == "/api/v3/webhook/secret"]
     assert len(asked) == 2
+
+
+# -- through the dispatcher -----------------------------------------------------------------
+
+
+@pytest.fixture
+def queued_job(remote_job) -> GenerationJob:
+    GenerationJob.objects.filter(pk=remote_job.pk).update(
+        status=GenerationJob.Status.QUEUED,
+        remote_task_id="",
+        remote_status="",
+        attempts=0,
+        submit_started_at=None,
+        next_poll_at=None,
+        not_before=None,
+    )
+    remote_job.refresh_from_db()
+    return remote_job
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_sends_a_wavespeed_job_with_its_audio_length(
+    queued_job, monkeypatch, settings
+):
+    settings.S2V_PUBLIC_BASE_URL = ""
+    fake = Fake()
+    provider = make_provider(fake)
+    sent: list[GenerationRequest] = []
+    start = provider.start
+
+    def recording_start(request: GenerationRequest, progress: Any) -> TaskResult:
+        sent.append(request)
+        return start(request, progress)
+
+    monkeypatch.setattr(provider, "start", recording_start)
+    monkeypatch.setattr(dispatcher, "get_provider", lambda name=None: provider)
+
+    assert dispatcher.dispatch(provider_name="wavespeed") == [queued_job.pk]
+    job = dispatcher.job_submit(job_id=queued_job.pk)
+
+    assert job is not None
+    assert sent[0].audio_seconds == pytest.approx(queued_job.audio.duration)
+    assert (job.remote_task_id, job.remote_status) == ("pred_1", "created")
+    assert len(fake.posted()) == 1
+
+
+@pytest.mark.django_db
+def test_a_dropped_wavespeed_submit_is_found_in_the_predictions_list(
+    queued_job, monkeypatch, settings
+):
+    settings.S2V_PUBLIC_BASE_URL = ""
+    fake = Fake()
+    fake.submit = httpx.RemoteProtocolError("connection dropped")
+    provider = make_provider(fake)
+    monkeypatch.setattr(dispatcher, "get_provider", lambda name=None: provider)
+
+    dispatcher.dispatch(provider_name="wavespeed")
+    job = dispatcher.job_submit(job_id=queued_job.pk)
+    assert job is not None and job.submit_posted_at is not None
+    assert job.status == GenerationJob.Status.SUBMITTED and not job.remote_task_id
+    assert job.recovery == GenerationJob.Recovery.CHECKING
+
+    made = job.submit_posted_at + timedelta(seconds=1)
+    fake.pages = [
+        {
+            "items": [
+                prediction(
+                    "processing",
+                    "pred_lost",
+                    created_at=made.isoformat().replace("+00:00", "Z"),
+                )
+            ],
+            "page": 1,
+            "page_size": 50,
+            "total": 1,
+        }
+    ]
+    dispatcher.sweep_remote(now=job.submit_posted_at + timedelta(minutes=3))
+
+    job.refresh_from_db()
+    assert job.remote_task_id == "pred_lost"
+    assert len(fake.posted()) == 1  # never sent twice
