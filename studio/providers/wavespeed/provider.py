@@ -105,7 +105,7 @@ _FAILURES: tuple[tuple[tuple[str, ...], str, str, bool], ...] = (
         False,
     ),
     (
-        ("format", "decode", "unsupported", "corrupt", "cannot open", "invalid image"),
+        (" format", "decode", "unsupported", "corrupt", "cannot open", "invalid image"),
         "InputUnreadable",
         "WaveSpeed could not read the portrait or the audio. Export them again as "
         "JPEG/PNG and WAV/MP3 and retry.",
