@@ -238,6 +238,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
                 ),
                 audio=InputFile(audio, job.audio.sha256, job.audio.file.name),
                 resolution=job.resolution,
+                audio_seconds=job.audio.duration,
                 before_post=before_post,
             )
             result = provider.start(request, lambda fraction: None)

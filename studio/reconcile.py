@@ -72,7 +72,9 @@ def remember_task(
             defaults=fields,
             create_defaults={
                 **fields,
-                "model": billing.GENERATION_MODEL.get(job.provider, job.provider),
+                "model": billing.model_name(
+                    provider=job.provider, unit=Price.Unit.SECOND
+                ),
                 "submitted_at": job.submit_started_at or timezone.now(),
             },
         )
