@@ -66,10 +66,11 @@ UNSENT_SUBMIT_AFTER = timedelta(minutes=5)
 # Clocks differ a little: a task created this long before its job's submit
 # began may still be the job's.
 CLOCK_SLACK = timedelta(minutes=1)
-# Listed tasks that cannot be a lost job's: failures are free (§3.3) and a FAILED
-# task may be one a retried job left behind, so resubmitting costs nothing.
-NOT_ADOPTABLE = ("UNKNOWN", "CANCELED", "FAILED")
-ACTIVE = ("PENDING", "RUNNING")
+# Listed tasks that cannot be a lost job's: failures are free (§3.3, §9.5) and a
+# failed task may be one a retried job left behind, so resubmitting costs nothing.
+# Compared as the studio's states: providers' own words differ (WaveSpeed's
+# are lowercase and others: "failed", "completed").
+NOT_ADOPTABLE = (TaskState.EXPIRED, TaskState.CANCELED, TaskState.FAILED)
 # Seconds of provider time per second of audio before there is any history.
 DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
 # Run times an expected run time is the median of.
@@ -89,8 +90,11 @@ class SendWithdrawn(Exception):
 
 def holding_slot(provider_name: str) -> Q:
     """Jobs that occupy one of the account's slots at the provider."""
-    return Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
-        remote_status__in=REMOTE_DONE
+    # A saved result URL means the task ended (whatever the provider's word for
+    # it): the slot is free while the result is copied.
+    return (
+        Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT, result_url="")
+        & ~Q(remote_status__in=REMOTE_DONE)
     )
 
 
@@ -384,7 +388,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
-    if result.remote_status in REMOTE_DONE:
+    if not result.state.active:
         reconcile.remember_task(
             job=job,
             task_id=job.remote_task_id,
@@ -901,8 +905,8 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
         )
     )
     unknown = [t for t in listed if t.task_id not in known]
-    account_busy = any(t.status in ACTIVE for t in unknown)
-    candidates = [t for t in unknown if t.status not in NOT_ADOPTABLE]
+    account_busy = any(t.state.active for t in unknown)
+    candidates = [t for t in unknown if t.state not in NOT_ADOPTABLE]
     adopt, requeue, ambiguous = match_lost(lost, candidates)
     for job in requeue:
         _requeue_lost(job, now=now)
@@ -997,7 +1001,7 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
             return
         adopted = _lost(job).update(
             remote_task_id=task.task_id,
-            remote_status="PENDING" if task.status in ACTIVE else "",
+            remote_status="PENDING" if task.state.active else "",
             # Ask at once, also when the sweep runs with a later `now` (tests).
             next_poll_at=min(now, timezone.now()),
             heartbeat_at=now,
