@@ -92,10 +92,9 @@ def holding_slot(provider_name: str) -> Q:
     """Jobs that occupy one of the account's slots at the provider."""
     # A saved result URL means the task ended (whatever the provider's word for
     # it): the slot is free while the result is copied.
-    return (
-        Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT, result_url="")
-        & ~Q(remote_status__in=REMOTE_DONE)
-    )
+    return Q(
+        provider=provider_name, status__in=GenerationJob.IN_FLIGHT, result_url=""
+    ) & ~Q(remote_status__in=REMOTE_DONE)
 
 
 def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
@@ -343,7 +342,7 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         attempts=F("attempts") - 1,
         submit_started_at=None,
         submit_posted_at=None,
-        not_before=now + _backoff(job.polls),
+        not_before=now + _wait(exc, job.polls),
         polls=F("polls") + 1,
     )
     log.warning(
@@ -384,7 +383,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
                 ),
             )
             return GenerationJob.objects.get(pk=job.pk)
-        mine.update(next_poll_at=now + _backoff(job.polls), polls=F("polls") + 1)
+        mine.update(next_poll_at=now + _wait(exc, job.polls), polls=F("polls") + 1)
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
@@ -633,6 +632,11 @@ def _backoff(failures: int) -> timedelta:
     """Exponential backoff with full jitter, 2 s to 5 min."""
     ceiling = min(2.0 * 2 ** min(failures, 8), 300.0)
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def _wait(exc: ProviderError, failures: int) -> timedelta:
+    """The backoff, but never shorter than the provider asked (its Retry-After)."""
+    return max(_backoff(failures), timedelta(seconds=exc.retry_after or 0.0))
 
 
 def _running_since(
