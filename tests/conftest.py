@@ -165,3 +165,21 @@ def wavespeed_emulator() -> Iterator[Any]:
 
     with WaveSpeedEmulator(time_scale=1000, quiet=True) as running:
         yield running
+
+
+@pytest.fixture
+def ws_emu(wavespeed_emulator: Any, settings: Any) -> Any:
+    """The studio configured for the WaveSpeed emulator only, freshly reset.
+
+    The "wavespeed-emulator" provider is built from S2V_WAVESPEED_EMULATOR_PORT
+    (key `ws-emulator`, Bronze: 3 concurrent tasks). No public base URL, so no
+    webhooks unless a test sets S2V_PUBLIC_BASE_URL.
+    """
+    wavespeed_emulator.reset()
+    settings.S2V_PROVIDER = "wavespeed-emulator"
+    settings.S2V_PROVIDERS = ["wavespeed-emulator"]
+    settings.S2V_WAVESPEED_EMULATOR_PORT = wavespeed_emulator.port
+    settings.S2V_WAVESPEED_CONCURRENCY = 3
+    settings.S2V_PUBLIC_BASE_URL = ""
+    settings.S2V_CURRENCY = "USD"
+    return wavespeed_emulator
