@@ -666,3 +666,67 @@ def test_five_jobs_never_have_more_than_three_tasks_at_bronze(
     assert sorted(t["id"] for t in tasks) == sorted(j.remote_task_id for j in jobs)
     assert max(seen) == 3 and most_at_once(tasks) == 3  # used, never exceeded
     assert ws_emu.state()["totals"].get("throttled_concurrency", 0) == 0
+
+
+# -- runstudio ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("providers", "started"),
+    [
+        (["local"], []),
+        (["emulator"], ["dashscope_emulator"]),
+        (["wavespeed-emulator"], ["wavespeed_emulator"]),
+        (["dashscope", "emulator"], ["dashscope_emulator"]),
+        (
+            ["wavespeed-emulator", "emulator"],
+            ["dashscope_emulator", "wavespeed_emulator"],
+        ),
+    ],
+)
+def test_runstudio_starts_the_emulators_of_the_enabled_providers(
+    settings, providers, started
+):
+    from studio.management.commands.runstudio import emulator_commands
+
+    settings.S2V_PROVIDERS = providers
+    settings.S2V_PROVIDER = providers[0]
+    settings.S2V_EMULATOR_PORT = 8765
+    settings.S2V_WAVESPEED_EMULATOR_PORT = 8799
+
+    commands = emulator_commands(["python", "manage.py"])
+
+    assert [c[2] for c in commands] == started
+    for command in commands:
+        port = "8799" if command[2] == "wavespeed_emulator" else "8765"
+        assert command[command.index("--port") + 1] == port
+
+
+@pytest.mark.cluster
+def test_runstudio_serves_both_emulators_when_both_are_enabled(tmp_path):
+    from tests.live import LiveStudio, free_port
+
+    ds_port, ws_port = free_port(), free_port()
+    studio = LiveStudio(
+        tmp_path / "studio",
+        name="runstudio",
+        env={
+            "S2V_PROVIDERS": "wavespeed-emulator,emulator",
+            "S2V_EMULATOR_PORT": str(ds_port),
+            "S2V_WAVESPEED_EMULATOR_PORT": str(ws_port),
+        },
+    )
+    try:
+        studio.start_runstudio()
+
+        def both_answer() -> bool:
+            try:
+                ws = httpx.get(f"http://127.0.0.1:{ws_port}/_emulator/state", timeout=2)
+                ds = httpx.get(f"http://127.0.0.1:{ds_port}/", timeout=2)
+            except httpx.TransportError:
+                return False
+            return ws.status_code == 200 and ds.status_code < 500
+
+        studio.wait_for(both_answer, timeout=30, interval=0.2, what="both emulators")
+    finally:
+        studio.stop()
