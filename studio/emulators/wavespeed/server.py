@@ -132,7 +132,8 @@ ones only by a prediction that has a webhook).
 State JSON: {"now", "clock_offset", "config", "retention_seconds",
 "minute_seconds", "keys": {key: {tier, max_concurrent, per_minute, balance,
 active}}, "predictions": [prediction + key, resolution, webhook,
-audio_duration, video_duration, width, height, created, finished, expires],
+audio_duration, video_duration, width, height, created, finished, queries
+(result GETs answered), expires],
 "uploads": [...], "deliveries": [{id, prediction_id, url, status, body,
 duplicate, bad_signature, late_ms, state (pending | delivered | failed |
 skipped | dropped), delivered, attempts: [{at, http_status, error}]}],

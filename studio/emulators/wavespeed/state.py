@@ -244,6 +244,7 @@ class Prediction:
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None  # monotonic, when processing began
     finished: float | None = None  # provider clock
+    queries: int = 0  # result GETs answered for it (the dispatch benchmark's count)
     forced: tuple[str, str] | None = None  # (kind, message): fail_task / nsfw
     nsfw_mode: str = "completed"
     webhook_faults: list[faults.Fault] = field(default_factory=list)
@@ -635,11 +636,13 @@ class Store:
                     self.totals["deleted_uploads"] += 1
 
     def get(self, key: ApiKey, prediction_id: str) -> Prediction:
+        """A prediction of this key's, for the result route (counted as a query)."""
         with self.lock:
             self.sweep()
             prediction = self.predictions.get(prediction_id)
             if prediction is None or prediction.key != key.key:
                 raise not_found()
+            prediction.queries += 1
             return prediction
 
     def listing(self, key: ApiKey) -> list[Prediction]:
@@ -969,6 +972,7 @@ class Store:
                 "height": prediction.height,
                 "created": prediction.created,
                 "finished": prediction.finished,
+                "queries": prediction.queries,
                 "expires": prediction.created + self.config.retention,
             }
 
