@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from studio import dispatcher, services
@@ -357,7 +358,7 @@ def test_a_result_the_content_check_flagged_fails_the_job_and_is_not_charged(
     ids=["401", "402"],
 )
 def test_an_account_error_pauses_the_account_with_a_plain_message(
-    ws_emu, inputs, alice, team, fault
+    ws_emu, inputs, alice, alice_client, team, fault
 ):
     ws_emu.faults(fault)
     job = queue(alice, team, inputs)
@@ -373,6 +374,8 @@ def test_an_account_error_pauses_the_account_with_a_plain_message(
     assert job.status == "queued" and job.attempts == 0  # not the job's fault
     assert dispatcher.dispatch(provider_name=PROVIDER) == []  # paused
     assert predictions(ws_emu) == []
+    page = alice_client.get(reverse("studio:gallery")).content.decode()
+    assert "Generation is paused" in page and "ws-emulator" not in page
     # Fixed: the next send works and resumes the account.
     assert drive(job).status == "succeeded"
     assert not ProviderAccount.objects.get(provider=PROVIDER).is_paused
