@@ -58,6 +58,12 @@ def main() -> None:
         choices=PROVIDERS,
         help="repeatable; default: emulator, then wavespeed-emulator",
     )
+    parser.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="WaveSpeed: run the web server with S2V_PUBLIC_BASE_URL set, so that "
+        "each task's callback asks for its poll",
+    )
     args = parser.parse_args()
     providers = args.provider or list(PROVIDERS)
     for provider in providers:
@@ -73,6 +79,7 @@ def main() -> None:
                 jobs=args.jobs,
                 task_seconds=seconds,
                 audio_seconds=args.audio_seconds,
+                webhooks=args.webhooks and provider == "wavespeed-emulator",
             )
 
 
@@ -116,15 +123,26 @@ class Account:
         ]
 
 
-def run(*, provider: str, jobs: int, task_seconds: float, audio_seconds: float) -> None:
+def run(
+    *,
+    provider: str,
+    jobs: int,
+    task_seconds: float,
+    audio_seconds: float,
+    webhooks: bool = False,
+) -> None:
     slots = SLOTS[provider]
     with tempfile.TemporaryDirectory(prefix="s2v-dispatch-bench-") as tmp:
         audio = media_factories.make_wav(Path(tmp) / "voice.wav", audio_seconds)
         account = Account(provider, task_seconds)
         with account.emulator:
             studio = LiveStudio(Path(tmp) / "studio", env=account.env())
+            if webhooks:
+                studio.env["S2V_PUBLIC_BASE_URL"] = studio.url
             try:
                 studio.prepare()
+                if webhooks:
+                    studio.start_server()
                 # Every job is queued (a few seconds each) before anything runs,
                 # so that from the first task on a slot that frees has a job to take.
                 for _ in range(jobs):
@@ -155,7 +173,8 @@ def run(*, provider: str, jobs: int, task_seconds: float, audio_seconds: float) 
         (t for t in every if t["start"] and t["end"]), key=lambda t: t["start"]
     )
     print(
-        f"== {provider}, {slots} slot(s), tasks of {task_seconds:g} s: {jobs} jobs, "
+        f"== {provider}{' with webhooks' if webhooks else ''}, {slots} slot(s), "
+        f"tasks of {task_seconds:g} s: {jobs} jobs, "
         f"{len(every)} tasks at the provider, most running at once: "
         f"{most_at_once(tasks)}, wall time {wall:.1f} s"
     )
