@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import (
@@ -33,7 +34,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import catalog
-from .catalog import Billing
+from .catalog import S2V, Billing
 from .models import (
     Budget,
     GenerationJob,
@@ -50,16 +51,6 @@ log = logging.getLogger(__name__)
 
 PLACES = Decimal("0.000001")
 ZERO = Decimal("0")
-GENERATION_MODEL = {
-    "local": "local",
-    "dashscope": "wan2.2-s2v",
-    "emulator": "wan2.2-s2v",
-}
-CHECK_MODEL = {
-    "local": "local",
-    "dashscope": "wan2.2-s2v-detect",
-    "emulator": "wan2.2-s2v-detect",
-}
 ALERT_LEVELS = (80, 100)
 
 
@@ -88,9 +79,9 @@ def price_for(
 ) -> Price | None:
     """The price line in force for a provider's unit, in the site currency."""
     at = at or timezone.now()
-    model = (CHECK_MODEL if unit == Price.Unit.IMAGE else GENERATION_MODEL).get(
-        provider, provider
-    )
+    model = _price_model(provider=provider, unit=unit)
+    if model is None:
+        return None
     return (
         Price.objects.filter(
             provider=provider,
@@ -104,6 +95,27 @@ def price_for(
         .order_by("-valid_from")
         .first()
     )
+
+
+def _price_model(*, provider: str, unit: str, model: str = S2V) -> str | None:
+    """The name a provider's price lines go by: the catalog offer's own model name.
+
+    A generation is priced by the offer's `remote_model`, a portrait check by its
+    `check_model`; None when the provider or model is unknown, or the offer has
+    no paid check.
+    """
+    try:
+        offer = catalog.offer(provider, model)
+    except (catalog.UnknownChoice, ImproperlyConfigured):
+        return None
+    if unit == Price.Unit.IMAGE:
+        return offer.check_model or None
+    return offer.remote_model
+
+
+def model_name(*, provider: str, unit: str) -> str:
+    """The model a ledger line names: the price table's, else the provider's name."""
+    return _price_model(provider=provider, unit=unit) or provider
 
 
 def unit_price(*, provider: str, unit: str, resolution: str = "") -> Decimal:
@@ -407,7 +419,7 @@ def record_check(
         user=user,
         kind=LedgerEntry.Kind.CHECK,
         provider=provider,
-        model=CHECK_MODEL.get(provider, provider),
+        model=model_name(provider=provider, unit=Price.Unit.IMAGE),
         unit=Price.Unit.IMAGE,
         quantity=Decimal(1),
         unit_price=price,
@@ -454,7 +466,7 @@ def _job_entry(job: GenerationJob, kind: str, **fields: object) -> LedgerEntry:
         job=job,
         kind=kind,
         provider=job.provider,
-        model=GENERATION_MODEL.get(job.provider, job.provider),
+        model=model_name(provider=job.provider, unit=Price.Unit.SECOND),
         resolution=job.resolution,
         unit=Price.Unit.SECOND,
         **fields,

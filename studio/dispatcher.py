@@ -32,7 +32,7 @@ from .media.images import InputError
 from .media.posters import make_poster
 from .media.video import probe_video
 from .models import GenerationJob, ProviderAccount, Task
-from .providers import get_provider
+from .providers import get_provider, task_state
 from .providers.base import (
     GenerationRequest,
     InputFile,
@@ -64,8 +64,9 @@ UNSENT_SUBMIT_AFTER = timedelta(minutes=5)
 # Clocks differ a little: a task created this long before its job's submit
 # began may still be the job's.
 CLOCK_SLACK = timedelta(minutes=1)
-# Listed tasks that cannot be a lost job's: failures are free (§3.3) and a FAILED
-# task may be one a retried job left behind, so resubmitting costs nothing.
+# Listed tasks that cannot be a lost job's: failures are free (§3.3, §9.5) and a
+# failed task may be one a retried job left behind, so resubmitting costs nothing.
+# Compared as the studio's states: providers' own words differ.
 NOT_ADOPTABLE = frozenset({TaskState.EXPIRED, TaskState.CANCELED, TaskState.FAILED})
 # Seconds of provider time per second of audio before there is any history.
 DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
@@ -88,23 +89,24 @@ def holding_slot(provider_name: str) -> Q:
     """Jobs that occupy one of the account's slots at the provider.
 
     A task the provider has finished no longer holds it, even while its result
-    is still being copied into storage.
+    is still being copied into storage: a saved result URL, or a word that
+    means the task ended, frees the slot.
     """
-    provider = as_remote(get_provider(provider_name))
-    done = [] if provider is None else words(provider, lambda state: not state.active)
-    return Q(provider=provider_name, status__in=GenerationJob.IN_FLIGHT) & ~Q(
-        remote_status__in=done
-    )
+    done = words(provider_name, lambda state: not state.active)
+    return Q(
+        provider=provider_name, status__in=GenerationJob.IN_FLIGHT, result_url=""
+    ) & ~Q(remote_status__in=done)
 
 
-def words(provider: RemoteProvider, which: Callable[[TaskState], bool]) -> list[str]:
+def words(provider_name: str, which: Callable[[TaskState], bool]) -> list[str]:
     """The provider's own words for the states `which` selects (to query stored words)."""
-    return sorted(word for word, state in provider.states.items() if which(state))
+    states = catalog.provider(provider_name).states
+    return sorted(word for word, state in states.items() if which(state))
 
 
-def state_of(provider: RemoteProvider, word: str) -> TaskState | None:
+def state_of(provider_name: str, word: str) -> TaskState | None:
     """The state a stored provider word means; None before the provider said anything."""
-    return provider.states.get(word) if word else None
+    return task_state(provider_name, word)
 
 
 def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
@@ -254,6 +256,10 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
                 ),
                 audio=InputFile(audio, job.audio.sha256, job.audio.file.name),
                 resolution=job.resolution,
+                audio_seconds=job.audio.duration,
+                # Only what the job's offer takes is kept in params (job_create).
+                prompt=job.param("prompt"),
+                seed=_seed(job.params.get("seed")),
                 before_post=before_post,
             )
             result = provider.start(request, lambda fraction: None)
@@ -309,6 +315,11 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     return GenerationJob.objects.get(pk=job.pk)
 
 
+def _seed(value: object) -> int | None:
+    """A stored seed, or None (the provider picks one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
     now = timezone.now()
     current = GenerationJob.objects.filter(
@@ -354,7 +365,7 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         attempts=F("attempts") - 1,
         submit_started_at=None,
         submit_posted_at=None,
-        not_before=now + _backoff(job.polls),
+        not_before=now + _wait(exc, job.polls),
         polls=F("polls") + 1,
     )
     log.warning(
@@ -378,7 +389,10 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
-    if state_of(provider, job.remote_status) == TaskState.SUCCEEDED and job.result_url:
+    if (
+        state_of(job.provider, job.remote_status) == TaskState.SUCCEEDED
+        and job.result_url
+    ):
         # The task is done; an earlier copy of its result failed. Try again.
         return _store_result(job, provider, video_url=job.result_url)
 
@@ -397,7 +411,7 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
                 ),
             )
             return GenerationJob.objects.get(pk=job.pk)
-        mine.update(next_poll_at=now + _backoff(job.polls), polls=F("polls") + 1)
+        mine.update(next_poll_at=now + _wait(exc, job.polls), polls=F("polls") + 1)
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
@@ -541,13 +555,13 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
             )
         )
         return bool(withdrawn)
-    if state_of(provider, job.remote_status) not in (
+    if state_of(job.provider, job.remote_status) not in (
         None,
         TaskState.PENDING,
     ) or not _try_cancel(provider, job.remote_task_id):
         return False
     # The provider took the task back: its word for that, whatever it is.
-    canceled = next(iter(words(provider, lambda s: s == TaskState.CANCELED)), "")
+    canceled = next(iter(words(job.provider, lambda s: s == TaskState.CANCELED)), "")
     reconcile.remember_task(
         job=job, task_id=job.remote_task_id, status=canceled, ended_at=timezone.now()
     )
@@ -611,6 +625,11 @@ def _backoff(failures: int) -> timedelta:
     """Exponential backoff with full jitter, 2 s to 5 min."""
     ceiling = min(2.0 * 2 ** min(failures, 8), 300.0)
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def _wait(exc: ProviderError, failures: int) -> timedelta:
+    """The backoff, but never shorter than the provider asked (its Retry-After)."""
+    return max(_backoff(failures), timedelta(seconds=exc.retry_after or 0.0))
 
 
 def _running_since(

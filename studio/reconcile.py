@@ -80,7 +80,9 @@ def remember_task(
             defaults=values,
             create_defaults={
                 **values,
-                "model": billing.GENERATION_MODEL.get(job.provider, job.provider),
+                "model": billing.model_name(
+                    provider=job.provider, unit=Price.Unit.SECOND
+                ),
                 "submitted_at": job.submit_started_at or timezone.now(),
                 "submit_started_at": job.submit_started_at,
                 "submit_posted_at": job.submit_posted_at,

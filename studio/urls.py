@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import views
+from .providers.wavespeed.views import wavespeed_webhook
 
 app_name = "studio"
 
@@ -31,6 +32,7 @@ urlpatterns = [
     path("provider/resume/", views.provider_resume, name="provider-resume"),
     path("provider/reconcile/", views.provider_reconcile, name="provider-reconcile"),
     path("inputs/<str:token>", views.public_input, name="public-input"),
+    path("hooks/wavespeed/", wavespeed_webhook, name="wavespeed-webhook"),
     # Gallery, review and hand-off.
     path("gallery/zip/", views.gallery_zip, name="gallery-zip"),
     path("jobs/<uuid:code>/favourite/", views.job_favourite, name="job-favourite"),

@@ -151,3 +151,35 @@ def emu(emulator: Any, settings: Any) -> Any:
     settings.S2V_INPUT_URLS = "upload"
     settings.S2V_CURRENCY = "USD"
     return emulator
+
+
+@pytest.fixture(scope="session")
+def wavespeed_emulator() -> Iterator[Any]:
+    """One WaveSpeed emulator on loopback for the session; tests reset it.
+
+    time_scale 1000: created/processing delays of 1 ms and 3 ms, the
+    rate-limit minute 60 ms, retention 7 days = 605 s. Key `ws-emulator`
+    (bronze: 3 concurrent tasks).
+    """
+    from studio.emulators.wavespeed import WaveSpeedEmulator
+
+    with WaveSpeedEmulator(time_scale=1000, quiet=True) as running:
+        yield running
+
+
+@pytest.fixture
+def ws_emu(wavespeed_emulator: Any, settings: Any) -> Any:
+    """The studio configured for the WaveSpeed emulator only, freshly reset.
+
+    The "wavespeed-emulator" provider is built from S2V_WAVESPEED_EMULATOR_PORT
+    (key `ws-emulator`, Bronze: 3 concurrent tasks). No public base URL, so no
+    webhooks unless a test sets S2V_PUBLIC_BASE_URL.
+    """
+    wavespeed_emulator.reset()
+    settings.S2V_PROVIDER = "wavespeed-emulator"
+    settings.S2V_PROVIDERS = ["wavespeed-emulator"]
+    settings.S2V_WAVESPEED_EMULATOR_PORT = wavespeed_emulator.port
+    settings.S2V_WAVESPEED_CONCURRENCY = 3
+    settings.S2V_PUBLIC_BASE_URL = ""
+    settings.S2V_CURRENCY = "USD"
+    return wavespeed_emulator

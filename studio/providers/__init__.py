@@ -27,6 +27,12 @@ def get_provider(name: str | None = None) -> Provider:
         settings.S2V_DASHSCOPE_CONCURRENCY,
         settings.S2V_INPUT_URLS,
         settings.S2V_EMULATOR_PORT,
+        settings.WAVESPEED_API_KEY,
+        settings.S2V_WAVESPEED_BASE_URL,
+        settings.S2V_WAVESPEED_CONCURRENCY,
+        settings.S2V_WAVESPEED_MAX_AUDIO_SECONDS,
+        settings.S2V_WAVESPEED_EMULATOR_PORT,
+        settings.S2V_PUBLIC_BASE_URL,
     )
     if key not in _providers:
         _providers[key] = _build(name)
@@ -71,6 +77,27 @@ def _build(name: str) -> Provider:
                 api_key="sk-emulator",
                 base_url=f"http://127.0.0.1:{settings.S2V_EMULATOR_PORT}/api/v1",
             )
+        case "wavespeed":
+            from .wavespeed.provider import WaveSpeedProvider
+
+            if not settings.WAVESPEED_API_KEY:
+                raise ImproperlyConfigured(
+                    "The wavespeed provider needs WAVESPEED_API_KEY or "
+                    "WAVESPEED_API_KEY_FILE (an API key from wavespeed.ai; keys "
+                    "work after the account's first top-up)."
+                )
+            return WaveSpeedProvider()
+        case "wavespeed-emulator":
+            # WaveSpeed's protocol against the bundled emulator, without a key.
+            from .wavespeed.provider import WaveSpeedProvider
+
+            return WaveSpeedProvider(
+                name="wavespeed-emulator",
+                label="WaveSpeed emulator",
+                api_key="ws-emulator",
+                base_url=f"http://127.0.0.1:{settings.S2V_WAVESPEED_EMULATOR_PORT}",
+            )
     raise ImproperlyConfigured(
-        f"Unknown S2V_PROVIDER={name!r}; use local, dashscope or emulator"
+        f"Unknown S2V_PROVIDER={name!r}; use local, dashscope, emulator, "
+        "wavespeed or wavespeed-emulator"
     )

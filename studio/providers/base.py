@@ -129,6 +129,12 @@ class GenerationRequest:
     audio: InputFile
     resolution: str
     face_box: tuple[int, int, int, int] | None = None
+    # The audio's length in seconds, when known: providers that bill by the
+    # input's length (WaveSpeed, provider-api.md §9.5) report billed seconds from it.
+    audio_seconds: float | None = None
+    # Parameters of models that take them ("" and None: the provider's default).
+    prompt: str = ""
+    seed: int | None = None
     # Called right before the request that creates a paid task is sent. It
     # raises to withdraw the send (the job was taken back meanwhile).
     before_post: Callable[[], None] | None = None
@@ -173,6 +179,7 @@ class ProviderError(Exception):
         permanent: bool = True,
         kind: str = "",
         unanswered: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -181,6 +188,9 @@ class ProviderError(Exception):
         # A remote call that may have taken effect although no answer came back
         # (a dropped connection, a read timeout): a submit may have made a task.
         self.unanswered = unanswered
+        # Seconds the provider asked the studio to wait before asking again
+        # (an HTTP Retry-After), when it said.
+        self.retry_after = retry_after
 
     @property
     def about_account(self) -> bool:

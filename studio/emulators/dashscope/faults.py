@@ -8,10 +8,11 @@ the order they were queued; task faults by the next submitted tasks.
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from studio.emulators import fault_queue
 
 from . import errors
 
@@ -60,6 +61,10 @@ class Fault:
     when: str = "before"  # drop: before handling, or after (the work is done)
     hits: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str | None:
+        return self.account
 
     def matches(self, route: str, path: str, account: str | None) -> bool:
         if self.route and route not in self.route:
@@ -173,26 +178,4 @@ def parse_flag(text: str) -> dict[str, Any]:
     COUNT may be empty or `*` for "until cleared", e.g. `throttle:3`,
     `server_error:2:submit,status=503`, `account_error:*,code=Arrearage`.
     """
-    text = text.strip()
-    if text.startswith("{"):
-        loaded = json.loads(text)
-        if not isinstance(loaded, dict):
-            raise ValueError("a JSON fault must be an object")
-        return loaded
-    head, *options = text.split(",")
-    kind, _, rest = head.partition(":")
-    count_text, _, route = rest.partition(":")
-    spec: dict[str, Any] = {"kind": kind.strip()}
-    if count_text.strip() in ("*", "inf"):
-        spec["count"] = None
-    elif count_text.strip():
-        spec["count"] = int(count_text)
-    if route.strip():
-        spec["route"] = route.strip()
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep:
-            raise ValueError(f"expected key=value, got {option!r}")
-        key = key.strip()
-        spec[key] = int(value) if key in ("status", "delay_ms") else value.strip()
-    return spec
+    return fault_queue.parse_flag(text, numeric=("status", "delay_ms"))

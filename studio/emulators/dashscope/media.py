@@ -7,16 +7,11 @@ through `probe_audio`. Failures become DashScope codes with §6 messages.
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
-import threading
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
-
+from studio.emulators import common
 from studio.media.audio import probe_audio
 from studio.media.images import InputError, check_face, precheck_image, read_image_info
 from studio.providers.base import ProviderLimits, Reason
@@ -35,13 +30,9 @@ IMAGE_LIMITS = ProviderLimits(
     resolutions=("480P", "720P"),
     concurrency=1,
 )
-# Bigger downloads are cut off: no valid input comes near this.
-MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
-MAX_REDIRECTS = 5
-# `images.check_face` shares cached OpenCV cascades between threads, and
-# CascadeClassifier.detectMultiScale crashes the process (SIGSEGV) when two
-# threads use one classifier at once. Every face check here holds this lock.
-FACE_LOCK = threading.Lock()
+# Shared with every emulator in the process (see common.FACE_LOCK).
+FACE_LOCK = common.FACE_LOCK
+is_loopback = common.is_loopback
 
 # The studio's reasons (base.Reason) -> the DashScope code of that family.
 _REASON_CODES: dict[str, str] = {
@@ -57,15 +48,6 @@ _REASON_CODES: dict[str, str] = {
     Reason.TOO_DARK: "InvalidFile.Value",
     Reason.REJECTED: "InvalidFile.Content",
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,52 +85,25 @@ def parse_url(url: object, field: str, *, resolve_oss: bool) -> Source:
 
 def download(url: str, folder: Path, *, timeout: float) -> Path:
     """GET a loopback URL into a new file under `folder`; raise ApiError on failure."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / uuid.uuid4().hex
     try:
-        with httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            follow_redirects=False,
-            trust_env=False,
-        ) as client:
-            for _ in range(MAX_REDIRECTS + 1):
-                with client.stream("GET", url) as response:
-                    if response.is_redirect:
-                        url = urljoin(url, response.headers.get("location", ""))
-                        host = urlsplit(url).hostname or ""
-                        if not is_loopback(host):
-                            raise ApiError(400, "InvalidURL", errors.INVALID_URL)
-                        continue
-                    if response.status_code != 200:
-                        raise ApiError.of("InvalidURL")
-                    written = 0
-                    with dest.open("wb") as fh:
-                        for chunk in response.iter_bytes(1 << 16):
-                            written += len(chunk)
-                            if written > MAX_DOWNLOAD_BYTES:
-                                raise ApiError.of("InvalidFile.Size", _too_big())
-                            fh.write(chunk)
-                    return dest
-            raise ApiError.of("InvalidURL")
-    except ApiError:
-        _discard(dest)
-        raise
-    except httpx.ConnectError:
-        _discard(dest)
-        raise ApiError(
-            400,
-            "InvalidURL.ConnectionRefused",
-            f"Connection to {url} refused, please provide available URL.",
-        ) from None
-    except httpx.TimeoutException:
-        _discard(dest)
-        raise ApiError(
-            400,
-            "InvalidURL.Timeout",
-            f"Download {url} timeout, please check network connection.",
-        ) from None
-    except (httpx.HTTPError, OSError):
-        _discard(dest)
+        return common.fetch(url, folder, timeout=timeout)
+    except common.FetchError as exc:
+        if exc.reason == "not_loopback":
+            raise ApiError(400, "InvalidURL", errors.INVALID_URL) from None
+        if exc.reason == "too_big":
+            raise ApiError.of("InvalidFile.Size", _too_big()) from None
+        if exc.reason == "refused":
+            raise ApiError(
+                400,
+                "InvalidURL.ConnectionRefused",
+                f"Connection to {exc.url} refused, please provide available URL.",
+            ) from None
+        if exc.reason == "timeout":
+            raise ApiError(
+                400,
+                "InvalidURL.Timeout",
+                f"Download {exc.url} timeout, please check network connection.",
+            ) from None
         raise ApiError.of("InvalidURL") from None
 
 
@@ -156,11 +111,6 @@ def _too_big() -> str:
     return (
         "Invalid file size. The video/audio/image file size must be less than 1024MB."
     )
-
-
-def _discard(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
 
 
 @dataclass(frozen=True, slots=True)

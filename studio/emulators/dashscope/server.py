@@ -154,25 +154,22 @@ seconds on the provider clock:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
-import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from . import errors, media, multipart
+from studio.emulators import common, multipart
+from studio.emulators.common import BodyTooLarge, Response
+
+from . import errors, media
 from .errors import ApiError, OssError
 from .faults import API_ROUTES
 from .faults import build as build_fault
@@ -189,8 +186,6 @@ from .state import (
 API_PREFIXES = ("/api/v1", "/qwen/api/v1")
 DEFAULT_KEY = "sk-emulator"
 JSON_LIMIT = 10 * 1024 * 1024
-# Unread request bodies up to this size are drained to keep the connection.
-DRAIN_LIMIT = 1024 * 1024
 # The listing searches at most 24 h of creation times (§1.2a), whatever the scale.
 LIST_WINDOW = 24 * 3600.0
 
@@ -198,23 +193,6 @@ _TASK = re.compile(r"/tasks/([^/]+)")
 _CANCEL = re.compile(r"/tasks/([^/]+)/cancel")
 _RESULT = re.compile(r"/results/([^/]+)\.mp4")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    file: Path | None = None
-    file_range: tuple[int, int] | None = None  # first and last byte, inclusive
-    code: str = ""  # error code, for the log line
-    drop: bool = False
-    close: bool = False
 
 
 def json_response(status: int, payload: Mapping[str, Any], request_id: str) -> Response:
@@ -249,64 +227,8 @@ def xml_error(status: int, code: str, message: str, request_id: str) -> Response
     )
 
 
-class Request:
-    """One parsed request; the body is read on demand."""
-
-    def __init__(self, handler: _Handler) -> None:
-        self.handler = handler
-        self.method = handler.command
-        split = urlsplit(handler.path)
-        self.path = split.path
-        self.query = {k: v[0] for k, v in parse_qs(split.query).items()}
-        self.headers = handler.headers
-        self.client = handler.client_address[0]
-        self.request_id = ""  # set by the app before it dispatches
-        self._body: bytes | None = None
-
-    def header(self, name: str) -> str:
-        return (self.headers.get(name) or "").strip()
-
-    def flag(self, name: str) -> bool:
-        """True when header `name` says `enable` (DashScope's switch value)."""
-        return self.header(name).lower() == "enable"
-
-    @property
-    def chunked(self) -> bool:
-        return "chunked" in self.header("Transfer-Encoding").lower()
-
-    @property
-    def length(self) -> int:
-        try:
-            return max(0, int(self.header("Content-Length") or 0))
-        except ValueError:
-            return 0
-
-    @property
-    def body_read(self) -> bool:
-        return self._body is not None
-
-    def body(self, limit: int) -> bytes:
-        if self._body is not None:
-            return self._body
-        rfile = self.handler.rfile
-        if self.chunked:
-            data = bytearray()
-            while True:
-                size = int(rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                if len(data) + size > limit:
-                    raise BodyTooLarge
-                data += rfile.read(size)
-                rfile.readline(1024)
-            self._body = bytes(data)
-        else:
-            if self.length > limit:
-                raise BodyTooLarge
-            self._body = rfile.read(self.length) if self.length else b""
-        return self._body
+class Request(common.Request):
+    """A request to the DashScope API: a JSON body with DashScope's error."""
 
     def json(self) -> dict[str, Any]:
         """The JSON object body; 400 "Required body invalid..." otherwise (§6)."""
@@ -580,7 +502,7 @@ class _App:
                 "AccessDenied",
                 "Temporary files cannot be listed or downloaded.",  # §5.4
             )
-        limit = int(self.cfg.max_file_size_mb * 1024 * 1024) + DRAIN_LIMIT
+        limit = int(self.cfg.max_file_size_mb * 1024 * 1024) + common.DRAIN_LIMIT
         try:
             body = req.body(limit)
         except BodyTooLarge:
@@ -699,6 +621,15 @@ class _App:
             return json_error(400, "InvalidControlRequest", str(exc), request_id)
         return json_error(404, "NotFound", "Not found!", request_id)
 
+    def body_too_large(self, request_id: str) -> Response:
+        return json_error(400, "InvalidParameter", errors.BAD_BODY, request_id)
+
+    def crashed(self, req: Request, exc: Exception, request_id: str) -> Response:
+        log_line(f"error on {req.method} {req.path}: {exc!r}")
+        return json_error(
+            500, "InternalError", errors.KNOWN["InternalError"][1], request_id
+        )
+
     def log_request(self, req: Request, response: Response, started: float) -> None:
         if self.quiet:
             return
@@ -747,119 +678,9 @@ def _int_param(
     return value
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(common.Handler):
     server_version = "dashscope-emulator/1.0"
-    sys_version = ""
-    # Idle keep-alive connections are closed after this many seconds.
-    timeout = 120
-    # Headers and body go out in separate writes; with Nagle's algorithm the
-    # second waits for the client's delayed ACK, adding ~40 ms per request.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the app logs one line per request itself
-
-    def _serve(self) -> None:
-        app = self.server.app
-        started = time.monotonic()
-        request_id = str(uuid.uuid4())
-        req = Request(self)
-        req.request_id = request_id
-        try:
-            response = app.dispatch(req, request_id)
-        except BodyTooLarge:
-            response = json_error(400, "InvalidParameter", errors.BAD_BODY, request_id)
-            response.close = True
-        except Exception as exc:  # one bad request must never kill the server
-            log_line(f"error on {req.method} {req.path}: {exc!r}")
-            traceback.print_exc(file=sys.stderr)
-            response = json_error(
-                500, "InternalError", errors.KNOWN["InternalError"][1], request_id
-            )
-        app.log_request(req, response, started)
-        if response.drop:
-            self.close_connection = True
-            return
-        if not req.body_read and (req.chunked or req.length > DRAIN_LIMIT):
-            response.close = True
-        elif not req.body_read and req.length:
-            self.rfile.read(req.length)
-        if response.close or self.server.stopping:
-            self.close_connection = True
-        self._write(response)
-
-    def _write(self, response: Response) -> None:
-        self.send_response(response.status)
-        if response.content_type:
-            self.send_header("Content-Type", response.content_type)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        length = len(response.body)
-        if response.file is not None and response.file_range is not None:
-            length = response.file_range[1] - response.file_range[0] + 1
-        self.send_header("Content-Length", str(max(0, length)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command == "HEAD":
-            return
-        if response.file is not None and response.file_range is not None:
-            start, end = response.file_range
-            with response.file.open("rb") as fh:
-                fh.seek(start)
-                remaining = end - start + 1
-                while remaining > 0:
-                    chunk = fh.read(min(1 << 16, remaining))
-                    if not chunk:
-                        break
-                    self.wfile.write(chunk)
-                    remaining -= len(chunk)
-        else:
-            self.wfile.write(response.body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], app: _App, family: int) -> None:
-        self.address_family = family
-        self.app = app
-        self.stopping = False
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Hang up on keep-alive clients so their handler threads end."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError) or self.stopping:
-            return  # clients hanging up are routine
-        super().handle_error(request, client_address)
+    request_class = Request
 
 
 class Emulator:
@@ -886,7 +707,7 @@ class Emulator:
         **settings: Any,
     ) -> None:
         """`settings` are further `state.Config` fields (overflow_code, task_ttl, ...)."""
-        if not media.is_loopback(host):
+        if not common.is_loopback(host):
             raise ValueError(f"the emulator listens on loopback only, not {host!r}")
         self.host = host
         self.port = port
@@ -909,7 +730,7 @@ class Emulator:
             build_fault(spec, 0)  # fail early on a bad spec
         self._owns_data_dir = data_dir is None
         self._data_dir = Path(data_dir) if data_dir is not None else None
-        self._server: _Server | None = None
+        self._server: common.LoopbackServer | None = None
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
 
@@ -927,20 +748,12 @@ class Emulator:
         )
         if self._initial_faults:
             self._store.add_faults(self._initial_faults)
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        host = self.host.strip("[]")
-        self._server = _Server(
-            (host, self.port), _App(self._store, quiet=self.quiet), family
+        self._server = common.listen(
+            self.host, self.port, _App(self._store, quiet=self.quiet), _Handler
         )
         self.port = self._server.server_address[1]
         self._store.public_url = self.url
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="dashscope-emulator",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = common.serve_in_thread(self._server, "dashscope-emulator")
         return self
 
     def stop(self) -> None:
@@ -948,12 +761,7 @@ class Emulator:
         server, self._server = self._server, None
         if server is None:
             return
-        server.stopping = True
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        common.shut_down(server, self._thread)
         if self._store is not None:
             self._store.stop()
             if self._owns_data_dir:
@@ -973,8 +781,7 @@ class Emulator:
         """`http://127.0.0.1:PORT`, the server root (upload host and results too)."""
         if self._server is None:
             raise RuntimeError("the emulator is not running; call start() first")
-        host = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return common.root_url(self.host, self.port)
 
     @property
     def base_url(self) -> str:

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import math
 import secrets
@@ -30,12 +29,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from studio.emulators import common
+from studio.emulators.fault_queue import FaultQueue
+from studio.emulators.multipart import Part
 from studio.media.images import InputError
-from studio.media.render import render_video
 
 from . import errors, faults, media
 from .errors import ApiError, OssError
-from .multipart import Part
 
 # DashScope periods in seconds, before --time-scale (§1.6, §3.3, §5.1, §5.4).
 TASK_TTL = 24 * 3600.0
@@ -299,10 +299,9 @@ class Store:
             self.account(key.account).keys.append(key.key)
         self.tasks: dict[str, Task] = {}
         self.uploads: dict[str, Upload] = {}
-        self.faults: list[faults.Fault] = []
         self.totals: Counter[str] = Counter()
+        self.faults = FaultQueue(faults.build, lock=self.lock, totals=self.totals)
         self.generation = 0
-        self._fault_ids = itertools.count(1)
         self._secret = secrets.token_bytes(32)
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
@@ -397,28 +396,13 @@ class Store:
     # Faults
 
     def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        built = [faults.build(spec, 0) for spec in specs]  # validate all first
-        with self.lock:
-            for fault in built:
-                fault.id = next(self._fault_ids)
-                self.faults.append(fault)
-            return [f.to_json() for f in self.faults]
+        return self.faults.add(specs)
 
     def clear_faults(self, kind: str | None = None, account: str | None = None) -> int:
-        with self.lock:
-            keep = [
-                f
-                for f in self.faults
-                if (kind is not None and f.kind != kind)
-                or (account is not None and f.account != account)
-            ]
-            removed = len(self.faults) - len(keep)
-            self.faults = keep
-            return removed
+        return self.faults.clear(kind, account)
 
     def list_faults(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [f.to_json() for f in self.faults]
+        return self.faults.listing()
 
     def take_fault(
         self,
@@ -429,16 +413,7 @@ class Store:
         account: str | None = None,
     ) -> faults.Fault | None:
         """The first queued fault of `kinds` matching the request; counts it down."""
-        wanted = tuple(kinds)
-        with self.lock:
-            for fault in self.faults:
-                if fault.kind in wanted and fault.matches(route, path, account):
-                    fault.take()
-                    if fault.spent:
-                        self.faults.remove(fault)
-                    self.totals[f"fault_{fault.kind}"] += 1
-                    return replace(fault)
-            return None
+        return self.faults.take(kinds, route=route, path=path, owner=account)
 
     # Temporary upload (§5)
 
@@ -765,22 +740,14 @@ class Store:
                 self._finish(task, "FAILED", *task.forced)
                 return
             out = self.data_dir / "results" / f"{task.id}.mp4"
-            # Without a face box render_video runs the face check itself.
-            guard = (
-                media.FACE_LOCK
-                if prepared.face_box is None
-                else contextlib.nullcontext()
-            )
             try:
-                with guard:
-                    info = render_video(
-                        portrait=prepared.image,
-                        audio=prepared.audio,
-                        resolution=task.resolution,
-                        face_box=prepared.face_box,
-                        out=out,
-                        poster=out.with_suffix(".jpg"),
-                    )
+                info = common.render(
+                    portrait=prepared.image,
+                    audio=prepared.audio,
+                    resolution=task.resolution,
+                    face_box=prepared.face_box,
+                    out=out,
+                )
             except InputError as exc:
                 code = exc.code if exc.code in errors.KNOWN else "InvalidFile.Openerror"
                 self._finish(task, "FAILED", code, errors.known_message(code))
@@ -1011,7 +978,7 @@ class Store:
                     }
                     for u in self.uploads.values()
                 ],
-                "faults": [f.to_json() for f in self.faults],
+                "faults": self.faults.listing(),
                 "totals": dict(self.totals),
             }
 
@@ -1050,7 +1017,7 @@ class Store:
                 with contextlib.suppress(OSError):
                     upload.path.unlink()
             self.uploads.clear()
-            self.faults.clear()
+            self.faults.clear()  # every fault: no kind or account given
             self.totals.clear()
             self.clock_offset = 0.0
             for account in self.accounts.values():

@@ -21,7 +21,8 @@ GRACE_SECONDS = 8.0
 class Command(BaseCommand):
     help = (
         "Run the web server, the django-q2 cluster and the dispatcher together "
-        "(and the DashScope emulator when S2V_PROVIDERS has emulator); Ctrl-C stops all."
+        "(and the DashScope and WaveSpeed emulators when S2V_PROVIDERS has "
+        "emulator or wavespeed-emulator); Ctrl-C stops all."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -29,21 +30,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, addrport: str, **options: Any) -> None:
         manage = [sys.executable, "manage.py"]
-        commands = []
-        # Any enabled provider, not only the default: the form offers them all.
-        if "emulator" in catalog.enabled_names():
-            # A few seconds per task, so the queue and the live status show.
-            commands.append(
-                [
-                    *manage,
-                    "dashscope_emulator",
-                    "--port",
-                    str(settings.S2V_EMULATOR_PORT),
-                    "--run-seconds-base",
-                    "4",
-                    "--quiet",
-                ]
-            )
+        commands = emulator_commands(manage)
         commands += [
             [*manage, "qcluster"],
             [*manage, "dispatcher"],
@@ -79,6 +66,39 @@ class Command(BaseCommand):
             pass
         finally:
             stop()
+
+
+def emulator_commands(manage: list[str]) -> list[list[str]]:
+    """The bundled emulators of the enabled providers (S2V_PROVIDERS), to start first.
+
+    A few seconds per task, so the queue and the live status show.
+    """
+    enabled = catalog.enabled_names()
+    commands = []
+    if "emulator" in enabled:
+        commands.append(
+            [
+                *manage,
+                "dashscope_emulator",
+                "--port",
+                str(settings.S2V_EMULATOR_PORT),
+                "--run-seconds-base",
+                "4",
+                "--quiet",
+            ]
+        )
+    if "wavespeed-emulator" in enabled:
+        # WaveSpeed's own pace: 1 s created, then at least 3 s processing.
+        commands.append(
+            [
+                *manage,
+                "wavespeed_emulator",
+                "--port",
+                str(settings.S2V_WAVESPEED_EMULATOR_PORT),
+                "--quiet",
+            ]
+        )
+    return commands
 
 
 def stop_groups(

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import IO
 
 from django.conf import settings
-from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
-from django.core.files import File
-from django.core.files.storage import default_storage
-from django.urls import reverse
 from django.utils import timezone
 
-from studio.formats import format_of_suffix, suffix_for
+from studio.providers import staging
 from studio.providers.base import (
     GenerationRequest,
     InputFile,
@@ -56,8 +51,11 @@ AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
 UPLOAD_VALID_FOR = timedelta(hours=48)  # §5.4
 # Reuse an upload only while it has this long left: a task may start late.
 UPLOAD_REUSE_MARGIN = timedelta(hours=6)
-PUBLIC_LINK_SALT = "studio.public-input"
-PUBLIC_LINK_MAX_AGE = 48 * 3600
+# Shared with every remote provider; kept here under their old names.
+PUBLIC_LINK_SALT = staging.PUBLIC_LINK_SALT
+PUBLIC_LINK_MAX_AGE = staging.PUBLIC_LINK_MAX_AGE
+_stage = staging.stage
+_suffix = staging.suffix
 
 # What each failure means for the person who made the video (provider-api.md §6).
 _MESSAGES = {
@@ -168,7 +166,7 @@ class DashScopeProvider:
                 "S2V_INPUT_URLS=public needs S2V_PUBLIC_BASE_URL."
             )
         # Uploads are bound to the account: key them by a fingerprint, not the key.
-        self.account = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+        self.account = staging.account_fingerprint(api_key)
         self.client = DashScopeClient(
             api_key=api_key,
             base_url=base_url or settings.S2V_DASHSCOPE_BASE_URL,
@@ -299,40 +297,26 @@ class DashScopeProvider:
         """A URL the provider can fetch for one input, per S2V_INPUT_URLS."""
         if self.input_urls == "upload":
             return self._uploaded(item, model=model)
-        name = item.storage_name or _stage(item)
-        if self.input_urls == "storage":
-            return default_storage.url(name)
-        token = signing.dumps(name, salt=PUBLIC_LINK_SALT)
-        return settings.S2V_PUBLIC_BASE_URL + reverse(
-            "studio:public-input", args=[token]
-        )
+        return staging.linked_url(item, mode=self.input_urls)
 
     def _uploaded(self, item: InputFile, *, model: str) -> str:
-        from studio.models import RemoteUpload
+        # Temporary uploads are bound to the account and the model (§5.4).
+        def upload() -> str:
+            policy = self._policies.get(model)
+            if policy is None or policy.expires_at <= timezone.now():
+                policy = self._policies[model] = self.client.upload_policy(model=model)
+            return self.client.upload(
+                policy=policy, path=item.path, name=staging.upload_name(item)
+            )
 
-        now = timezone.now()
-        known = RemoteUpload.objects.filter(
+        return staging.uploaded(
+            item,
             account=self.account,
-            model=model,
-            sha256=item.sha256,
-            expires_at__gt=now + UPLOAD_REUSE_MARGIN,
-        ).first()
-        if known is not None:
-            return known.url
-        policy = self._policies.get(model)
-        if policy is None or policy.expires_at <= now:
-            policy = self._policies[model] = self.client.upload_policy(model=model)
-        url = self.client.upload(
-            policy=policy, path=item.path, name=f"{item.sha256[:32]}{_suffix(item)}"
+            scope=model,
+            valid_for=UPLOAD_VALID_FOR,
+            margin=UPLOAD_REUSE_MARGIN,
+            upload=upload,
         )
-        RemoteUpload.objects.create(
-            account=self.account,
-            model=model,
-            sha256=item.sha256,
-            url=url,
-            expires_at=now + UPLOAD_VALID_FOR,
-        )
-        return url
 
     # -- mapping ------------------------------------------------------------------
 
@@ -389,21 +373,3 @@ class DashScopeProvider:
             permanent=exc.permanent,
             kind=str(exc.kind),
         )
-
-
-def _stage(item: InputFile) -> str:
-    """Put an unstored input into storage so that a link can point at it."""
-    # The suffix is the studio's, so public_input can serve the copy by it.
-    name = f"staging/{item.sha256}{_suffix(item)}"
-    if not default_storage.exists(name):
-        with item.path.open("rb") as fh:
-            name = default_storage.save(name, File(fh))
-    return name
-
-
-def _suffix(item: InputFile) -> str:
-    """A suffix from what the input verifiably is, never from an uploader's name."""
-    if item.format:
-        return suffix_for(item.format)
-    fmt = format_of_suffix(item.storage_name or item.path.name)
-    return suffix_for(fmt) if fmt else ""

@@ -7,6 +7,8 @@ from django.conf import settings
 from studio.catalog import S2V, TIER_480, TIER_720, Billing, Offer, ProviderSpec
 from studio.providers.base import ProviderLimits
 
+from .states import STATES
+
 S2V_MODEL = "wavespeed-ai/wan-2.2/speech-to-video"
 
 
@@ -41,4 +43,5 @@ def provider_spec(*, name: str, label: str) -> ProviderSpec:
         concurrency=concurrency,
         staging="upload",
         webhooks=bool(settings.S2V_PUBLIC_BASE_URL),
+        states=STATES,
     )

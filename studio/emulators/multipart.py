@@ -1,4 +1,4 @@
-"""A small multipart/form-data parser for the emulated OSS POST upload (§5.2).
+"""A small multipart/form-data parser for the emulators' upload endpoints.
 
 The whole body is in memory already (uploads are capped by the policy), so
 the parser just splits on the boundary and reads each part's headers with

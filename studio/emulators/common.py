@@ -1,0 +1,401 @@
+"""What the provider emulators share: loopback rules, fetching, rendering, HTTP plumbing.
+
+Every emulator listens on loopback only and fetches only loopback URLs (tests
+never leave the machine); each renders real MP4s with the studio's renderer;
+each serves plain HTTP/1.1 from a `ThreadingHTTPServer`. The vendor-specific
+parts (routes, error bodies, state) stay in the emulator's own package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+from studio.media.render import RenderInfo, render_video
+
+# `images.check_face` shares cached OpenCV cascades between threads, and
+# CascadeClassifier.detectMultiScale crashes the process (SIGSEGV) when two
+# threads use one classifier at once. Every face check in every emulator (two
+# may run in one test process) holds this lock.
+FACE_LOCK = threading.Lock()
+
+# Bigger downloads are cut off: no valid input comes near this.
+MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+MAX_REDIRECTS = 5
+# Unread request bodies up to this size are drained to keep the connection.
+DRAIN_LIMIT = 1024 * 1024
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_url(url: str) -> bool:
+    """An absolute http(s) URL on a loopback host: the only kind an emulator fetches."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and is_loopback(host)
+
+
+# Fetching inputs
+
+
+class FetchError(Exception):
+    """A loopback download failed; `reason` says how, for the vendor's error code.
+
+    Reasons: `not_loopback` (a redirect left loopback), `status` (not 200),
+    `redirects` (too many), `too_big`, `refused`, `timeout`, `other`.
+    """
+
+    def __init__(self, reason: str, url: str, status: int = 0) -> None:
+        super().__init__(f"{reason}: {url}")
+        self.reason = reason
+        self.url = url
+        self.status = status
+
+
+def fetch(
+    url: str,
+    folder: Path,
+    *,
+    timeout: float,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+) -> Path:
+    """GET a loopback URL into a new file under `folder`; raise FetchError on failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / uuid.uuid4().hex
+    try:
+        with httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            follow_redirects=False,
+            trust_env=False,
+        ) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        if not is_loopback(urlsplit(url).hostname or ""):
+                            raise FetchError("not_loopback", url)
+                        continue
+                    if response.status_code != 200:
+                        raise FetchError("status", url, response.status_code)
+                    written = 0
+                    with dest.open("wb") as fh:
+                        for chunk in response.iter_bytes(1 << 16):
+                            written += len(chunk)
+                            if written > max_bytes:
+                                raise FetchError("too_big", url)
+                            fh.write(chunk)
+                    return dest
+            raise FetchError("redirects", url)
+    except FetchError:
+        discard(dest)
+        raise
+    except httpx.ConnectError:
+        discard(dest)
+        raise FetchError("refused", url) from None
+    except httpx.TimeoutException:
+        discard(dest)
+        raise FetchError("timeout", url) from None
+    except (httpx.HTTPError, OSError):
+        discard(dest)
+        raise FetchError("other", url) from None
+
+
+def discard(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def render(
+    *,
+    portrait: Path,
+    audio: Path,
+    resolution: str,
+    face_box: tuple[int, int, int, int] | None,
+    out: Path,
+) -> RenderInfo:
+    """A real talking-portrait MP4 (and its JPEG poster next to it).
+
+    Without a face box `render_video` runs the face check itself, which must
+    hold FACE_LOCK. Raises `studio.media.images.InputError` for unreadable inputs.
+    """
+    guard = FACE_LOCK if face_box is None else contextlib.nullcontext()
+    with guard:
+        return render_video(
+            portrait=portrait,
+            audio=audio,
+            resolution=resolution,
+            face_box=face_box,
+            out=out,
+            poster=out.with_suffix(".jpg"),
+        )
+
+
+# HTTP plumbing
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    file: Path | None = None
+    file_range: tuple[int, int] | None = None  # first and last byte, inclusive
+    code: str = ""  # error code, for the log line
+    drop: bool = False
+    close: bool = False
+
+
+class Request:
+    """One parsed request; the body is read on demand."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        self.handler = handler
+        self.method = handler.command
+        split = urlsplit(handler.path)
+        self.path = split.path
+        self.query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        self.headers = handler.headers
+        self.client = handler.client_address[0]
+        self.request_id = ""  # set by the handler before it dispatches
+        self._body: bytes | None = None
+
+    def header(self, name: str) -> str:
+        return (self.headers.get(name) or "").strip()
+
+    def flag(self, name: str) -> bool:
+        """True when header `name` says `enable` (DashScope's switch value)."""
+        return self.header(name).lower() == "enable"
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in self.header("Transfer-Encoding").lower()
+
+    @property
+    def length(self) -> int:
+        try:
+            return max(0, int(self.header("Content-Length") or 0))
+        except ValueError:
+            return 0
+
+    @property
+    def body_read(self) -> bool:
+        return self._body is not None
+
+    def body(self, limit: int) -> bytes:
+        if self._body is not None:
+            return self._body
+        rfile = self.handler.rfile
+        if self.chunked:
+            data = bytearray()
+            while True:
+                size = int(rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                if len(data) + size > limit:
+                    raise BodyTooLarge
+                data += rfile.read(size)
+                rfile.readline(1024)
+            self._body = bytes(data)
+        else:
+            if self.length > limit:
+                raise BodyTooLarge
+            self._body = rfile.read(self.length) if self.length else b""
+        return self._body
+
+
+class App(Protocol):
+    """What a LoopbackServer serves: the emulator's routing and error shapes."""
+
+    def dispatch(self, req: Any, request_id: str) -> Response: ...
+
+    def body_too_large(self, request_id: str) -> Response: ...
+
+    def crashed(self, req: Any, exc: Exception, request_id: str) -> Response:
+        """Log `exc` in the emulator's voice and answer the vendor's 500."""
+        ...
+
+    def log_request(self, req: Any, response: Response, started: float) -> None: ...
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Reads a request, asks the app for a Response, writes it (or hangs up)."""
+
+    protocol_version = "HTTP/1.1"
+    sys_version = ""
+    # Idle keep-alive connections are closed after this many seconds.
+    timeout = 120
+    # Headers and body go out in separate writes; with Nagle's algorithm the
+    # second waits for the client's delayed ACK, adding ~40 ms per request.
+    disable_nagle_algorithm = True
+    request_class: ClassVar[type[Request]] = Request
+    server: LoopbackServer
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the app logs one line per request itself
+
+    def _serve(self) -> None:
+        app = self.server.app
+        started = time.monotonic()
+        request_id = str(uuid.uuid4())
+        req = self.request_class(self)
+        req.request_id = request_id
+        try:
+            response = app.dispatch(req, request_id)
+        except BodyTooLarge:
+            response = app.body_too_large(request_id)
+            response.close = True
+        except Exception as exc:  # one bad request must never kill the server
+            response = app.crashed(req, exc, request_id)
+            traceback.print_exc(file=sys.stderr)
+        app.log_request(req, response, started)
+        if response.drop:
+            self.close_connection = True
+            return
+        if not req.body_read and (req.chunked or req.length > DRAIN_LIMIT):
+            response.close = True
+        elif not req.body_read and req.length:
+            self.rfile.read(req.length)
+        if response.close or self.server.stopping:
+            self.close_connection = True
+        self._write(response)
+
+    def _write(self, response: Response) -> None:
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        length = len(response.body)
+        if response.file is not None and response.file_range is not None:
+            length = response.file_range[1] - response.file_range[0] + 1
+        self.send_header("Content-Length", str(max(0, length)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if response.file is not None and response.file_range is not None:
+            start, end = response.file_range
+            with response.file.open("rb") as fh:
+                fh.seek(start)
+                remaining = end - start + 1
+                while remaining > 0:
+                    chunk = fh.read(min(1 << 16, remaining))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    remaining -= len(chunk)
+        else:
+            self.wfile.write(response.body)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: App,
+        family: int,
+        handler: type[Handler] = Handler,
+    ) -> None:
+        self.address_family = family
+        self.app = app
+        self.stopping = False
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on keep-alive clients so their handler threads end."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError) or self.stopping:
+            return  # clients hanging up are routine
+        super().handle_error(request, client_address)
+
+
+def listen(host: str, port: int, app: App, handler: type[Handler]) -> LoopbackServer:
+    """A LoopbackServer bound to `host` (IPv4 or IPv6 loopback) and `port` (0: any)."""
+    if not is_loopback(host):
+        raise ValueError(f"the emulator listens on loopback only, not {host!r}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return LoopbackServer((host.strip("[]"), port), app, family, handler)
+
+
+def serve_in_thread(server: LoopbackServer, name: str) -> threading.Thread:
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name=name,
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def shut_down(server: LoopbackServer, thread: threading.Thread | None) -> None:
+    server.stopping = True
+    server.shutdown()
+    server.close_connections()
+    server.server_close()
+    if thread is not None:
+        thread.join(timeout=10)
+
+
+def root_url(host: str, port: int) -> str:
+    host = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{host}:{port}"

@@ -1,0 +1,646 @@
+"""A local emulator of WaveSpeedAI's wan-2.2 speech-to-video API, over real HTTP.
+
+The contract is /work/shared/docs/provider-api.md §9 (cited as §n below).
+Start it with `python manage.py wavespeed_emulator --port 8766`, or in tests:
+
+    with WaveSpeedEmulator(time_scale=86400, quiet=True) as ws:
+        httpx.post(ws.base_url + "/api/v3/wavespeed-ai/wan-2.2/speech-to-video", ...)
+
+`base_url` is the server root, as `https://api.wavespeed.ai` is for the
+real service. Routes (Authorization: Bearer KEY on every /api/v3 route):
+
+    POST /api/v3/wavespeed-ai/wan-2.2/speech-to-video[?webhook=URL]   submit (§9.2)
+    GET  /api/v3/predictions/{id}/result, GET /api/v3/predictions/{id}  (§9.3)
+    GET  /api/v3/predictions?page=1&page_size=20      this key's, newest first
+    POST /api/v3/media/upload/binary                  multipart `file` (§9.4)
+    GET  /api/v3/webhook/secret                       {"secret": "whsec_..."}
+    GET  /media/uploads/{token}/{filename}            an upload (no auth)
+    GET  /media/outputs/{id}.mp4                      a result (no auth)
+    /_emulator/...                                    control API (below)
+
+Pinned with the client (a shared decision, not all in §9):
+
+* Every answer is `{"code", "message", "data"}`; errors are `{"code": <HTTP
+  status>, "message"}`: 401 "Unauthorized: missing API key" / "...: invalid
+  API key"; 402 "Insufficient balance, please top up" (submit, for keys
+  flagged nobalance); 400 for validation; 404 "Prediction not found"; 429
+  "Too Many Requests" with Retry-After (seconds); 500 "Internal server error".
+* Submit body is flat: `image`, `audio` (URLs, required), `prompt` ("" by
+  default), `resolution` (480p | 720p, default 480p), `seed` (int, -1). The
+  answer is 200 with the prediction in status `created`; a prediction is
+  `{id (32 hex), model, input (the body as sent), outputs, urls.get,
+  has_nsfw_contents, status, created_at (ISO, ms, Z), error, timings.inference
+  (ms)}`. Completed: `outputs: ["<base>/media/outputs/<id>.mp4"]`, a real MP4
+  from `studio.media.render` at the resolution, as long as the audio, and
+  `has_nsfw_contents: [false]`.
+* §9.6: retention 7 days (scaled) for predictions, outputs and uploads;
+  webhooks signed `v3,<hex HMAC-SHA256>` over `{webhook-id}.{timestamp}.{body}`
+  with the secret minus `whsec_` as raw UTF-8 bytes; Bronze tier 3 concurrent
+  (created + processing) and 5 submits per (scaled) minute, per key.
+
+Choices where §9 and the pinned list are silent:
+
+* Check order on submit: auth (401), balance (402), JSON and field checks
+  (400), tier limits (429), then the inputs are fetched and decoded (400).
+  Only accepted submits count towards the per-minute limit. Retry-After is
+  the seconds until the oldest submit leaves the window (at least 1), or
+  `busy_retry_after` (1) over the concurrent limit.
+* 400 messages: "Invalid JSON body", "image is required" (also audio),
+  "prompt must be a string", "resolution must be one of 480p, 720p", "seed
+  must be an integer", "enable_sync_mode is not supported for this model"
+  (§9.6), "Invalid image URL: ..." (neither an own upload nor a loopback
+  http(s) URL), "Failed to download image: URL (HTTP 404 | refused |
+  timeout...)", "image is not a valid image file", "audio is not a valid
+  audio file", "audio is longer than 600 seconds" (§9.5, the newer page),
+  "Invalid webhook URL: ...", "page must be a positive integer",
+  "page_size must be between 1 and 100", "Missing multipart field: file",
+  "Unsupported file type: ...", "File too large: image files may be at most
+  20 MB" (MB = 2^20 bytes). Unknown JSON fields are accepted and echoed in
+  `input`. Unknown paths: 404 "Not found"; a known path with another method:
+  405 "Method not allowed". Other keys' predictions are 404, as unknown ones.
+* Upload type is judged by content (Pillow, then FFmpeg), not by name;
+  `filename` is the sent name made safe for a URL path ("file" if none).
+* Inputs: own upload URLs are read from the store; loopback http(s) URLs
+  are fetched at submit (so a bad input is a 400, never a failed task).
+* `created_seconds` (1) then at least `processing_seconds` (3), both divided
+  by time_scale; the render counts towards processing and is never cut.
+  `hold` keeps predictions where they are until advanced by the control API.
+  `timings.inference` is the real milliseconds spent processing (0 before).
+* nsfw fault: by default the prediction *completes* with `outputs: []` and
+  `has_nsfw_contents: [true]` (what WaveSpeed's field implies: the content
+  is withheld); with `"mode": "failed"` it fails with error "NSFW content
+  detected in the output" and `has_nsfw_contents: [true]`. fail_task's
+  default error: "Task failed: the model could not generate the video".
+* Webhooks: `?webhook=` must be an absolute http(s) URL (else 400). The
+  body is the prediction object as GET shows it, compact JSON. Only
+  loopback URLs are called; others are recorded as `skipped`. A delivery
+  that fails (transport error or non-2xx) is retried `webhook_retries` (2)
+  more times after 0.5 s, 1 s (real) with the same webhook-id and a fresh
+  timestamp (unix seconds on the provider clock) and signature; a duplicate (fault) is a second delivery with
+  its own webhook-id. Secrets are per key, stable for the process (reset
+  keeps them), `whsec_` + base64 of 24 random bytes (so a client that
+  base64-decodes it signs with the wrong key).
+* Tiers: bronze 3/5, silver 100/60 (§9.6), unlimited 0/0 (no limits), or
+  explicit `max_concurrent`/`per_minute`. Default key `ws-emulator`, bronze.
+* Retention deletes the records: afterwards the prediction is 404, absent
+  from the listing, and its output and upload URLs are 404.
+
+Time: `time_scale` K divides every provider period (retention 7 d, the
+rate-limit minute, created/processing delays). `retention_seconds` overrides
+retention in real seconds. The provider clock (created_at, retention, the
+rate window) can be moved with `/_emulator/clock`.
+
+Control API (no auth; the server listens on loopback only):
+
+    GET  /_emulator/state                  everything below, as JSON
+    POST /_emulator/reset                  forget predictions, uploads, deliveries,
+                                           faults, clock, config and key changes
+    GET  /_emulator/faults                 {"faults": [...]}
+    POST /_emulator/faults                 a fault, a list, or {"faults": [...]}
+    POST /_emulator/faults/clear           {"kind"?, "key"?}; DELETE /faults too
+    POST /_emulator/clock                  {"advance": seconds}
+    GET|POST /_emulator/config             read or change Config fields
+    GET  /_emulator/keys                   {"keys": {...}}
+    POST /_emulator/keys                   {"key", "tier"?, "max_concurrent"?,
+                                            "per_minute"?, "balance"?}: add or change
+    GET  /_emulator/webhooks               {"deliveries": [...]}
+    GET  /_emulator/predictions            {"predictions": [...]} (all keys)
+    GET  /_emulator/predictions/{id}       one, with emulator fields
+    POST /_emulator/predictions/{id}/advance  {"to": processing|completed|failed,
+                                               "error"?}
+
+A fault is `{"kind", "count", "route", "path", "key", ...}`; `count` null =
+until cleared; `route` "*" or a comma list of submit, result, list, upload,
+secret, media:
+
+    {"kind": "throttle", "retry_after": 1}            429 Too Many Requests
+    {"kind": "server_error", "status": 500}           500 Internal server error
+    {"kind": "drop", "when": "before"|"after"}        hang up (after: the work,
+                                                      e.g. the prediction, is done)
+    {"kind": "slow", "delay_ms": 1000}                then answer normally
+    {"kind": "fail_task", "message": "..."}           next prediction fails
+    {"kind": "nsfw", "mode": "completed"|"failed"}    next prediction is NSFW
+    {"kind": "expire_results"}                        outputs 404 (until cleared)
+    {"kind": "webhook_duplicate"}                     next prediction's webhook x2
+    {"kind": "webhook_late", "delay_ms": 2000}        ...sent that much later
+    {"kind": "webhook_bad_signature"}                 ...signed with a wrong key
+    {"kind": "webhook_drop"}                          ...never sent
+
+Task and webhook faults are taken by the next prediction submitted (webhook
+ones only by a prediction that has a webhook).
+
+State JSON: {"now", "clock_offset", "config", "retention_seconds",
+"minute_seconds", "keys": {key: {tier, max_concurrent, per_minute, balance,
+active}}, "predictions": [prediction + key, resolution, webhook,
+audio_duration, video_duration, width, height, created, finished, queries
+(result GETs answered), expires],
+"uploads": [...], "deliveries": [{id, prediction_id, url, status, body,
+duplicate, bad_signature, late_ms, state (pending | delivered | failed |
+skipped | dropped), delivered, attempts: [{at, http_status, error}]}],
+"faults": [...], "totals": {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from studio.emulators import common, multipart
+from studio.emulators.common import BodyTooLarge, Response
+
+from .faults import build as build_fault
+from .state import (
+    RESOLUTIONS,
+    ApiError,
+    ApiKey,
+    Config,
+    Store,
+    content_type,
+    log_line,
+    not_found,
+)
+
+DEFAULT_KEY = "ws-emulator"
+SUBMIT_PATH = "/api/v3/wavespeed-ai/wan-2.2/speech-to-video"
+JSON_LIMIT = 10 * 1024 * 1024
+
+_PREDICTION = re.compile(r"/api/v3/predictions/([^/]+?)(/result)?")
+_UPLOAD_FILE = re.compile(r"/media/uploads/([0-9a-f]{32})/([^/]+)")
+_OUTPUT_FILE = re.compile(r"/media/outputs/([0-9a-f]{32})\.mp4")
+_CONTROL_PREDICTION = re.compile(r"predictions/([^/]+)(/advance)?")
+
+# route -> the method it answers
+_METHODS = {
+    "submit": "POST",
+    "result": "GET",
+    "list": "GET",
+    "upload": "POST",
+    "secret": "GET",
+    "media": "GET",
+}
+
+
+def envelope(data: Any) -> dict[str, Any]:
+    return {"code": 200, "message": "success", "data": data}
+
+
+def json_response(
+    status: int, payload: Mapping[str, Any], headers: Iterable[tuple[str, str]] = ()
+) -> Response:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    return Response(status, body, "application/json", list(headers))
+
+
+def error_response(exc: ApiError) -> Response:
+    response = json_response(
+        exc.status, {"code": exc.status, "message": exc.message}, exc.headers
+    )
+    response.code = str(exc.status)
+    return response
+
+
+def classify(path: str) -> tuple[str, tuple[str, ...]] | None:
+    """(route name, path arguments) for a request path, None when unknown."""
+    path = path.rstrip("/") or "/"
+    if path == SUBMIT_PATH:
+        return "submit", ()
+    if path == "/api/v3/predictions":
+        return "list", ()
+    if match := _PREDICTION.fullmatch(path):
+        return "result", (match.group(1),)
+    if path == "/api/v3/media/upload/binary":
+        return "upload", ()
+    if path == "/api/v3/webhook/secret":
+        return "secret", ()
+    if match := _UPLOAD_FILE.fullmatch(path):
+        return "media", ("upload", *match.groups())
+    if match := _OUTPUT_FILE.fullmatch(path):
+        return "media", ("output", match.group(1))
+    return None
+
+
+class _App:
+    """Routing and the endpoint handlers; state lives in the Store."""
+
+    def __init__(self, store: Store, *, quiet: bool) -> None:
+        self.store = store
+        self.quiet = quiet
+
+    @property
+    def cfg(self) -> Config:
+        return self.store.config
+
+    def dispatch(self, req: common.Request, request_id: str) -> Response:
+        if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
+            return self.control(req)
+        found = classify(req.path)
+        if found is None:
+            return error_response(ApiError(404, "Not found"))
+        route, args = found
+        key = (
+            None
+            if route == "media"
+            else self.store.lookup_key(req.header("Authorization"))
+        )
+        slow = self.store.take_fault(("slow",), route=route, path=req.path, key=key)
+        if slow is not None:
+            self.store.sleep(slow.delay_ms / 1000)
+        fault = self.store.take_fault(
+            ("throttle", "server_error", "drop"), route=route, path=req.path, key=key
+        )
+        if fault is not None and fault.kind == "drop" and fault.when == "before":
+            return Response(0, drop=True)
+        if fault is not None and fault.kind == "throttle":
+            return error_response(
+                ApiError(
+                    fault.status,
+                    fault.message,
+                    [("Retry-After", str(fault.retry_after))],
+                )
+            )
+        if fault is not None and fault.kind == "server_error":
+            return error_response(ApiError(fault.status, fault.message))
+        try:
+            if req.method != _METHODS[route] and not (
+                route == "media" and req.method == "HEAD"
+            ):
+                raise ApiError(405, "Method not allowed")
+            if route == "media":
+                response = self.media(args)
+            else:
+                response = json_response(200, envelope(self.api(req, route, args)))
+        except ApiError as exc:
+            response = error_response(exc)
+        if fault is not None:  # a drop after the work was done
+            response.drop = True
+        return response
+
+    def api(self, req: common.Request, route: str, args: tuple[str, ...]) -> Any:
+        key = self.store.authenticate(req.header("Authorization"))
+        if route == "submit":
+            return self.submit(req, key)
+        if route == "result":
+            return self.store.to_json(self.store.get(key, args[0]))
+        if route == "list":
+            return self.listing(req, key)
+        if route == "upload":
+            return self.upload(req, key)
+        return {"secret": self.store.webhook_secret(key.key)}
+
+    # §9.2
+    def submit(self, req: common.Request, key: ApiKey) -> dict[str, Any]:
+        if not key.balance:
+            raise ApiError(402, "Insufficient balance, please top up")
+        try:
+            body = json.loads(req.body(JSON_LIMIT) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "Invalid JSON body") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Invalid JSON body")
+        for name in ("image", "audio"):
+            value = body.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise ApiError(400, f"{name} is required")
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise ApiError(400, "prompt must be a string")
+        resolution = body.get("resolution", "480p")
+        if resolution not in RESOLUTIONS:
+            raise ApiError(400, "resolution must be one of 480p, 720p")
+        seed = body.get("seed", -1)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ApiError(400, "seed must be an integer")
+        if body.get("enable_sync_mode"):
+            raise ApiError(400, "enable_sync_mode is not supported for this model")
+        webhook = req.query.get("webhook")
+        if webhook is not None:
+            parts = urlsplit(webhook)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ApiError(400, f"Invalid webhook URL: {webhook}")
+        self.store.check_limits(key)  # before the (slow) fetches; again at creation
+        image, audio, seconds = self.store.prepare(
+            body["image"].strip(), body["audio"].strip()
+        )
+        _, answer = self.store.submit(
+            key=key,
+            body=body,
+            resolution=resolution,
+            image=image,
+            audio=audio,
+            audio_duration=seconds,
+            webhook=webhook,
+        )
+        return answer
+
+    # §9.6: recent predictions, to find one whose submit answer was lost.
+    def listing(self, req: common.Request, key: ApiKey) -> dict[str, Any]:
+        page = _int_param(req.query, "page", 1, 1, 10**9)
+        if page is None:
+            raise ApiError(400, "page must be a positive integer")
+        page_size = _int_param(req.query, "page_size", 20, 1, 100)
+        if page_size is None:
+            raise ApiError(400, "page_size must be between 1 and 100")
+        found = self.store.listing(key)
+        chosen = found[(page - 1) * page_size : page * page_size]
+        return {
+            "items": [self.store.to_json(p) for p in chosen],
+            "page": page,
+            "page_size": page_size,
+            "total": len(found),
+        }
+
+    # §9.4: the documented binary upload.
+    def upload(self, req: common.Request, key: ApiKey) -> dict[str, Any]:
+        limit = int(max(self.cfg.max_bytes(k) for k in ("image", "audio", "video")))
+        try:
+            body = req.body(limit + common.DRAIN_LIMIT)
+        except BodyTooLarge:
+            raise ApiError(400, "File too large") from None
+        try:
+            parts = multipart.parse(body, req.header("Content-Type"))
+        except multipart.MultipartError as exc:
+            raise ApiError(400, f"Invalid multipart body: {exc}") from None
+        file = next((p for p in parts if p.name == "file"), None)
+        if file is None:
+            raise ApiError(400, "Missing multipart field: file")
+        upload = self.store.accept_upload(key, file.filename, file.data)
+        return {
+            "type": upload.kind,
+            "download_url": self.store.download_url(upload),
+            "filename": upload.filename,
+            "size": upload.size,
+        }
+
+    def media(self, args: tuple[str, ...]) -> Response:
+        if args[0] == "upload":
+            upload = self.store.upload_file(args[1], args[2])
+            if upload is None or not upload.path.exists():
+                raise ApiError(404, "File not found")
+            path, kind = upload.path, content_type(upload.filename)
+        else:
+            found = self.store.output_file(args[1])
+            if found is None:
+                raise ApiError(404, "File not found")
+            path, kind = found, "video/mp4"
+        size = path.stat().st_size
+        return Response(200, b"", kind, [], path, (0, size - 1))
+
+    # Control API
+
+    def control(self, req: common.Request) -> Response:
+        name = req.path.removeprefix("/_emulator").strip("/")
+        store = self.store
+        try:
+            data: Any = None
+            if req.method in ("POST", "DELETE"):
+                data = json.loads(req.body(JSON_LIMIT) or b"null")
+            if name == "state" and req.method == "GET":
+                return json_response(200, store.state())
+            if name == "reset" and req.method == "POST":
+                store.reset()
+                return json_response(200, {"reset": True})
+            if name == "faults" and req.method == "GET":
+                return json_response(200, {"faults": store.list_faults()})
+            if name == "faults" and req.method == "POST":
+                if isinstance(data, dict):
+                    data = data.get("faults", [data])
+                if not isinstance(data, list) or not all(
+                    isinstance(item, dict) for item in data
+                ):
+                    raise ValueError("send a fault object or a list of them")
+                return json_response(200, {"faults": store.add_faults(data)})
+            if (name == "faults" and req.method == "DELETE") or (
+                name == "faults/clear" and req.method == "POST"
+            ):
+                data = data or {}
+                removed = store.clear_faults(data.get("kind"), data.get("key"))
+                return json_response(
+                    200, {"removed": removed, "faults": store.list_faults()}
+                )
+            if name == "clock" and req.method == "POST":
+                store.advance_clock(float((data or {}).get("advance", 0)))
+                return json_response(
+                    200, {"now": store.now(), "clock_offset": store.clock_offset}
+                )
+            if name == "config" and req.method == "GET":
+                return json_response(200, asdict(store.config))
+            if name == "config" and req.method == "POST":
+                if not isinstance(data, dict):
+                    raise ValueError("send an object of settings")
+                return json_response(200, asdict(store.configure(data)))
+            if name == "keys" and req.method == "GET":
+                return json_response(200, {"keys": store.state()["keys"]})
+            if name == "keys" and req.method == "POST":
+                if not isinstance(data, dict) or not data.get("key"):
+                    raise ValueError('send {"key": ..., "tier"?: ..., ...}')
+                options = {k: v for k, v in data.items() if k != "key"}
+                return json_response(200, asdict(store.set_key(data["key"], **options)))
+            if name == "webhooks" and req.method == "GET":
+                return json_response(200, {"deliveries": store.delivery_list()})
+            if name == "predictions" and req.method == "GET":
+                return json_response(200, {"predictions": store.state()["predictions"]})
+            if match := _CONTROL_PREDICTION.fullmatch(name):
+                pid, advance = match.groups()
+                if advance and req.method == "POST":
+                    data = data or {}
+                    store.advance(
+                        pid, str(data.get("to", "")), str(data.get("error", ""))
+                    )
+                if (advance and req.method == "POST") or (
+                    not advance and req.method == "GET"
+                ):
+                    with store.lock:
+                        prediction = store.predictions.get(pid)
+                        if prediction is None:
+                            return error_response(not_found())
+                        return json_response(200, store.prediction_state(prediction))
+        except (ValueError, TypeError, AttributeError, BodyTooLarge) as exc:
+            return json_response(400, {"code": 400, "message": str(exc)})
+        return error_response(ApiError(404, "Not found"))
+
+    # common.App
+
+    def body_too_large(self, request_id: str) -> Response:
+        return error_response(ApiError(400, "Request body too large"))
+
+    def crashed(self, req: common.Request, exc: Exception, request_id: str) -> Response:
+        log_line(f"error on {req.method} {req.path}: {exc!r}")
+        return error_response(ApiError(500, "Internal server error"))
+
+    def log_request(
+        self, req: common.Request, response: Response, started: float
+    ) -> None:
+        if self.quiet:
+            return
+        ms = (time.monotonic() - started) * 1000
+        status = "dropped" if response.drop else str(response.status)
+        log_line(f'{req.client} "{req.method} {req.path}" {status} {ms:.0f}ms')
+
+
+def _int_param(
+    q: Mapping[str, str], name: str, default: int, low: int, high: int
+) -> int | None:
+    """The integer query parameter, its default when absent, None when invalid."""
+    text = q.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
+class _Handler(common.Handler):
+    server_version = "wavespeed-emulator/1.0"
+
+
+class WaveSpeedEmulator:
+    """The emulator in background threads. Usable as a context manager."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        time_scale: float = 1.0,
+        api_keys: Sequence[str | ApiKey] | None = None,
+        data_dir: Path | str | None = None,
+        quiet: bool = False,
+        faults: Iterable[Mapping[str, Any]] = (),
+        **settings: Any,
+    ) -> None:
+        """`settings` are further `state.Config` fields (hold, created_seconds, ...)."""
+        if not common.is_loopback(host):
+            raise ValueError(f"the emulator listens on loopback only, not {host!r}")
+        self.host = host
+        self.port = port
+        self.config = Config(time_scale=time_scale, **settings)
+        self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
+        self.quiet = quiet
+        self._initial_faults = [dict(f) for f in faults]
+        for spec in self._initial_faults:
+            build_fault(spec, 0)  # fail early on a bad spec
+        self._owns_data_dir = data_dir is None
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._server: common.LoopbackServer | None = None
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+
+    # Lifecycle
+
+    def start(self) -> WaveSpeedEmulator:
+        """Listen and serve in a daemon thread; return once the socket listens."""
+        if self._server is not None:
+            return self
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="wavespeed-emulator-"))
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = Store(
+            config=self.config, keys=self.api_keys, data_dir=self._data_dir
+        )
+        if self._initial_faults:
+            self._store.add_faults(self._initial_faults)
+        self._server = common.listen(
+            self.host, self.port, _App(self._store, quiet=self.quiet), _Handler
+        )
+        self.port = self._server.server_address[1]
+        self._store.public_url = self.url
+        self._thread = common.serve_in_thread(self._server, "wavespeed-emulator")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end the workers and (if it made it) remove the data dir."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        common.shut_down(server, self._thread)
+        if self._store is not None:
+            self._store.stop()
+            if self._owns_data_dir:
+                self._store.remove_data()
+                self._data_dir = None
+
+    def __enter__(self) -> WaveSpeedEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Addresses
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`, the server root."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return common.root_url(self.host, self.port)
+
+    @property
+    def base_url(self) -> str:
+        """What stands in for `https://api.wavespeed.ai` (§9.1): the root."""
+        return self.url
+
+    @property
+    def submit_url(self) -> str:
+        return self.url + SUBMIT_PATH
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._data_dir
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._store
+
+    # Test helpers (the same as the control API, without HTTP)
+
+    def faults(self, *specs: Mapping[str, Any], **spec: Any) -> list[dict[str, Any]]:
+        """Queue faults (dicts and/or keyword fields of one); return all queued."""
+        wanted = [*specs, spec] if spec else list(specs)
+        if not wanted:
+            return self.store.list_faults()
+        return self.store.add_faults(wanted)
+
+    def clear_faults(self, kind: str | None = None, key: str | None = None) -> int:
+        return self.store.clear_faults(kind, key)
+
+    def state(self) -> dict[str, Any]:
+        # A JSON round trip, so callers see exactly what the HTTP API gives.
+        result: dict[str, Any] = json.loads(json.dumps(self.store.state()))
+        return result
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = json.loads(
+            json.dumps(self.store.delivery_list())
+        )
+        return result
+
+    def reset(self) -> None:
+        self.store.reset()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the provider clock (created_at, retention, the rate window)."""
+        self.store.advance_clock(seconds)
+
+    def configure(self, **changes: Any) -> Config:
+        return self.store.configure(changes)
+
+    def set_key(self, key: str, **options: Any) -> ApiKey:
+        return self.store.set_key(key, **options)
+
+    def advance(self, prediction_id: str, to: str, error: str = "") -> None:
+        self.store.advance(prediction_id, to, error)
+
+    def webhook_secret(self, key: str = DEFAULT_KEY) -> str:
+        return self.store.webhook_secret(key)
