@@ -31,8 +31,8 @@ from studio.models import (
     GenerationJob,
     LedgerEntry,
     ProviderAccount,
-    RemoteTask,
     RemoteUpload,
+    Task,
 )
 from studio.providers import get_provider
 from tests import media_factories
@@ -183,13 +183,17 @@ def test_a_second_job_with_the_same_bytes_reuses_the_uploads(
 def test_a_finished_task_is_recorded_with_its_final_word_and_billed_seconds(
     ws_emu, inputs, alice, team
 ):
-    """The reconciliation compares RemoteTask rows with the provider's bill: a
+    """The reconciliation compares Task rows with the provider's bill: a
     WaveSpeed task that ended must not stay recorded as `created`."""
     job = drive(queue(alice, team, inputs))
 
-    record = RemoteTask.objects.get(task_id=job.remote_task_id)
+    record = Task.objects.get(remote_id=job.remote_task_id)
     assert record.job_id == job.pk and record.provider == PROVIDER
-    assert (record.status, record.billed_seconds) == ("completed", Decimal(3))
+    assert (record.remote_status, record.state, record.billed_seconds) == (
+        "completed",
+        Task.State.SUCCEEDED,
+        Decimal(3),
+    )
 
 
 # -- faults ---------------------------------------------------------------------------
@@ -302,7 +306,8 @@ def test_a_task_that_failed_for_a_passing_reason_is_retried_and_only_the_success
     [line] = generation_lines(job)
     assert line.billed and line.remote_id == done["id"]
     assert line.amount == Decimal(3) * PRICE["480P"]
-    assert RemoteTask.objects.get(task_id=failed["id"]).status == "failed"
+    record = Task.objects.get(remote_id=failed["id"])
+    assert (record.remote_status, record.state) == ("failed", Task.State.FAILED)
 
 
 def test_a_task_that_failed_for_good_fails_the_job_in_plain_words_and_is_free(
@@ -395,13 +400,6 @@ def test_a_result_that_expired_before_the_copy_fails_with_a_clear_message(
     assert task["status"] == "completed" and len(predictions(ws_emu)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GenerationJob.paid_for_nothing compares remote_status with DashScope's "
-    "'SUCCEEDED'; a completed WaveSpeed task (remote_status 'completed') whose result "
-    "expired is billed by WaveSpeed but not charged in the ledger (models.py, being "
-    "reworked elsewhere).",
-)
 def test_a_completed_task_whose_result_expired_is_still_charged(
     ws_emu, inputs, alice, team
 ):
