@@ -458,7 +458,7 @@ def generation_choices(
     verdict for this portrait yet. Without audio the estimate is for no
     seconds and nothing is marked.
     """
-    from .services import audio_problems  # services import this module
+    from .services.inputs import audio_problems  # services import this module
 
     checked = (
         set(
