@@ -382,7 +382,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-CSRF_FAILURE_VIEW = "studio.views.csrf_failure"
+CSRF_FAILURE_VIEW = "studio.web.common.csrf_failure"
 
 # Uploads: larger files spill to disk. S2V_MAX_UPLOAD_MB caps one request; bigger
 # requests are answered with a message before their body is read.

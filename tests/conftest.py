@@ -97,7 +97,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]
     """Task messages the code under test sends, captured instead of queued."""
     calls: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr(
-        "studio.services.async_task",
+        "studio.services.jobs.async_task",
         lambda func, *args, **kw: calls.append((func, args)),
     )
     return calls

@@ -315,7 +315,7 @@ def test_a_remote_check_is_billed_even_when_the_image_fails(emu, alice, team):
 
 
 def test_a_failed_check_call_is_recorded_but_not_billed(emu, alice, team):
-    # Two faults: the call and its one retry (services._check).
+    # Two faults: the call and its one retry (studio.services.inputs._check).
     emu.faults(kind="server_error", route="detect", count=2)
 
     outcome = services.portrait_submit(team=team, user=alice, upload=upload(ASTRONAUT))

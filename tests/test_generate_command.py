@@ -14,7 +14,7 @@ from tests.conftest import ASTRONAUT, ROCKET
 def worker_inline(monkeypatch):
     """Run each queued task at once, as if a qcluster picked it up."""
     monkeypatch.setattr(
-        "studio.services.async_task",
+        "studio.services.jobs.async_task",
         lambda func, *args, **kw: import_string(func)(*args),
     )
 
@@ -130,7 +130,7 @@ def test_generate_with_wait_exits_non_zero_when_the_job_fails(alice, wav, monkey
 
     monkeypatch.setattr(LocalProvider, "start", broken)
     monkeypatch.setattr(
-        "studio.services.async_task",
+        "studio.services.jobs.async_task",
         lambda func, *args, **kw: import_string(func)(*args),
     )
 

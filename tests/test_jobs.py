@@ -258,7 +258,7 @@ def test_the_sweep_leaves_jobs_with_a_fresh_heartbeat_alone(job):
 
 
 def test_a_worker_whose_job_was_taken_over_drops_its_render(job, monkeypatch):
-    monkeypatch.setattr(services, "PROGRESS_EVERY", 0)
+    monkeypatch.setattr("studio.services.jobs.PROGRESS_EVERY", 0)
 
     def render_then_lose(self, request, progress):
         # The sweep hands the job to attempt 2 while this attempt renders.

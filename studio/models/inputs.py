@@ -1,0 +1,120 @@
+"""What a job is made from: portraits, audio clips, the cached portrait checks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from studio.formats import suffix_for
+
+from .teams import Team
+
+if TYPE_CHECKING:
+    from .jobs import GenerationJob
+
+
+def _upload_name(
+    folder: str, instance: Portrait | AudioClip | GenerationJob, suffix: str
+) -> str:
+    # Random names: nothing about the user's file name leaks into storage paths.
+    return f"teams/{instance.team.code}/{folder}/{uuid.uuid4().hex}{suffix}"
+
+
+# Inputs take their suffix from the verified format, never from the upload's
+# name: a PNG that is also an HTML page is stored as .png (see studio.formats).
+def portrait_upload_to(instance: Portrait, filename: str) -> str:
+    return _upload_name("portraits", instance, suffix_for(instance.format))
+
+
+def audio_upload_to(instance: AudioClip, filename: str) -> str:
+    return _upload_name("audio", instance, suffix_for(instance.format))
+
+
+class FaceCheck(models.Model):
+    """A portrait verdict, cached per image content and provider: never checked twice."""
+
+    sha256 = models.CharField(max_length=64)
+    provider = models.CharField(max_length=32)
+    check_pass = models.BooleanField()
+    humanoid = models.BooleanField()
+    reason = models.CharField(max_length=64, blank=True)
+    message = models.TextField(blank=True)
+    face_box = models.JSONField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sha256", "provider"], name="one_check_per_image_provider"
+            )
+        ]
+
+    def __str__(self) -> str:
+        outcome = "pass" if self.check_pass else (self.reason or "fail")
+        return f"{self.sha256[:12]} on {self.provider}: {outcome}"
+
+
+class Portrait(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.CASCADE, related_name="portraits")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="portraits"
+    )
+    file = models.FileField(upload_to=portrait_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    # Pillow's format of the stored file ("JPEG", "PNG", ...): it alone decides
+    # the stored name's suffix and the type the file is served as.
+    format = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.code)
+
+    def get_absolute_url(self) -> str:
+        return reverse("studio:portrait-file", args=[self.code])
+
+
+class AudioClip(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.CASCADE, related_name="audio_clips")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="audio_clips"
+    )
+    # The file every provider receives: the upload itself, or its WAV conversion.
+    file = models.FileField(upload_to=audio_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    original_format = models.CharField(max_length=16)
+    # The probed container of the stored file ("wav", "mp3", ...): it alone
+    # decides the stored name's suffix and the type the file is served as.
+    format = models.CharField(max_length=16)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    duration = models.FloatField()
+    size = models.PositiveBigIntegerField()
+    sample_rate = models.PositiveIntegerField()
+    channels = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.code)
+
+    def get_absolute_url(self) -> str:
+        return reverse("studio:audio-file", args=[self.code])
+
+    @property
+    def converted(self) -> bool:
+        return self.original_format != self.format

@@ -1,0 +1,437 @@
+"""Portraits and audio: uploads, the paid portrait check and its cache, 'Use again'."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from django.core.files import File
+from django.db import IntegrityError, transaction
+
+from studio import billing, catalog, dispatcher, scratch, selectors
+from studio.files import local_path, sha256_of, stored_path
+from studio.media.audio import AudioInfo, convert_to_wav, probe_audio
+from studio.media.images import ImageInfo, InputError, precheck_image, read_image_info
+from studio.models import AudioClip, FaceCheck, GenerationJob, Portrait, Team, User
+from studio.providers import get_provider
+from studio.providers.base import (
+    InputFile,
+    Provider,
+    ProviderError,
+    ProviderLimits,
+    Verdict,
+)
+
+from .errors import CheckUnavailable, Rejected
+
+log = logging.getLogger(__name__)
+
+
+# Formats users may upload; those an provider does not take are converted to WAV.
+UPLOAD_AUDIO_FORMATS = ("wav", "mp3", "m4a", "aac", "ogg", "flac")
+
+
+UPLOAD_AUDIO_LABEL = "WAV, MP3, M4A/AAC, OGG/Opus or FLAC"
+
+
+@dataclass(frozen=True, slots=True)
+class PortraitOutcome:
+    """A checked upload: the stored portrait (only when it passed) and its verdict.
+
+    When the check itself could not run (the provider did not answer), there is
+    no verdict: the upload is kept as `unchecked`, so that checking it again
+    needs no new upload, and `message` says so.
+    """
+
+    verdict: FaceCheck | None
+    portrait: Portrait | None = None
+    unchecked: Portrait | None = None
+    message: str = ""
+
+
+def portrait_submit(
+    *, team: Team, user: User, upload: File[bytes], provider: Provider | None = None
+) -> PortraitOutcome:
+    """Check an uploaded image and keep it when it passes. Raises Rejected for non-images."""
+    provider = provider or get_provider()
+    sha256 = sha256_of(upload)
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    with local_path(upload, suffix=suffix) as path:
+        try:
+            info = read_image_info(path)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        check = _cached_check(sha256=sha256, provider=provider)
+        if check is None:
+            verdict = precheck_image(info, provider.limits)
+            if verdict is None:
+                try:
+                    verdict = _check(
+                        provider,
+                        InputFile(path=path, sha256=sha256, format=info.format),
+                        team=team,
+                        user=user,
+                    )
+                except CheckUnavailable as exc:
+                    # Keep the file: "check again" must not mean "upload again".
+                    kept = _keep_portrait(
+                        team=team, user=user, upload=upload, info=info, sha256=sha256
+                    )
+                    return PortraitOutcome(
+                        verdict=None, unchecked=kept, message=exc.message
+                    )
+            check = _store_check(sha256=sha256, provider=provider, verdict=verdict)
+    if not check.check_pass:
+        return PortraitOutcome(verdict=check)
+    portrait = _keep_portrait(
+        team=team, user=user, upload=upload, info=info, sha256=sha256
+    )
+    return PortraitOutcome(verdict=check, portrait=portrait)
+
+
+def portrait_recheck(
+    *, team: Team, user: User, portrait: Portrait, provider: Provider | None = None
+) -> PortraitOutcome:
+    """Check a kept portrait again, without a new upload. Raises Rejected as submit does."""
+    provider = provider or get_provider()
+    try:
+        check = portrait_verdict(portrait=portrait, provider=provider, user=user)
+    except CheckUnavailable as exc:
+        return PortraitOutcome(verdict=None, unchecked=portrait, message=exc.message)
+    if not check.check_pass:
+        return PortraitOutcome(verdict=check)
+    return PortraitOutcome(verdict=check, portrait=portrait)
+
+
+def _keep_portrait(
+    *, team: Team, user: User, upload: File[bytes], info: ImageInfo, sha256: str
+) -> Portrait:
+    portrait = Portrait.objects.filter(team=team, sha256=sha256).first()
+    if portrait is None:
+        portrait = Portrait(
+            team=team,
+            uploaded_by=user,
+            original_name=(upload.name or "")[:255],
+            sha256=sha256,
+            size=upload.size or 0,
+            width=info.width,
+            height=info.height,
+            format=info.format,
+        )
+        # portrait_upload_to names it by the verified format, not by `upload.name`.
+        portrait.file.save("portrait", upload, save=False)
+        portrait.save()
+    return portrait
+
+
+def portrait_verdict(
+    *, portrait: Portrait, provider: Provider | None = None, user: User | None = None
+) -> FaceCheck:
+    """The portrait's verdict for an provider, checking it only if no verdict is cached.
+
+    A paid check is charged to `user`, or to the portrait's uploader when unknown.
+    """
+    provider = provider or get_provider()
+    check = _cached_check(sha256=portrait.sha256, provider=provider)
+    if check is not None:
+        return check
+    with stored_path(portrait.file.name) as path:
+        image = InputFile(
+            path=path, sha256=portrait.sha256, storage_name=portrait.file.name
+        )
+        verdict = _check(
+            provider, image, team=portrait.team, user=user or portrait.uploaded_by
+        )
+    return _store_check(sha256=portrait.sha256, provider=provider, verdict=verdict)
+
+
+def _check(provider: Provider, image: InputFile, *, team: Team, user: User) -> Verdict:
+    """Run the provider's check; failures of the call itself are not verdicts.
+
+    A remote check is paid even when the image fails, so it is recorded in the
+    ledger, and refused when the team's budget has no room for it.
+    """
+    if not provider.remote:
+        try:
+            return provider.check_portrait(image)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+    fee = billing.estimate(
+        provider=provider.name, resolution="480P", audio_seconds=0, needs_check=True
+    ).check
+    try:
+        billing.check_budgets(team=team, user=user, amount=fee, lock=False)
+    except billing.OverBudget as exc:
+        raise Rejected(
+            f"The portrait check costs money: {exc.message}", code="budget"
+        ) from exc
+    retried = False
+    while True:
+        try:
+            verdict = (
+                provider.check_portrait(image, fresh=True)
+                if retried
+                else provider.check_portrait(image)
+            )
+            break
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        except ProviderError as exc:
+            billing.record_check(
+                team=team,
+                user=user,
+                provider=provider.name,
+                billed=False,
+                reason=f"call failed: {exc.code or exc.kind}",
+            )
+            if exc.about_account:
+                dispatcher.pause_account(
+                    provider_name=provider.name, code=exc.code, message=str(exc)
+                )
+                raise Rejected(
+                    "The portrait check is unavailable: the provider refused the "
+                    "studio's account. An admin has been told; try again later.",
+                    code=exc.code,
+                ) from exc
+            if exc.permanent:
+                raise Rejected(str(exc), code=exc.code) from exc
+            # A 5xx or a dropped connection is often a one-off: retry once at
+            # once, on a new connection. Throttling would only be refused again.
+            if not retried and not exc.code.startswith("Throttling"):
+                log.warning("portrait check failed (%s); retrying once", exc.code)
+                retried = True
+                continue
+            raise CheckUnavailable(
+                "The provider's portrait check did not answer. Nothing was billed. "
+                "Your portrait is kept: check it again in a moment.",
+                code=exc.code,
+            ) from exc
+    billing.record_check(
+        team=team,
+        user=user,
+        provider=provider.name,
+        billed=True,
+        reason="passed"
+        if verdict.check_pass
+        else f"failed: {verdict.reason or 'rejected'}",
+    )
+    return verdict
+
+
+def _cached_check(*, sha256: str, provider: Provider) -> FaceCheck | None:
+    return FaceCheck.objects.filter(sha256=sha256, provider=provider.name).first()
+
+
+def _store_check(*, sha256: str, provider: Provider, verdict: Verdict) -> FaceCheck:
+    fields = {
+        "check_pass": verdict.check_pass,
+        "humanoid": verdict.humanoid,
+        "reason": str(verdict.reason or ""),
+        "message": verdict.message,
+        "face_box": list(verdict.face_box) if verdict.face_box else None,
+        "details": {k: float(v) for k, v in verdict.details.items()},
+    }
+    try:
+        with transaction.atomic():
+            return FaceCheck.objects.create(
+                sha256=sha256, provider=provider.name, **fields
+            )
+    except IntegrityError:
+        # Two checks of the same image raced; the first verdict stands.
+        return FaceCheck.objects.get(sha256=sha256, provider=provider.name)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOutcome:
+    """A probed upload, what stops it from being used, and the stored clip if nothing does."""
+
+    info: AudioInfo
+    problems: list[str] = field(default_factory=list)
+    clip: AudioClip | None = None
+    will_convert: bool = False
+
+
+def audio_submit(
+    *,
+    team: Team,
+    user: User,
+    upload: File[bytes],
+    provider: Provider | None = None,
+    limits: ProviderLimits | None = None,
+) -> AudioOutcome:
+    """Probe an uploaded clip, convert it if needed, keep it if it fits the limits.
+
+    `limits` defaults to the provider's (the default provider's). The upload
+    page passes the widest limits of the providers the team may choose from,
+    and says per provider whether the clip fits. Raises Rejected when the file
+    is not audio at all.
+    """
+    if limits is None:
+        limits = (provider or get_provider()).limits
+    sha256 = sha256_of(upload)
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    with local_path(upload, suffix=suffix) as path:
+        try:
+            info = probe_audio(path)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        if info.format not in UPLOAD_AUDIO_FORMATS:
+            return AudioOutcome(
+                info=info,
+                problems=[
+                    f"{info.format.upper()} audio is not supported. "
+                    f"Use {UPLOAD_AUDIO_LABEL}."
+                ],
+            )
+        # A header that lies about the length would mislead the provider too.
+        will_convert = info.format not in limits.audio_formats or not info.header_ok
+        problems = audio_problems(
+            duration=info.duration,
+            size=None if will_convert else info.size,
+            limits=limits,
+        )
+        if problems:
+            return AudioOutcome(info=info, problems=problems, will_convert=will_convert)
+
+        existing = AudioClip.objects.filter(team=team, sha256=sha256).first()
+        if existing is not None:
+            return AudioOutcome(info=info, clip=existing, will_convert=will_convert)
+
+        with scratch.folder("s2v-audio") as tmp:
+            send_path, send_info = path, info
+            if will_convert:
+                send_path = Path(tmp) / "converted.wav"
+                try:
+                    send_info = convert_to_wav(path, send_path)
+                except InputError as exc:
+                    raise Rejected(exc.message, code=exc.code) from exc
+                problems = audio_problems(
+                    duration=send_info.duration, size=send_info.size, limits=limits
+                )
+                if problems:
+                    return AudioOutcome(info=info, problems=problems, will_convert=True)
+            clip = AudioClip(
+                team=team,
+                uploaded_by=user,
+                original_name=(upload.name or "")[:255],
+                original_format=info.format,
+                format=send_info.format,
+                sha256=sha256,
+                duration=send_info.duration,
+                size=send_info.size,
+                sample_rate=send_info.sample_rate,
+                channels=send_info.channels,
+            )
+            with send_path.open("rb") as fh:
+                clip.file.save("audio", File(fh), save=False)
+            clip.save()
+    return AudioOutcome(info=info, clip=clip, will_convert=will_convert)
+
+
+def audio_problems(
+    *,
+    duration: float,
+    size: int | None,
+    provider: Provider | None = None,
+    limits: ProviderLimits | None = None,
+) -> list[str]:
+    """Why a clip of this length and size does not fit the limits, in plain words.
+
+    The limits are an offer's (`limits`) or a provider object's. They are
+    exclusive (§3.1: "< 20 s", "< 15 MB"): a clip of exactly 20 s is refused
+    here, not after it was sent.
+    """
+    if limits is None:
+        if provider is None:
+            raise TypeError("audio_problems needs limits or a provider")
+        limits = provider.limits
+    problems = []
+    if duration < limits.audio_min_seconds:
+        shown = f"{duration:.2f}".rstrip("0").rstrip(".")
+        problems.append(
+            f"The clip is only {shown} s long; it must be at least "
+            f"{limits.audio_min_seconds:g} s. Use a longer recording."
+        )
+    top = limits.audio_max_seconds
+    if duration >= top:
+        over = duration - top
+        length = (
+            f"{duration:.1f} s long, {over:.1f} s over the {top:g} s limit"
+            if over >= 0.05
+            else f"{duration:.3f} s long"  # so that "20.0" is not read as fitting
+        )
+        problems.append(
+            f"The clip is {length}. It must be shorter than {top:g} s. Trim it."
+        )
+    if size is not None and size >= limits.audio_max_bytes:
+        # MB as 10^6 bytes, the reading the limit uses; bytes when that would
+        # print the limit itself.
+        shown = f"{size / 1e6:.1f} MB"
+        if round(size / 1e6, 1) <= limits.audio_max_bytes / 1e6:
+            shown = f"{size:,} bytes"
+        problems.append(
+            f"The file is {shown}; it must be smaller than "
+            f"{limits.audio_max_bytes / 1e6:g} MB. Export it at a lower bit rate "
+            "or shorten it."
+        )
+    return problems
+
+
+def portrait_checker(provider_name: str, model: str = catalog.S2V) -> Provider:
+    """The provider whose portrait check applies to a job on `provider_name`."""
+    return get_provider(selectors.check_provider_name(provider_name, model))
+
+
+@dataclass(frozen=True, slots=True)
+class ReusedInputs:
+    """A job's stored inputs, as the upload page shows checked uploads."""
+
+    portrait: PortraitOutcome
+    audio: AudioOutcome
+
+    @property
+    def ready(self) -> bool:
+        return self.portrait.portrait is not None and self.audio.clip is not None
+
+
+def job_reuse(
+    *, job: GenerationJob, provider: str = "", limits: ProviderLimits | None = None
+) -> ReusedInputs:
+    """The portrait and audio of a job, checked for a provider, for 'Use again'.
+
+    The portrait's verdict is the check that applies to `provider` (the
+    default one when empty), from the cache unless never checked for it. The
+    audio is measured against `limits` (the page's widest), else that
+    provider's offer.
+    """
+    name = provider or catalog.default_provider()
+    try:
+        verdict = portrait_verdict(
+            portrait=job.portrait, provider=portrait_checker(name, job.model)
+        )
+    except Rejected as exc:
+        verdict = FaceCheck(check_pass=False, humanoid=False, message=exc.message)
+    clip = job.audio
+    if limits is None:
+        limits = catalog.offer(name, job.model).limits
+    problems = audio_problems(duration=clip.duration, size=clip.size, limits=limits)
+    info = AudioInfo(
+        format=clip.original_format,
+        codec="",
+        duration=clip.duration,
+        sample_rate=clip.sample_rate,
+        channels=clip.channels,
+        size=clip.size,
+    )
+    return ReusedInputs(
+        portrait=PortraitOutcome(
+            verdict=verdict, portrait=job.portrait if verdict.check_pass else None
+        ),
+        audio=AudioOutcome(
+            info=info,
+            problems=problems,
+            clip=None if problems else clip,
+            will_convert=clip.converted,
+        ),
+    )
