@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from . import billing, catalog
-from .dispatcher import DEFAULT_REMOTE_RATIO, remote_ratio
+from .dispatcher import first_guess, remote_ratio
 from .models import (
     FaceCheck,
     Favourite,
@@ -261,9 +261,7 @@ def work_ratio(*, provider: str, resolution: str = "") -> float:
     """
     if _remote(provider):
         learned = remote_ratio(provider_name=provider, resolution=resolution)
-        return (
-            learned if learned is not None else DEFAULT_REMOTE_RATIO.get(provider, 20.0)
-        )
+        return learned if learned is not None else first_guess(provider)
     recent = (
         GenerationJob.objects.filter(
             provider=provider,
