@@ -136,6 +136,9 @@ class ProviderSpec:
     # The provider's own words for a task's state, as the studio's states:
     # read from stored words without building the provider (which needs a key).
     states: Mapping[str, TaskState] = field(default_factory=dict)
+    # Seconds the provider works per second of audio, until this instance has
+    # run times of its own to learn from (polls are planned around it).
+    run_ratio: float = 20.0
 
     def offer(self, model: str) -> Offer:
         try:
@@ -234,7 +237,7 @@ def _local() -> ProviderSpec:
     )
 
 
-def _dashscope(name: str, label: str) -> ProviderSpec:
+def _dashscope(name: str, label: str, *, run_ratio: float) -> ProviderSpec:
     from studio.providers.dashscope import catalog as dashscope
 
     concurrency = int(settings.S2V_DASHSCOPE_CONCURRENCY)
@@ -247,6 +250,7 @@ def _dashscope(name: str, label: str) -> ProviderSpec:
         concurrency=concurrency,
         staging=_staging(settings.S2V_INPUT_URLS),
         states=dashscope.STATES,
+        run_ratio=run_ratio,
     )
 
 
@@ -259,20 +263,23 @@ def _staging(value: str) -> Literal["upload", "storage", "public"]:
     )
 
 
-def _wavespeed(name: str, label: str) -> ProviderSpec:
+def _wavespeed(name: str, label: str, *, run_ratio: float) -> ProviderSpec:
     from studio.providers.wavespeed import catalog as wavespeed
 
-    return wavespeed.provider_spec(name=name, label=label)
+    return wavespeed.provider_spec(name=name, label=label, run_ratio=run_ratio)
 
 
 # Every provider the studio knows, by the name S2V_PROVIDERS uses.
 _BUILDERS: dict[str, Callable[[], ProviderSpec]] = {
     "local": _local,
-    "dashscope": lambda: _dashscope("dashscope", "Alibaba DashScope"),
-    "emulator": lambda: _dashscope("emulator", "DashScope emulator"),
-    "wavespeed": lambda: _wavespeed("wavespeed", "WaveSpeed"),
+    # First guesses of run time per audio second: DashScope's documented
+    # minutes per clip; WaveSpeed's GPUs are faster (learned within a few
+    # tasks); the emulators run about as long as the clip.
+    "dashscope": lambda: _dashscope("dashscope", "Alibaba DashScope", run_ratio=20.0),
+    "emulator": lambda: _dashscope("emulator", "DashScope emulator", run_ratio=1.0),
+    "wavespeed": lambda: _wavespeed("wavespeed", "WaveSpeed", run_ratio=10.0),
     "wavespeed-emulator": lambda: _wavespeed(
-        "wavespeed-emulator", "WaveSpeed emulator"
+        "wavespeed-emulator", "WaveSpeed emulator", run_ratio=1.0
     ),
 }
 KNOWN = tuple(_BUILDERS)

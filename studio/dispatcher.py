@@ -68,8 +68,8 @@ CLOCK_SLACK = timedelta(minutes=1)
 # failed task may be one a retried job left behind, so resubmitting costs nothing.
 # Compared as the studio's states: providers' own words differ.
 NOT_ADOPTABLE = frozenset({TaskState.EXPIRED, TaskState.CANCELED, TaskState.FAILED})
-# Seconds of provider time per second of audio before there is any history.
-DEFAULT_REMOTE_RATIO = {"dashscope": 20.0, "emulator": 1.0}
+# Run time per audio second of a provider the catalog no longer knows.
+DEFAULT_RUN_RATIO = 20.0
 # Run times an expected run time is the median of.
 HISTORY_SIZE = 20
 # The poll aimed at a task's expected end comes this long after it: the
@@ -657,6 +657,8 @@ def _run_seconds(
         seconds = (result.ended_at - result.scheduled_at).total_seconds()
         if seconds >= 0:
             return seconds
+    if result.run_seconds is not None and result.run_seconds >= 0:
+        return result.run_seconds
     if job.remote_started_at is not None:
         # Late by up to a poll interval: only a fallback (see remote_ratio).
         return (now - job.remote_started_at).total_seconds()
@@ -707,8 +709,16 @@ def expected_remote_seconds(job: GenerationJob) -> float:
     """How long the provider will run this job's task, from recent history."""
     ratio = remote_ratio(provider_name=job.provider, resolution=job.resolution)
     if ratio is None:
-        ratio = DEFAULT_REMOTE_RATIO.get(job.provider, 20.0)
+        ratio = first_guess(job.provider)
     return max(ratio * job.audio.duration, 1.0)
+
+
+def first_guess(provider_name: str) -> float:
+    """Run time per audio second before this instance has any history."""
+    try:
+        return catalog.provider(provider_name).run_ratio
+    except catalog.UnknownChoice:
+        return DEFAULT_RUN_RATIO
 
 
 def plan_next_poll(

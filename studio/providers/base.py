@@ -159,6 +159,10 @@ class TaskResult:
     # studio happened to ask.
     scheduled_at: datetime | None = None
     ended_at: datetime | None = None
+    # How long the provider says it worked on a finished task, for providers
+    # that report a duration but no start and end times (WaveSpeed's
+    # timings.inference).
+    run_seconds: float | None = None
 
 
 Progress = Callable[[float], None]

@@ -10,7 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from studio import catalog
-from studio.dispatcher import DEFAULT_REMOTE_RATIO, remote_ratio
+from studio.dispatcher import first_guess, remote_ratio
 from studio.models import GenerationJob
 
 # Seconds of work per second of audio when this instance has no history yet.
@@ -26,9 +26,7 @@ def work_ratio(*, provider: str, resolution: str = "") -> float:
     """
     if _remote(provider):
         learned = remote_ratio(provider_name=provider, resolution=resolution)
-        return (
-            learned if learned is not None else DEFAULT_REMOTE_RATIO.get(provider, 20.0)
-        )
+        return learned if learned is not None else first_guess(provider)
     recent = (
         GenerationJob.objects.filter(
             provider=provider,

@@ -12,7 +12,7 @@ from .states import STATES
 S2V_MODEL = "wavespeed-ai/wan-2.2/speech-to-video"
 
 
-def provider_spec(*, name: str, label: str) -> ProviderSpec:
+def provider_spec(*, name: str, label: str, run_ratio: float) -> ProviderSpec:
     concurrency = int(settings.S2V_WAVESPEED_CONCURRENCY)
     return ProviderSpec(
         name=name,
@@ -44,4 +44,5 @@ def provider_spec(*, name: str, label: str) -> ProviderSpec:
         staging="upload",
         webhooks=bool(settings.S2V_PUBLIC_BASE_URL),
         states=STATES,
+        run_ratio=run_ratio,
     )

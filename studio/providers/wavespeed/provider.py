@@ -396,6 +396,9 @@ class WaveSpeedProvider:
             state=state,
             video_url=video_url,
             remote_status=prediction.status,
+            run_seconds=prediction.inference_ms / 1000
+            if state == TaskState.SUCCEEDED and prediction.inference_ms
+            else None,
             error_code=code,
             error_message=message,
             retryable=retryable,
