@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -139,6 +140,11 @@ class ProviderSpec:
     # Seconds the provider works per second of audio, until this instance has
     # run times of its own to learn from (polls are planned around it).
     run_ratio: float = 20.0
+    # How long the provider remembers a task and keeps its result (DashScope's
+    # task ids live 24 h, §1.6; WaveSpeed keeps predictions 7 days, §9.6).
+    task_lifetime: timedelta = timedelta(hours=24)
+    # Where its API answers ("" for the local provider): the health check probes it.
+    base_url: str = ""
 
     def offer(self, model: str) -> Offer:
         try:
@@ -237,7 +243,9 @@ def _local() -> ProviderSpec:
     )
 
 
-def _dashscope(name: str, label: str, *, run_ratio: float) -> ProviderSpec:
+def _dashscope(
+    name: str, label: str, *, run_ratio: float, base_url: str
+) -> ProviderSpec:
     from studio.providers.dashscope import catalog as dashscope
 
     concurrency = int(settings.S2V_DASHSCOPE_CONCURRENCY)
@@ -251,6 +259,7 @@ def _dashscope(name: str, label: str, *, run_ratio: float) -> ProviderSpec:
         staging=_staging(settings.S2V_INPUT_URLS),
         states=dashscope.STATES,
         run_ratio=run_ratio,
+        base_url=base_url,
     )
 
 
@@ -263,23 +272,48 @@ def _staging(value: str) -> Literal["upload", "storage", "public"]:
     )
 
 
-def _wavespeed(name: str, label: str, *, run_ratio: float) -> ProviderSpec:
+def _wavespeed(
+    name: str, label: str, *, run_ratio: float, base_url: str
+) -> ProviderSpec:
     from studio.providers.wavespeed import catalog as wavespeed
 
-    return wavespeed.provider_spec(name=name, label=label, run_ratio=run_ratio)
+    return wavespeed.provider_spec(
+        name=name, label=label, run_ratio=run_ratio, base_url=base_url
+    )
 
+
+# The free provider on this machine: it needs no key and is always usable.
+LOCAL = "local"
 
 # Every provider the studio knows, by the name S2V_PROVIDERS uses.
 _BUILDERS: dict[str, Callable[[], ProviderSpec]] = {
-    "local": _local,
+    LOCAL: _local,
     # First guesses of run time per audio second: DashScope's documented
     # minutes per clip; WaveSpeed's GPUs are faster (learned within a few
     # tasks); the emulators run about as long as the clip.
-    "dashscope": lambda: _dashscope("dashscope", "Alibaba DashScope", run_ratio=20.0),
-    "emulator": lambda: _dashscope("emulator", "DashScope emulator", run_ratio=1.0),
-    "wavespeed": lambda: _wavespeed("wavespeed", "WaveSpeed", run_ratio=10.0),
+    "dashscope": lambda: _dashscope(
+        "dashscope",
+        "Alibaba DashScope",
+        run_ratio=20.0,
+        base_url=settings.S2V_DASHSCOPE_BASE_URL,
+    ),
+    "emulator": lambda: _dashscope(
+        "emulator",
+        "DashScope emulator",
+        run_ratio=1.0,
+        base_url=f"http://127.0.0.1:{settings.S2V_EMULATOR_PORT}/api/v1",
+    ),
+    "wavespeed": lambda: _wavespeed(
+        "wavespeed",
+        "WaveSpeed",
+        run_ratio=10.0,
+        base_url=settings.S2V_WAVESPEED_BASE_URL,
+    ),
     "wavespeed-emulator": lambda: _wavespeed(
-        "wavespeed-emulator", "WaveSpeed emulator", run_ratio=1.0
+        "wavespeed-emulator",
+        "WaveSpeed emulator",
+        run_ratio=1.0,
+        base_url=f"http://127.0.0.1:{settings.S2V_WAVESPEED_EMULATOR_PORT}",
     ),
 }
 KNOWN = tuple(_BUILDERS)

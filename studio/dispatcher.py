@@ -51,7 +51,9 @@ POLL_LEASE = timedelta(seconds=60)
 # While an account is paused, dispatching tries again this often.
 PAUSE_RETRY = timedelta(minutes=5)
 # Task ids and result URLs live 24 h at the provider (provider-api.md §1.6).
-REMOTE_LIFETIME = timedelta(hours=24)
+# A task the provider calls unknown this long before its lifetime ends is
+# taken as expired; earlier, as a hiccup to ask about again.
+EXPIRY_MARGIN = timedelta(hours=1)
 # A submit that never saved its task id is looked for after this long...
 LOST_SUBMIT_AFTER = timedelta(minutes=2)
 # ...and marked for an admin when the listing has not settled it after this long,
@@ -307,12 +309,33 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         job=job, task_id=result.task_id, status=result.remote_status, started_at=now
     )
     if not saved:
-        # Canceled while the submit was on its way: withdraw the task again.
-        log.info(
-            "job %s: canceled during submit; canceling task %s", job.pk, result.task_id
-        )
-        _try_cancel(provider, result.task_id)
+        current = GenerationJob.objects.get(pk=job.pk)
+        if current.status == GenerationJob.Status.CANCELED:
+            # Canceled while the submit was on its way: withdraw the task again.
+            log.info(
+                "job %s: canceled during submit; canceling task %s",
+                job.pk,
+                result.task_id,
+            )
+            _try_cancel(provider, result.task_id)
+        elif current.remote_task_id != result.task_id:
+            # The answer came after the sweep had moved the job on (it adopted
+            # another task or queued the job again). Never cancel what may be
+            # the job's own task; the task record keeps this one for the
+            # reconciliation to find if it was billed.
+            log.error(
+                "job %s: task %s was answered after the job moved on; kept on "
+                "record, not canceled",
+                job.pk,
+                result.task_id,
+            )
+        return current
     return GenerationJob.objects.get(pk=job.pk)
+
+
+def _span(lifetime: timedelta) -> str:
+    hours = round(lifetime.total_seconds() / 3600)
+    return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} h"
 
 
 def _seed(value: object) -> int | None:
@@ -401,13 +424,14 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
     except ProviderError as exc:
         if exc.about_account:
             pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
-        if job.submit_started_at and now - job.submit_started_at > REMOTE_LIFETIME:
+        lifetime = catalog.provider(job.provider).task_lifetime
+        if job.submit_started_at and now - job.submit_started_at > lifetime:
             lifecycle.fail(
                 mine,
                 code=exc.code or "lost_contact",
                 message=(
-                    "The studio could not reach the provider for 24 h; the task has expired "
-                    "there. Retry the video."
+                    f"The studio could not reach the provider for {_span(lifetime)}; "
+                    "the task has expired there. Retry the video."
                 ),
             )
             return GenerationJob.objects.get(pk=job.pk)
@@ -415,6 +439,22 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
+    lifetime = catalog.provider(job.provider).task_lifetime
+    if (
+        result.state == TaskState.EXPIRED
+        and job.submit_started_at
+        and now - job.submit_started_at < lifetime - EXPIRY_MARGIN
+    ):
+        # A provider forgets tasks only after their lifetime: "unknown" this
+        # early is a hiccup (or a listing lag), not an expiry. Ask again later;
+        # the failure below comes once the lifetime has really passed.
+        log.warning(
+            "job %s: the provider does not know task %s yet; asking again",
+            job.pk,
+            job.remote_task_id,
+        )
+        mine.update(next_poll_at=now + _backoff(job.polls + 1), polls=F("polls") + 1)
+        return GenerationJob.objects.get(pk=job.pk)
     if not result.state.active:
         reconcile.remember_task(
             job=job,
@@ -517,7 +557,10 @@ def _store_result(
             return GenerationJob.objects.get(pk=job.pk)
         except ProviderError as exc:
             ended = job.heartbeat_at or now
-            if exc.permanent or now - ended > REMOTE_LIFETIME:
+            if (
+                exc.permanent
+                or now - ended > catalog.provider(job.provider).task_lifetime
+            ):
                 lifecycle.fail(
                     mine,
                     code=exc.code or "result_lost",

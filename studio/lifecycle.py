@@ -30,7 +30,7 @@ from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import billing
+from . import billing, catalog
 from .media.video import VideoInfo
 from .models import GenerationJob, Task
 from .notifications import notify_job_finished
@@ -63,7 +63,8 @@ def complete(
 
     `billed_seconds` is what the provider billed, when it said so in this
     answer; otherwise the seconds already recorded on the job (a remote
-    task's poll), else the video's length. Returns the job, or None when the
+    task's poll), else what the offer's billing rule makes of the video's or
+    the input's length. Returns the job, or None when the
     fence matched no in-flight job (nothing is stored or charged then).
     """
     with transaction.atomic():
@@ -81,7 +82,7 @@ def complete(
                 job.poster.save("poster.jpg", File(fh), save=False)
         billed = billed_seconds if billed_seconds is not None else job.billed_seconds
         if billed is None:
-            billed = Decimal(f"{media.duration:.2f}")
+            billed = _billed_fallback(job, media)
         job.billed_seconds = billed
         job.cost = billing.generation_cost(
             provider=job.provider, resolution=job.resolution, seconds=billed
@@ -187,3 +188,15 @@ def _announce(job_id: int, outcome: GenerationJob.Status) -> None:
                 receiver,
                 exc_info=result,
             )
+
+
+def _billed_fallback(job: GenerationJob, media: VideoInfo) -> Decimal:
+    """Billed seconds when no provider said: the offer's rule on the length it bills."""
+    length = Decimal(f"{media.duration:.2f}")
+    try:
+        rule = catalog.offer(job.provider, job.model).billing
+    except catalog.UnknownChoice:
+        return length
+    if rule.basis == "input":
+        length = Decimal(f"{job.audio.duration:.2f}")
+    return rule.seconds(length)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 
 from studio.catalog import S2V, TIER_480, TIER_720, Billing, Offer, ProviderSpec
@@ -9,10 +11,15 @@ from studio.providers.base import ProviderLimits
 
 from .states import STATES
 
+# §9.6: predictions and their outputs are deleted after 7 days.
+RETENTION = timedelta(days=7)
+
 S2V_MODEL = "wavespeed-ai/wan-2.2/speech-to-video"
 
 
-def provider_spec(*, name: str, label: str, run_ratio: float) -> ProviderSpec:
+def provider_spec(
+    *, name: str, label: str, run_ratio: float, base_url: str
+) -> ProviderSpec:
     concurrency = int(settings.S2V_WAVESPEED_CONCURRENCY)
     return ProviderSpec(
         name=name,
@@ -45,4 +52,6 @@ def provider_spec(*, name: str, label: str, run_ratio: float) -> ProviderSpec:
         webhooks=bool(settings.S2V_PUBLIC_BASE_URL),
         states=STATES,
         run_ratio=run_ratio,
+        task_lifetime=RETENTION,
+        base_url=base_url,
     )

@@ -272,8 +272,10 @@ class WaveSpeedProvider:
 
         Used after a crash between WaveSpeed accepting a task and its id being
         saved (§9.6: the predictions list finds it). Pages are read until the
-        rest can only be older than `since`, the total is reached, or LIST_MAX_PAGES.
-        Raises ProviderError when the listing fails or cannot be read.
+        rest can only be older than `since` or the total is reached. Raises
+        ProviderError when the listing fails, cannot be read, or is not read to
+        its end within LIST_MAX_PAGES: a partial listing could miss the lost
+        task, and the sweep would then post it a second time.
         """
         found: list[ListedTask] = []
         try:
@@ -289,6 +291,14 @@ class WaveSpeedProvider:
                 found += [_listed(p) for p in recent if p.model in ("", S2V_MODEL)]
                 if _last_page(page, since=since, page_no=page_no):
                     break
+            else:
+                raise ProviderError(
+                    f"The predictions listing has more than {LIST_MAX_PAGES} pages "
+                    "since the lost submit; the studio cannot tell whether the task "
+                    "is among them.",
+                    code="listing_incomplete",
+                    permanent=False,
+                )
         except WaveSpeedError as exc:
             raise ProviderError(
                 f"The predictions listing failed ({exc.code}: {exc.message})",
