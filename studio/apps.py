@@ -10,7 +10,7 @@ class StudioConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import devserver
+        from . import checks, devserver  # noqa: F401  (checks registers itself)
 
         post_migrate.connect(_ensure_schedules, sender=self)
         devserver.install()

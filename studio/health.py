@@ -22,6 +22,8 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from studio import catalog
+
 log = logging.getLogger(__name__)
 
 PATH = "/healthz"
@@ -128,21 +130,31 @@ def check_storage() -> dict[str, Any]:
 
 
 def check_provider() -> dict[str, Any]:
-    """Whether the provider's API answers at all; cached per process."""
-    name = settings.S2V_PROVIDER
-    if name == "local":
-        return {"ok": True, "backend": "local"}
+    """Whether every enabled provider's API answers at all; cached per process."""
+    remote = [spec for spec in catalog.enabled() if spec.remote]
+    if not remote:
+        return {"ok": True, "backend": catalog.LOCAL}
+    results = {spec.name: _check_one(spec.name, spec.base_url) for spec in remote}
+    failed = [name for name, result in results.items() if not result["ok"]]
+    answer: dict[str, Any] = {
+        "ok": not failed,
+        "backend": ",".join(results),
+        "providers": results,
+    }
+    if failed:
+        answer["error"] = "; ".join(
+            f"{name}: {results[name].get('error', 'failed')}" for name in failed
+        )
+    return answer
+
+
+def _check_one(name: str, base_url: str) -> dict[str, Any]:
     now = time.monotonic()
     cached = _provider_cache.get(name)
     if cached and now - cached["at"] < PROVIDER_CACHE_SECONDS:
         return cast("dict[str, Any]", cached["result"])
 
     def provider_api() -> dict[str, Any]:
-        base_url = (
-            f"http://127.0.0.1:{settings.S2V_EMULATOR_PORT}/api/v1"
-            if name == "emulator"
-            else settings.S2V_DASHSCOPE_BASE_URL
-        )
         # Any HTTP answer counts: reachability, not the key (that would be billed
         # or throttled); account errors show as "paused".
         httpx.get(base_url, timeout=TIMEOUT)
@@ -170,7 +182,11 @@ def describe(exc: BaseException) -> str:
 
 
 def _secrets() -> list[str]:
-    values = [settings.SECRET_KEY, getattr(settings, "DASHSCOPE_API_KEY", "")]
+    values = [
+        settings.SECRET_KEY,
+        getattr(settings, "DASHSCOPE_API_KEY", ""),
+        getattr(settings, "WAVESPEED_API_KEY", ""),
+    ]
     for db in settings.DATABASES.values():
         values.append(db.get("PASSWORD", ""))
     for url in (settings.Q_CLUSTER.get("redis"), getattr(settings, "REDIS_URL", "")):

@@ -119,9 +119,15 @@ def reconcile(
     """
     name = provider_name or settings.S2V_PROVIDER
     provider = get_provider(name)
-    if not isinstance(provider, DashScopeProvider):
+    if not provider.remote:
         raise NothingToReconcile(
             f"The {provider.label} provider has no provider account: nothing to reconcile."
+        )
+    if not isinstance(provider, DashScopeProvider):
+        raise NothingToReconcile(
+            f"{provider.label}'s bill is not compared yet: the reconciliation reads "
+            "DashScope's task listing only. Compare WaveSpeed's usage page with the "
+            "ledger by hand."
         )
     now = now or timezone.now()
     run = Reconciliation.objects.create(

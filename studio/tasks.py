@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from . import dispatcher, reconcile, services
+from . import catalog, dispatcher, reconcile, services
 
 
 def job_run(job_id: int) -> None:
@@ -30,6 +30,9 @@ def jobs_sweep() -> None:
 
 
 def reconcile_account() -> None:
-    """The scheduled comparison of the provider's task listing with the studio's."""
-    with contextlib.suppress(reconcile.NothingToReconcile):  # the local provider
-        reconcile.reconcile()
+    """The scheduled comparison of each enabled provider's task listing with the studio's."""
+    for spec in catalog.enabled():
+        if not spec.remote:
+            continue
+        with contextlib.suppress(reconcile.NothingToReconcile):  # not listable yet
+            reconcile.reconcile(provider_name=spec.name)
