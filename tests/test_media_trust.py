@@ -24,7 +24,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from studio import services, tasks
 from studio.models import AudioClip, Portrait
-from studio.providers.dashscope.provider import PUBLIC_LINK_SALT
+from studio.providers.staging import PUBLIC_LINK_SALT
 from tests.conftest import ASTRONAUT, upload
 
 pytestmark = pytest.mark.django_db
@@ -272,12 +272,12 @@ def test_a_staged_copy_with_an_uploaders_suffix_is_only_a_download(client):
 
 def test_staged_copies_for_the_provider_are_named_by_the_verified_format(tmp_path):
     from studio.providers.base import InputFile
-    from studio.providers.dashscope.provider import _stage
+    from studio.providers.staging import stage
 
     path = tmp_path / "face.html"
     path.write_bytes(png_with_html_chunk())
 
-    name = _stage(InputFile(path=path, sha256="2" * 64, format="PNG"))
+    name = stage(InputFile(path=path, sha256="2" * 64, format="PNG"))
 
     assert name == f"staging/{'2' * 64}.png"
 

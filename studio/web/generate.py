@@ -109,7 +109,10 @@ def _chosen(membership: Membership, data: Any, fallback: str = "") -> str:
     for name in (data.get("provider", ""), fallback):
         if name in names:
             return str(name)
-    return names[0] if names else catalog.default_provider()
+    # No provider the team may use is enabled (an admin's restriction names
+    # providers this studio no longer runs): checks fall to the free local
+    # one, and job_create says what to ask the admins.
+    return names[0] if names else catalog.LOCAL
 
 
 def _generate_ready(

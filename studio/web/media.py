@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from studio.formats import POSTER_FORMAT, VIDEO_FORMAT
 from studio.media.serving import input_format, serve_file
 from studio.models import AudioClip, GenerationJob, Membership, Portrait
-from studio.providers.dashscope.provider import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
+from studio.providers.staging import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 
 from .common import _team_job
 from .decorators import team_required

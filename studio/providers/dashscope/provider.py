@@ -51,11 +51,6 @@ AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
 UPLOAD_VALID_FOR = timedelta(hours=48)  # §5.4
 # Reuse an upload only while it has this long left: a task may start late.
 UPLOAD_REUSE_MARGIN = timedelta(hours=6)
-# Shared with every remote provider; kept here under their old names.
-PUBLIC_LINK_SALT = staging.PUBLIC_LINK_SALT
-PUBLIC_LINK_MAX_AGE = staging.PUBLIC_LINK_MAX_AGE
-_stage = staging.stage
-_suffix = staging.suffix
 
 # What each failure means for the person who made the video (provider-api.md §6).
 _MESSAGES = {
