@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from studio import catalog
-from studio.providers import staging
+from studio.providers import http, staging
 from studio.providers.base import (
     GenerationRequest,
     InputFile,
@@ -232,9 +232,7 @@ class DashScopeProvider:
     def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
         try:
             self.client.download(
-                result.video_url,
-                dest,
-                max_bytes=settings.S2V_RESULT_MAX_MB * 1024 * 1024,
+                result.video_url, dest, max_bytes=http.result_max_bytes()
             )
         except DashScopeError as exc:
             raise self._provider_error(exc) from exc
