@@ -219,18 +219,42 @@ def model_label(model_id: str) -> str:
 # -- providers ------------------------------------------------------------------------
 
 
-def _local() -> ProviderSpec:
-    workers = int(settings.Q_CLUSTER.get("workers", 1))
-    limits = ProviderLimits(
-        # DashScope's portrait bounds (§2.1), so a portrait that passes in the
-        # preview passes there too.
+def s2v_limits(
+    *,
+    audio_max_seconds: float,
+    audio_max_bytes: int,
+    concurrency: int,
+    price_per_second: Mapping[str, Decimal] | None = None,
+    price_per_check: Decimal = Decimal("0"),
+    currency: str = "USD",
+) -> ProviderLimits:
+    """wan2.2-s2v's limits: the input bounds every provider shares, and its own.
+
+    Portraits are held to DashScope's bounds (provider-api.md §2.1) everywhere,
+    the local preview included, so a portrait that passes one provider passes
+    any. The prices are the provider's declared ones, used only when the price
+    table has no line (`billing.unit_price`).
+    """
+    return ProviderLimits(
         image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
         image_min_side=400,
         image_max_side=7000,
         audio_formats=frozenset({"wav", "mp3"}),
+        audio_max_seconds=audio_max_seconds,
+        audio_max_bytes=audio_max_bytes,
+        resolutions=(TIER_480, TIER_720),
+        concurrency=concurrency,
+        price_per_second=dict(price_per_second or {}),
+        price_per_check=price_per_check,
+        currency=currency,
+    )
+
+
+def _local() -> ProviderSpec:
+    workers = int(settings.Q_CLUSTER.get("workers", 1))
+    limits = s2v_limits(
         audio_max_seconds=float(settings.S2V_LOCAL_MAX_AUDIO_SECONDS),
         audio_max_bytes=50_000_000,
-        resolutions=(TIER_480, TIER_720),
         concurrency=workers,
     )
     return ProviderSpec(

@@ -6,9 +6,7 @@ import shutil
 from decimal import Decimal
 from typing import IO
 
-from django.conf import settings
-
-from studio import scratch
+from studio import catalog, scratch
 from studio.media import images, render
 
 from .base import (
@@ -16,7 +14,6 @@ from .base import (
     InputFile,
     Progress,
     ProviderError,
-    ProviderLimits,
     TaskResult,
     TaskState,
     Verdict,
@@ -29,20 +26,7 @@ class LocalProvider:
     remote = False
 
     def __init__(self) -> None:
-        self.limits = ProviderLimits(
-            image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
-            # DashScope's bounds (provider-api.md §2.1), so a portrait that
-            # passes here is one the real service would take too.
-            image_min_side=400,
-            image_max_side=7000,
-            audio_formats=frozenset({"wav", "mp3"}),
-            audio_max_seconds=float(settings.S2V_LOCAL_MAX_AUDIO_SECONDS),
-            audio_max_bytes=50_000_000,
-            resolutions=("480P", "720P"),
-            concurrency=int(settings.Q_CLUSTER.get("workers", 1)),
-            price_per_second={"480P": Decimal("0"), "720P": Decimal("0")},
-            price_per_check=Decimal("0"),
-        )
+        self.limits = catalog.offer(self.name, catalog.S2V).limits
 
     def check_portrait(self, image: InputFile, *, fresh: bool = False) -> Verdict:
         # `fresh` asks a remote provider for a new connection; nothing to renew here.

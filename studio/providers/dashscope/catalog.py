@@ -2,34 +2,47 @@
 
 from __future__ import annotations
 
-from studio.catalog import S2V, TIER_480, TIER_720, Billing, Offer
-from studio.providers.base import ProviderLimits
+from decimal import Decimal
+
+from django.conf import settings
+
+from studio.catalog import S2V, Billing, Offer, s2v_limits
 
 from .client import DETECT_MODEL, S2V_MODEL, STATES
 
-__all__ = ["STATES", "s2v_offer"]
+__all__ = ["PRICES", "STATES", "s2v_offer"]
 
+# provider-api.md §2.3 and §3.3: the declared prices, which billing falls back
+# on when the price table has no line for them.
+PRICES = {
+    "USD": {
+        "check": Decimal("0.000574"),
+        "480P": Decimal("0.071677"),
+        "720P": Decimal("0.129018"),
+    },
+    "CNY": {"check": Decimal("0.004"), "480P": Decimal("0.5"), "720P": Decimal("0.9")},
+}
 AUDIO_MAX_SECONDS = 20.0  # §3.1, exclusive
 AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
 
 
 def s2v_offer(*, concurrency: int) -> Offer:
     """wan2.2-s2v (§3): billed per generated second (§3.3), checked by -detect (§2)."""
+    currency = settings.S2V_CURRENCY if settings.S2V_CURRENCY in PRICES else "USD"
+    prices = PRICES[currency]
     return Offer(
         model=S2V,
         remote_model=S2V_MODEL,
         check_model=DETECT_MODEL,
-        limits=ProviderLimits(
-            image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
-            image_min_side=400,
-            image_max_side=7000,
-            audio_formats=frozenset({"wav", "mp3"}),
-            # §3.1: "< 15 MB, < 20 s"; both bounds are exclusive, and MB is read
-            # as the smaller 10^6 bytes, so nothing that passes here is refused there.
+        # §3.1: "< 15 MB, < 20 s"; both bounds are exclusive, and MB is read
+        # as the smaller 10^6 bytes, so nothing that passes here is refused there.
+        limits=s2v_limits(
             audio_max_seconds=AUDIO_MAX_SECONDS,
             audio_max_bytes=AUDIO_MAX_BYTES,
-            resolutions=(TIER_480, TIER_720),
             concurrency=concurrency,
+            price_per_second={"480P": prices["480P"], "720P": prices["720P"]},
+            price_per_check=prices["check"],
+            currency=currency,
         ),
         billing=Billing(basis="output"),
         # §3.1 documents no prompt or seed for wan2.2-s2v.

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import httpx
 
+from studio.providers import http
 from studio.providers.base import ListedTask, TaskState
 
 DETECT_MODEL = "wan2.2-s2v-detect"
@@ -195,14 +196,12 @@ class DashScopeClient:
         self._options: dict[str, Any] = {
             "base_url": base_url.rstrip("/"),
             "headers": headers,
-            "timeout": httpx.Timeout(timeout, connect=5.0),
+            "timeout": http.timeout(timeout),
         }
         self._transport = transport
         self._client = httpx.Client(**self._options, transport=transport)
         # Uploads go to another host and must not carry the API key (§5.2).
-        self._plain = httpx.Client(
-            timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
-        )
+        self._plain = http.plain_client(transport)
 
     def close(self) -> None:
         self._client.close()
@@ -378,46 +377,18 @@ class DashScopeClient:
     def download(self, url: str, dest: IO[bytes], *, max_bytes: int) -> str:
         """Stream a result into `dest`; returns its content type. No API key is sent."""
         try:
-            with self._plain.stream("GET", url) as response:
-                if response.status_code in (401, 403, 404, 410):
-                    raise DashScopeError(
-                        "The result link has expired or is gone.",
-                        code="ResultExpired",
-                        kind=ErrorKind.INPUT,
-                        status=response.status_code,
-                    )
-                if response.status_code != 200:
-                    raise DashScopeError(
-                        f"Result download answered HTTP {response.status_code}.",
-                        status=response.status_code,
-                    )
-                content_type: str = (
-                    response.headers.get("content-type", "").split(";")[0].strip()
-                )
-                if content_type and not content_type.startswith(
-                    ("video/", "application/octet-stream", "binary/")
-                ):
-                    raise DashScopeError(
-                        f"The result is {content_type}, not a video.",
-                        code="InvalidVideo",
-                        kind=ErrorKind.INPUT,
-                    )
-                received = 0
-                for chunk in response.iter_bytes(1024 * 1024):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise DashScopeError(
-                            f"The result is larger than {max_bytes // 1048576} MB.",
-                            code="InvalidVideo",
-                            kind=ErrorKind.INPUT,
-                        )
-                    dest.write(chunk)
-                return content_type
-        except httpx.TransportError as exc:
+            return http.download(self._plain, url, dest, max_bytes=max_bytes)
+        except http.DownloadFailed as exc:
+            match exc.reason:
+                case "gone":
+                    code, kind = "ResultExpired", ErrorKind.INPUT
+                case "not_video" | "too_large":
+                    code, kind = "InvalidVideo", ErrorKind.INPUT
+                case _:
+                    code, kind = "", ErrorKind.TRANSIENT
             raise DashScopeError(
-                f"Result download failed: {type(exc).__name__}.",
-                kind=ErrorKind.TRANSIENT,
-            ) from exc
+                exc.message, code=code, kind=kind, status=exc.status
+            ) from exc.__cause__ or exc
 
     # -- the one place that sends ------------------------------------------------
 

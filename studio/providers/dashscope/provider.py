@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from studio.providers import staging
+from studio import catalog
+from studio.providers import http, staging
 from studio.providers.base import (
     GenerationRequest,
     InputFile,
     ListedTask,
     Progress,
     ProviderError,
-    ProviderLimits,
     Reason,
     TaskResult,
     TaskState,
@@ -37,17 +36,6 @@ from .client import (
     state_of,
 )
 
-# provider-api.md §2.3 and §3.3.
-PRICES = {
-    "USD": {
-        "check": Decimal("0.000574"),
-        "480P": Decimal("0.071677"),
-        "720P": Decimal("0.129018"),
-    },
-    "CNY": {"check": Decimal("0.004"), "480P": Decimal("0.5"), "720P": Decimal("0.9")},
-}
-AUDIO_MAX_SECONDS = 20.0  # §3.1, exclusive
-AUDIO_MAX_BYTES = 15_000_000  # §3.1 "15 MB", exclusive, the smaller reading
 UPLOAD_VALID_FOR = timedelta(hours=48)  # §5.4
 # Reuse an upload only while it has this long left: a task may start late.
 UPLOAD_REUSE_MARGIN = timedelta(hours=6)
@@ -167,24 +155,8 @@ class DashScopeProvider:
             base_url=base_url or settings.S2V_DASHSCOPE_BASE_URL,
             workspace=settings.S2V_DASHSCOPE_WORKSPACE,
         )
-        prices = PRICES.get(settings.S2V_CURRENCY, PRICES["USD"])
-        self.limits = ProviderLimits(
-            image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
-            image_min_side=400,
-            image_max_side=7000,
-            audio_formats=frozenset({"wav", "mp3"}),
-            # §3.1: "< 15 MB, < 20 s"; both bounds are exclusive, and MB is read
-            # as the smaller 10^6 bytes, so nothing that passes here is refused there.
-            audio_max_seconds=AUDIO_MAX_SECONDS,
-            audio_max_bytes=AUDIO_MAX_BYTES,
-            resolutions=("480P", "720P"),
-            concurrency=settings.S2V_DASHSCOPE_CONCURRENCY,
-            price_per_second={"480P": prices["480P"], "720P": prices["720P"]},
-            price_per_check=prices["check"],
-            currency=settings.S2V_CURRENCY
-            if settings.S2V_CURRENCY in PRICES
-            else "USD",
-        )
+        self.offer = catalog.offer(name, catalog.S2V)
+        self.limits = self.offer.limits
         self._policies: dict[str, UploadPolicy] = {}
 
     # -- the face check -----------------------------------------------------------
@@ -255,9 +227,7 @@ class DashScopeProvider:
     def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
         try:
             self.client.download(
-                result.video_url,
-                dest,
-                max_bytes=settings.S2V_RESULT_MAX_MB * 1024 * 1024,
+                result.video_url, dest, max_bytes=http.result_max_bytes()
             )
         except DashScopeError as exc:
             raise self._provider_error(exc) from exc

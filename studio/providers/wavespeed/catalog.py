@@ -6,8 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from studio.catalog import S2V, TIER_480, TIER_720, Billing, Offer, ProviderSpec
-from studio.providers.base import ProviderLimits
+from studio.catalog import S2V, Billing, Offer, ProviderSpec, s2v_limits
 
 from .states import STATES
 
@@ -30,16 +29,11 @@ def provider_spec(
             S2V: Offer(
                 model=S2V,
                 remote_model=S2V_MODEL,
-                limits=ProviderLimits(
-                    image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
-                    image_min_side=400,
-                    image_max_side=7000,
-                    audio_formats=frozenset({"wav", "mp3"}),
+                limits=s2v_limits(
                     # §9.5: 120 s on one page, 10 minutes on another: a setting.
                     audio_max_seconds=float(settings.S2V_WAVESPEED_MAX_AUDIO_SECONDS),
                     # §9.4: audio uploads up to 50 MB (low confidence).
                     audio_max_bytes=50_000_000,
-                    resolutions=(TIER_480, TIER_720),
                     concurrency=concurrency,
                 ),
                 # §9.5: input seconds rounded up, at least 3 s, by resolution.

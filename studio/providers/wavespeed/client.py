@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import httpx
 
+from studio.providers import http
+
 from .catalog import S2V_MODEL
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
@@ -140,15 +142,11 @@ class WaveSpeedClient:
                 "Accept": "application/json",
                 "X-Client-Name": CLIENT_NAME,
             },
-            timeout=httpx.Timeout(timeout, connect=5.0),
+            timeout=http.timeout(timeout),
             transport=transport,
         )
         # Results live on a CDN: they must not carry the API key.
-        self._plain = httpx.Client(
-            timeout=httpx.Timeout(120.0, connect=5.0),
-            transport=transport,
-            follow_redirects=True,
-        )
+        self._plain = http.plain_client(transport, follow_redirects=True)
         self._sleep = sleep
 
     def close(self) -> None:
@@ -204,7 +202,7 @@ class WaveSpeedClient:
                 "POST",
                 "/api/v3/media/upload/binary",
                 files={"file": (filename, fh, content_type)},
-                timeout=httpx.Timeout(120.0, connect=5.0),
+                timeout=http.timeout(http.TRANSFER_SECONDS),
             )
         url = data.get("download_url") if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:
@@ -248,42 +246,18 @@ class WaveSpeedClient:
     def download(self, url: str, dest: IO[bytes], *, max_bytes: int) -> str:
         """Stream a result into `dest`; returns its content type. No API key is sent."""
         try:
-            with self._plain.stream("GET", url) as response:
-                if response.status_code in (401, 403, 404, 410):
-                    raise WaveSpeedError(
-                        "The result link has expired or is gone.",
-                        kind=ErrorKind.NOT_FOUND,
-                        status=response.status_code,
-                    )
-                if response.status_code != 200:
-                    raise WaveSpeedError(
-                        f"Result download answered HTTP {response.status_code}.",
-                        status=response.status_code,
-                    )
-                content_type: str = (
-                    response.headers.get("content-type", "").split(";")[0].strip()
-                )
-                if content_type and not content_type.startswith(
-                    ("video/", "application/octet-stream", "binary/")
-                ):
-                    raise WaveSpeedError(
-                        f"The result is {content_type}, not a video.",
-                        kind=ErrorKind.INPUT,
-                    )
-                received = 0
-                for chunk in response.iter_bytes(1024 * 1024):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise WaveSpeedError(
-                            f"The result is larger than {max_bytes // 1048576} MB.",
-                            kind=ErrorKind.INPUT,
-                        )
-                    dest.write(chunk)
-                return content_type
-        except httpx.TransportError as exc:
-            raise WaveSpeedError(
-                f"Result download failed: {type(exc).__name__}."
-            ) from exc
+            return http.download(self._plain, url, dest, max_bytes=max_bytes)
+        except http.DownloadFailed as exc:
+            match exc.reason:
+                case "gone":
+                    kind = ErrorKind.NOT_FOUND
+                case "not_video" | "too_large":
+                    kind = ErrorKind.INPUT
+                case _:
+                    kind = ErrorKind.TRANSIENT
+            raise WaveSpeedError(exc.message, kind=kind, status=exc.status) from (
+                exc.__cause__ or exc
+            )
 
     # -- the one place that sends ------------------------------------------------
 

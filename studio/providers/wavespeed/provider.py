@@ -22,7 +22,7 @@ from django.urls import reverse
 
 from studio import catalog
 from studio.media import images
-from studio.providers import staging
+from studio.providers import http, staging
 from studio.providers.base import (
     GenerationRequest,
     InputFile,
@@ -250,9 +250,7 @@ class WaveSpeedProvider:
     def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
         try:
             self.client.download(
-                result.video_url,
-                dest,
-                max_bytes=settings.S2V_RESULT_MAX_MB * 1024 * 1024,
+                result.video_url, dest, max_bytes=http.result_max_bytes()
             )
         except WaveSpeedError as exc:
             if exc.kind == ErrorKind.NOT_FOUND:
