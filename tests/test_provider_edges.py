@@ -151,3 +151,35 @@ def test_the_schedule_reconciles_each_enabled_remote_provider(
     monkeypatch.setattr(tasks.reconcile, "reconcile", fake)
     tasks.reconcile_account()
     assert seen == ["emulator", "wavespeed-emulator"]
+
+
+def test_a_remote_provider_without_a_price_in_the_site_currency_is_refused(
+    ws_inputs: Any, alice: Any, team: Any, settings: Any
+) -> None:
+    """WaveSpeed is priced in USD only: on a CNY site it would cost ¥0 here and real
+    money there, so the studio refuses it until an admin adds a CNY price."""
+    from studio import services
+    from studio.models import Price
+
+    settings.S2V_CURRENCY = "CNY"
+    portrait, audio = ws_inputs
+    with pytest.raises(services.Rejected, match="no 480P price in CNY") as caught:
+        services.job_create(
+            team=team, user=alice, portrait=portrait, audio=audio, resolution="480P"
+        )
+    assert caught.value.code == "price"
+    assert not GenerationJob.objects.exists()
+
+    Price.objects.create(
+        provider="wavespeed-emulator",
+        model="wavespeed-ai/wan-2.2/speech-to-video",
+        unit=Price.Unit.SECOND,
+        resolution="480P",
+        currency="CNY",
+        unit_price=Decimal("0.22"),
+        valid_from=timezone.now() - timedelta(days=1),
+    )
+    job = services.job_create(
+        team=team, user=alice, portrait=portrait, audio=audio, resolution="480P"
+    )
+    assert job.estimate == Decimal("0.66")  # 3 s minimum at ¥0.22

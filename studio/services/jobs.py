@@ -23,7 +23,15 @@ from studio.broker import current_cluster
 from studio.files import stored_path
 from studio.media.images import InputError
 from studio.media.video import probe_video
-from studio.models import AudioClip, FaceCheck, GenerationJob, Portrait, Team, User
+from studio.models import (
+    AudioClip,
+    FaceCheck,
+    GenerationJob,
+    Portrait,
+    Price,
+    Team,
+    User,
+)
 from studio.providers import get_provider
 from studio.providers.base import (
     GenerationRequest,
@@ -81,6 +89,16 @@ def job_create(
         choices = " or ".join(offer.limits.resolutions)
         raise Rejected(f"Choose a resolution of {choices}.", code="resolution")
     clean = job_params(provider=provider_name, model=model, params=params or {})
+    if catalog.provider(provider_name).remote and not billing.unit_price(
+        provider=provider_name, unit=Price.Unit.SECOND, resolution=resolution
+    ):
+        # A provider that bills with no price here would spend unseen money.
+        raise Rejected(
+            f"{catalog.provider_label(provider_name)} has no {resolution} price in "
+            f"{billing.currency()} in the price table, so the studio cannot hold or "
+            "record what it costs. Ask an admin to add one (admin: Prices).",
+            code="price",
+        )
     # The audio first: a clip the provider cannot take must not cost a paid check.
     if problems := audio_problems(
         duration=audio.duration, size=audio.size, limits=offer.limits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -14,6 +15,8 @@ from .states import STATES
 RETENTION = timedelta(days=7)
 
 S2V_MODEL = "wavespeed-ai/wan-2.2/speech-to-video"
+# §9.5, in USD only: the price table's rows win; these apply when it has none.
+PRICES = {"480P": Decimal("0.03"), "720P": Decimal("0.06")}
 
 
 def provider_spec(
@@ -35,6 +38,8 @@ def provider_spec(
                     # §9.4: audio uploads up to 50 MB (low confidence).
                     audio_max_bytes=50_000_000,
                     concurrency=concurrency,
+                    price_per_second=PRICES,
+                    currency="USD",
                 ),
                 # §9.5: input seconds rounded up, at least 3 s, by resolution.
                 billing=Billing(basis="input", round_up=True, min_seconds=3),
