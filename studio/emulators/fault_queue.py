@@ -40,6 +40,10 @@ class QueuedFault(Protocol):
 
 F = TypeVar("F", bound=QueuedFault)
 
+# Kinds, in every emulator, that act on a request before (or instead of) its
+# normal answer.
+REQUEST_KINDS = ("throttle", "server_error", "drop", "slow")
+
 
 @dataclass
 class BaseFault:
@@ -214,6 +218,24 @@ class FaultQueue(Generic[F]):
                     self._totals[f"fault_{fault.kind}"] += 1
                     return copy.copy(fault)
             return None
+
+
+class FaultStore(Generic[F]):
+    """An emulator state's fault methods, over its `faults` queue.
+
+    Requests and tasks take their faults with `faults.take(...)`.
+    """
+
+    faults: FaultQueue[F]
+
+    def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return self.faults.add(specs)
+
+    def clear_faults(self, kind: str | None = None, owner: str | None = None) -> int:
+        return self.faults.clear(kind, owner)
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        return self.faults.listing()
 
 
 def parse_flag(text: str, *, numeric: Collection[str]) -> dict[str, Any]:

@@ -19,8 +19,7 @@ from . import errors
 ROUTES = ("detect", "submit", "task", "cancel", "list", "policy", "upload", "result")
 API_ROUTES = ("detect", "submit", "task", "cancel", "list", "policy")
 
-# Kinds that act on a request before (or instead of) its normal answer.
-REQUEST_KINDS = ("throttle", "server_error", "drop", "slow")
+REQUEST_KINDS = fault_queue.REQUEST_KINDS
 # Kinds taken by the next submitted task(s).
 TASK_KINDS = ("fail_task", "moderation")
 KINDS = (

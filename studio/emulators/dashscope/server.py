@@ -292,16 +292,16 @@ class _App:
         account = key.account if key else None
         self.store.count(None, "requests")
 
-        slow = self.store.take_fault(
-            ("slow",), route=route, path=req.path, account=account
+        slow = self.store.faults.take(
+            ("slow",), route=route, path=req.path, owner=account
         )
         if slow is not None:
             self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.take_fault(
+        fault = self.store.faults.take(
             ("throttle", "server_error", "drop"),
             route=route,
             path=req.path,
-            account=account,
+            owner=account,
         )
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
@@ -333,8 +333,8 @@ class _App:
             )
         # §12.2: auth first, then account-wide faults (arrears and the like).
         key = self.store.authenticate(req.header("Authorization"))
-        account_fault = self.store.take_fault(
-            ("account_error",), route=route, path=req.path, account=key.account
+        account_fault = self.store.faults.take(
+            ("account_error",), route=route, path=req.path, owner=key.account
         )
         if account_fault is not None:
             raise ApiError(
@@ -423,8 +423,8 @@ class _App:
     def task(self, req: Request, key: ApiKey, task_id: str) -> dict[str, Any]:
         self.store.count(key.account, "task_queries")
         self.store.check_rate(key.account, "query", self.cfg.query_qps)
-        unknown = self.store.take_fault(
-            ("unknown_task",), route="task", path=req.path, account=key.account
+        unknown = self.store.faults.take(
+            ("unknown_task",), route="task", path=req.path, owner=key.account
         )
         task = None if unknown else self.store.visible_task(key, task_id)
         if task is None:

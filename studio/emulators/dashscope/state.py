@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from studio.emulators import common
-from studio.emulators.fault_queue import FaultQueue
+from studio.emulators.fault_queue import FaultQueue, FaultStore
 from studio.emulators.multipart import Part
 from studio.media.images import InputError
 
@@ -276,7 +276,7 @@ class Account:
         self.wake_at = 0.0
 
 
-class Store:
+class Store(FaultStore[faults.Fault]):
     def __init__(
         self,
         *,
@@ -392,28 +392,6 @@ class Store:
         if home != endpoint:
             raise ApiError(400, "InvalidParameter", errors.WRONG_ENDPOINT)
         return model
-
-    # Faults
-
-    def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return self.faults.add(specs)
-
-    def clear_faults(self, kind: str | None = None, account: str | None = None) -> int:
-        return self.faults.clear(kind, account)
-
-    def list_faults(self) -> list[dict[str, Any]]:
-        return self.faults.listing()
-
-    def take_fault(
-        self,
-        kinds: Iterable[str],
-        *,
-        route: str = "",
-        path: str = "",
-        account: str | None = None,
-    ) -> faults.Fault | None:
-        """The first queued fault of `kinds` matching the request; counts it down."""
-        return self.faults.take(kinds, route=route, path=path, owner=account)
 
     # Temporary upload (§5)
 
@@ -661,8 +639,8 @@ class Store:
                 prepared=prepared,
                 request_id=request_id or str(uuid.uuid4()),
             )
-            forced = self.take_fault(
-                faults.TASK_KINDS, route="submit", account=key.account
+            forced = self.faults.take(
+                faults.TASK_KINDS, route="submit", owner=key.account
             )
             if forced is not None:
                 task.forced = (forced.code, forced.message)
@@ -932,8 +910,8 @@ class Store:
                     "signature you provided. Check your key and signing method.",
                 )
             expired = self.now() > int(expires)
-            fault = self.take_fault(
-                ("expire_results",), route="result", account=task.account
+            fault = self.faults.take(
+                ("expire_results",), route="result", owner=task.account
             )
             if expired or fault is not None:
                 raise OssError(403, "AccessDenied", "Request has expired.")

@@ -17,8 +17,7 @@ from studio.emulators import fault_queue
 # Route names, as the server classifies requests.
 ROUTES = ("submit", "result", "list", "upload", "secret", "media")
 
-# Kinds that act on a request before (or instead of) its normal answer.
-REQUEST_KINDS = ("throttle", "server_error", "drop", "slow")
+REQUEST_KINDS = fault_queue.REQUEST_KINDS
 # Kinds taken by the next submitted prediction(s).
 TASK_KINDS = ("fail_task", "nsfw")
 WEBHOOK_KINDS = (

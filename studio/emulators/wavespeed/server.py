@@ -248,11 +248,11 @@ class _App:
             if route == "media"
             else self.store.lookup_key(req.header("Authorization"))
         )
-        slow = self.store.take_fault(("slow",), route=route, path=req.path, key=key)
+        slow = self.store.faults.take(("slow",), route=route, path=req.path, owner=key)
         if slow is not None:
             self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.take_fault(
-            ("throttle", "server_error", "drop"), route=route, path=req.path, key=key
+        fault = self.store.faults.take(
+            ("throttle", "server_error", "drop"), route=route, path=req.path, owner=key
         )
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)

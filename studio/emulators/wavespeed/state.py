@@ -37,7 +37,7 @@ import av
 import httpx
 
 from studio.emulators import common
-from studio.emulators.fault_queue import FaultQueue
+from studio.emulators.fault_queue import FaultQueue, FaultStore
 from studio.media.audio import probe_audio
 from studio.media.images import InputError, read_image_info
 
@@ -278,7 +278,7 @@ class Delivery:
         return data
 
 
-class Store:
+class Store(FaultStore[faults.Fault]):
     def __init__(
         self,
         *,
@@ -415,28 +415,6 @@ class Store:
 
     def _count_submit(self, key: str) -> None:
         self.windows.setdefault(key, deque()).append(self.now())
-
-    # Faults
-
-    def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return self.faults.add(specs)
-
-    def clear_faults(self, kind: str | None = None, key: str | None = None) -> int:
-        return self.faults.clear(kind, key)
-
-    def list_faults(self) -> list[dict[str, Any]]:
-        return self.faults.listing()
-
-    def take_fault(
-        self,
-        kinds: Iterable[str],
-        *,
-        route: str = "",
-        path: str = "",
-        key: str | None = None,
-    ) -> faults.Fault | None:
-        """The first queued fault of `kinds` matching the request; counts it down."""
-        return self.faults.take(kinds, route=route, path=path, owner=key)
 
     # Uploads (§9.4)
 
@@ -588,13 +566,13 @@ class Store:
                 generation=self.generation,
                 webhook=webhook,
             )
-            forced = self.take_fault(faults.TASK_KINDS, route="submit", key=key.key)
+            forced = self.faults.take(faults.TASK_KINDS, route="submit", owner=key.key)
             if forced is not None:
                 prediction.forced = (forced.kind, forced.message)
                 prediction.nsfw_mode = forced.mode
             if webhook is not None:
                 for kind in faults.WEBHOOK_KINDS:
-                    fault = self.take_fault((kind,), route="submit", key=key.key)
+                    fault = self.faults.take((kind,), route="submit", owner=key.key)
                     if fault is not None:
                         prediction.webhook_faults.append(fault)
             self.predictions[prediction.id] = prediction
@@ -680,7 +658,9 @@ class Store:
             prediction = self.predictions.get(prediction_id)
             if prediction is None or prediction.video is None:
                 return None
-            if self.take_fault(("expire_results",), route="media", key=prediction.key):
+            if self.faults.take(
+                ("expire_results",), route="media", owner=prediction.key
+            ):
                 return None
             return prediction.video if prediction.video.exists() else None
 
