@@ -58,9 +58,9 @@ class EmulatorCommand(BaseCommand):
         make: Callable[..., E],
         parse_fault: Callable[[str], dict[str, Any]],
         opts: dict[str, Any],
-        **settings: Any,
+        settings: Iterable[str],
     ) -> E:
-        """`make(...)` with the shared options and `settings`, started."""
+        """`make(...)` with the shared options and the named `settings`, started."""
         try:
             emulator = make(
                 host=opts["host"],
@@ -70,7 +70,7 @@ class EmulatorCommand(BaseCommand):
                 data_dir=opts["data_dir"],
                 quiet=opts["quiet"],
                 faults=[parse_fault(text) for text in opts["faults"]],
-                **settings,
+                **{name: opts[name] for name in settings},
             )
             emulator.start()
         except (ValueError, OSError) as exc:

@@ -47,10 +47,12 @@ class Command(EmulatorCommand):
             WaveSpeedEmulator,
             parse_flag,
             opts,
-            created_seconds=opts["created_seconds"],
-            processing_seconds=opts["processing_seconds"],
-            retention_seconds=opts["retention_seconds"],
-            webhook_retries=opts["webhook_retries"],
+            (
+                "created_seconds",
+                "processing_seconds",
+                "retention_seconds",
+                "webhook_retries",
+            ),
         )
         keys = ", ".join(
             f"{k.key} ({k.tier} {k.max_concurrent}/{k.per_minute}"
