@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import shutil
 import socket
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +29,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
+from studio.emulators.fault_queue import F, FaultQueue, FaultStore
 from studio.media.render import RenderInfo, render_video
 
 # `images.check_face` shares cached OpenCV cascades between threads, and
@@ -406,6 +409,48 @@ def shut_down(server: LoopbackServer, thread: threading.Thread | None) -> None:
 def root_url(host: str, port: int) -> str:
     host = f"[{host.strip('[]')}]" if ":" in host else host
     return f"http://{host}:{port}"
+
+
+# State
+
+
+class BaseStore(FaultStore[F]):
+    """The lock, clock, counters, faults and workers of every emulator's state.
+
+    `subdirs` are made under `data_dir` for the emulator's files.
+    """
+
+    def __init__(
+        self,
+        *,
+        build_fault: Callable[[Mapping[str, Any], int], F],
+        data_dir: Path,
+        subdirs: Iterable[str],
+        log: Callable[[str], None],
+    ) -> None:
+        self.lock = threading.RLock()
+        self.data_dir = data_dir
+        self.log = log
+        self.public_url = ""
+        self.clock_offset = 0.0
+        self.totals: Counter[str] = Counter()
+        self.faults = FaultQueue(build_fault, lock=self.lock, totals=self.totals)
+        self.generation = 0
+        self._stop = threading.Event()
+        self._workers: set[threading.Thread] = set()
+        for sub in subdirs:
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def now(self) -> float:
+        """The provider's wall clock: real time plus what tests advanced it by."""
+        return time.time() + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        with self.lock:
+            self.clock_offset += seconds
+
+    def remove_data(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 # The emulator object tests and `manage.py` commands start and stop
