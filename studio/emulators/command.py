@@ -34,13 +34,17 @@ class EmulatorCommand(BaseCommand):
 
     requires_system_checks: list[str] = []  # no database or apps involved
 
-    def add_server_arguments(
-        self, parser: Any, *, port: int, time_scale_help: str, fault_example: str
-    ) -> None:
+    # What a vendor's command sets: its default port, what --time-scale
+    # divides, and an example --fault.
+    default_port: int
+    time_scale_help: str
+    fault_example: str
+
+    def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="loopback address")
-        parser.add_argument("--port", type=int, default=port)
+        parser.add_argument("--port", type=int, default=self.default_port)
         parser.add_argument(
-            "--time-scale", type=float, default=1.0, help=time_scale_help
+            "--time-scale", type=float, default=1.0, help=self.time_scale_help
         )
         parser.add_argument("--data-dir", type=Path, default=None)
         parser.add_argument(
@@ -49,9 +53,14 @@ class EmulatorCommand(BaseCommand):
             dest="faults",
             default=[],
             metavar="SPEC",
-            help=f"KIND[:COUNT[:ROUTE]][,key=value...] or JSON, e.g. {fault_example}",
+            help="KIND[:COUNT[:ROUTE]][,key=value...] or JSON, "
+            f"e.g. {self.fault_example}",
         )
         parser.add_argument("--quiet", action="store_true", help="no request log")
+        self.add_vendor_arguments(parser)
+
+    def add_vendor_arguments(self, parser: Any) -> None:
+        """The vendor's own options."""
 
     def start_emulator(
         self,

@@ -15,13 +15,11 @@ class Command(EmulatorCommand):
         "temporary-upload APIs on loopback (see studio/emulator/server.py)."
     )
 
-    def add_arguments(self, parser: Any) -> None:
-        self.add_server_arguments(
-            parser,
-            port=8765,
-            time_scale_help="divide every DashScope period (24 h, 48 h, 300 s) by this",
-            fault_example="throttle:3",
-        )
+    default_port = 8765
+    time_scale_help = "divide every DashScope period (24 h, 48 h, 300 s) by this"
+    fault_example = "throttle:3"
+
+    def add_vendor_arguments(self, parser: Any) -> None:
         parser.add_argument(
             "--api-key",
             action="append",

@@ -16,14 +16,14 @@ class Command(EmulatorCommand):
         "(see studio/emulators/wavespeed/server.py)."
     )
 
-    def add_arguments(self, parser: Any) -> None:
-        self.add_server_arguments(
-            parser,
-            port=8766,
-            time_scale_help="divide every WaveSpeed period (7 d retention, the "
-            "rate-limit minute, created/processing delays) by this",
-            fault_example="throttle:3:submit",
-        )
+    default_port = 8766
+    time_scale_help = (
+        "divide every WaveSpeed period (7 d retention, the rate-limit minute, "
+        "created/processing delays) by this"
+    )
+    fault_example = "throttle:3:submit"
+
+    def add_vendor_arguments(self, parser: Any) -> None:
         parser.add_argument(
             "--key",
             action="append",
