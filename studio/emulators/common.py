@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
+from studio.emulators.fault_queue import F, FaultQueue, FaultStore
 from studio.media.render import RenderInfo, render_video
 
 # `images.check_face` shares cached OpenCV cascades between threads, and
@@ -368,10 +374,14 @@ class LoopbackServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def listen(host: str, port: int, app: App, handler: type[Handler]) -> LoopbackServer:
-    """A LoopbackServer bound to `host` (IPv4 or IPv6 loopback) and `port` (0: any)."""
+def require_loopback(host: str) -> None:
     if not is_loopback(host):
         raise ValueError(f"the emulator listens on loopback only, not {host!r}")
+
+
+def listen(host: str, port: int, app: App, handler: type[Handler]) -> LoopbackServer:
+    """A LoopbackServer bound to `host` (IPv4 or IPv6 loopback) and `port` (0: any)."""
+    require_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return LoopbackServer((host.strip("[]"), port), app, family, handler)
 
@@ -399,3 +409,190 @@ def shut_down(server: LoopbackServer, thread: threading.Thread | None) -> None:
 def root_url(host: str, port: int) -> str:
     host = f"[{host.strip('[]')}]" if ":" in host else host
     return f"http://{host}:{port}"
+
+
+# State
+
+
+class BaseStore(FaultStore[F]):
+    """The lock, clock, counters, faults and workers of every emulator's state.
+
+    `subdirs` are made under `data_dir` for the emulator's files.
+    """
+
+    def __init__(
+        self,
+        *,
+        build_fault: Callable[[Mapping[str, Any], int], F],
+        data_dir: Path,
+        subdirs: Iterable[str],
+        log: Callable[[str], None],
+    ) -> None:
+        self.lock = threading.RLock()
+        self.data_dir = data_dir
+        self.log = log
+        self.public_url = ""
+        self.clock_offset = 0.0
+        self.totals: Counter[str] = Counter()
+        self.faults = FaultQueue(build_fault, lock=self.lock, totals=self.totals)
+        self.generation = 0
+        self._stop = threading.Event()
+        self._workers: set[threading.Thread] = set()
+        for sub in subdirs:
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def now(self) -> float:
+        """The provider's wall clock: real time plus what tests advanced it by."""
+        return time.time() + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        with self.lock:
+            self.clock_offset += seconds
+
+    def remove_data(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+# The emulator object tests and `manage.py` commands start and stop
+
+
+class EmulatorStore(Protocol):
+    """What `BaseEmulator` needs of an emulator's state."""
+
+    public_url: str
+
+    def add_faults(
+        self, specs: Iterable[Mapping[str, Any]], /
+    ) -> list[dict[str, Any]]: ...
+
+    def list_faults(self) -> list[dict[str, Any]]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+    def advance_clock(self, seconds: float, /) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def remove_data(self) -> None: ...
+
+
+S = TypeVar("S", bound=EmulatorStore)
+
+
+class BaseEmulator(Generic[S]):
+    """An emulator served from background threads; usable as a context manager.
+
+    A subclass builds its config and keys, then names its thread and data
+    folder (`name`), its handler, and how to make its store and app.
+    """
+
+    name: ClassVar[str]
+    handler: ClassVar[type[Handler]] = Handler
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        data_dir: Path | str | None,
+        quiet: bool,
+        faults: Iterable[Mapping[str, Any]],
+        build_fault: Callable[[Mapping[str, Any], int], object],
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.quiet = quiet
+        self._initial_faults = [dict(f) for f in faults]
+        for spec in self._initial_faults:
+            build_fault(spec, 0)  # fail early on a bad spec
+        self._owns_data_dir = data_dir is None
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._server: LoopbackServer | None = None
+        self._thread: threading.Thread | None = None
+        self._store: S | None = None
+
+    def _new_store(self, data_dir: Path) -> S:
+        raise NotImplementedError
+
+    def _new_app(self, store: S) -> App:
+        raise NotImplementedError
+
+    # Lifecycle
+
+    def start(self) -> Self:
+        """Listen and serve in a daemon thread; return once the socket listens."""
+        if self._server is not None:
+            return self
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._store = self._new_store(self._data_dir)
+        if self._initial_faults:
+            self._store.add_faults(self._initial_faults)
+        self._server = listen(
+            self.host, self.port, self._new_app(self._store), self.handler
+        )
+        self.port = self._server.server_address[1]
+        self._store.public_url = self.url
+        self._thread = serve_in_thread(self._server, self.name)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end the workers and (if it made it) remove the data dir."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        shut_down(server, self._thread)
+        if self._store is not None:
+            self._store.stop()
+            if self._owns_data_dir:
+                self._store.remove_data()
+                self._data_dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Addresses
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`, the server root."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return root_url(self.host, self.port)
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self._data_dir
+
+    @property
+    def store(self) -> S:
+        if self._store is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._store
+
+    # Test helpers (the same as the control API, without HTTP)
+
+    def faults(self, *specs: Mapping[str, Any], **spec: Any) -> list[dict[str, Any]]:
+        """Queue faults (dicts and/or keyword fields of one); return all queued."""
+        wanted = [*specs, spec] if spec else list(specs)
+        if not wanted:
+            return self.store.list_faults()
+        return self.store.add_faults(wanted)
+
+    def state(self) -> dict[str, Any]:
+        # A JSON round trip, so callers see exactly what the HTTP API gives.
+        result: dict[str, Any] = json.loads(json.dumps(self.store.state()))
+        return result
+
+    def reset(self) -> None:
+        self.store.reset()
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the provider clock (see the emulator for what it ages)."""
+        self.store.advance_clock(seconds)

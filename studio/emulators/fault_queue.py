@@ -4,17 +4,21 @@ Each emulator defines its own fault kinds, routes and JSON fields (its
 `faults.py`); the queue only needs a fault to say whether it matches a
 request, to count itself down and to describe itself as JSON. A fault's
 `owner` is who it is limited to: a DashScope account, a WaveSpeed key.
+`BaseFault` and the `check_*`/`parse_*` helpers hold the fields and the
+checks of a spec that both emulators' faults have alike.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import itertools
 import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 
 class QueuedFault(Protocol):
@@ -35,6 +39,118 @@ class QueuedFault(Protocol):
 
 
 F = TypeVar("F", bound=QueuedFault)
+
+# Kinds, in every emulator, that act on a request before (or instead of) its
+# normal answer.
+REQUEST_KINDS = ("throttle", "server_error", "drop", "slow")
+
+
+@dataclass
+class BaseFault:
+    """The fields and matching every emulator's fault has.
+
+    A subclass adds its owner field (named by `owner_field`) and its
+    vendor's own fields, and extends `to_json` with them.
+    """
+
+    owner_field: ClassVar[str]
+
+    id: int
+    kind: str
+    remaining: int | None
+    route: tuple[str, ...] = ()  # empty: every route the kind applies to
+    path: str | None = None  # fnmatch pattern on the request path
+    status: int = 0
+    message: str = ""
+    delay_ms: int = 1000
+    when: str = "before"  # drop: before handling, or after (the work is done)
+    hits: int = 0
+
+    @property
+    def owner(self) -> str | None:
+        owner: str | None = getattr(self, self.owner_field)
+        return owner
+
+    def matches(self, route: str, path: str, owner: str | None) -> bool:
+        if self.route and route not in self.route:
+            return False
+        if self.path is not None and not fnmatch.fnmatchcase(path, self.path):
+            return False
+        return self.owner is None or self.owner == owner
+
+    def take(self) -> None:
+        self.hits += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+    @property
+    def spent(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "count": self.remaining,
+            "hits": self.hits,
+            "route": ",".join(self.route) or "*",
+            "path": self.path,
+            self.owner_field: self.owner,
+        }
+
+
+# Checks of a fault's JSON spec; each raises ValueError when it is wrong.
+
+
+def check_kind(
+    spec: Mapping[str, Any], kinds: Collection[str], fields: Collection[str]
+) -> str:
+    """The spec's kind, once it and every field name are known."""
+    kind = spec.get("kind")
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {', '.join(kinds)}")
+    unknown = set(spec) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+    return str(kind)
+
+
+def parse_count(spec: Mapping[str, Any], default: int | None) -> int | None:
+    count = spec.get("count", default)
+    if count in ("*", "inf", -1):
+        count = None
+    if count is not None and (not isinstance(count, int) or count < 1):
+        raise ValueError("count must be a positive integer or null (until cleared)")
+    return count
+
+
+def parse_when(spec: Mapping[str, Any]) -> str:
+    when = spec.get("when", "before")
+    if when not in ("before", "after"):
+        raise ValueError("when must be 'before' or 'after'")
+    return str(when)
+
+
+def parse_delay(spec: Mapping[str, Any]) -> int:
+    delay = spec.get("delay_ms", 1000)
+    if not isinstance(delay, int | float) or delay < 0:
+        raise ValueError("delay_ms must be a non-negative number")
+    return int(delay)
+
+
+def parse_routes(route: object, routes: Collection[str]) -> tuple[str, ...]:
+    """Route names from a list or a comma-separated text; `*` or empty: all."""
+    names = route if isinstance(route, list | tuple) else str(route).split(",")
+    picked = tuple(str(n).strip() for n in names if str(n).strip() not in ("", "*"))
+    for name in picked:
+        if name not in routes:
+            raise ValueError(f"route must be '*' or among {', '.join(routes)}")
+    return picked
+
+
+def optional_text(spec: Mapping[str, Any], name: str) -> str | None:
+    value = spec.get(name)
+    return str(value) if value else None
 
 
 class FaultQueue(Generic[F]):
@@ -102,6 +218,24 @@ class FaultQueue(Generic[F]):
                     self._totals[f"fault_{fault.kind}"] += 1
                     return copy.copy(fault)
             return None
+
+
+class FaultStore(Generic[F]):
+    """An emulator state's fault methods, over its `faults` queue.
+
+    Requests and tasks take their faults with `faults.take(...)`.
+    """
+
+    faults: FaultQueue[F]
+
+    def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return self.faults.add(specs)
+
+    def clear_faults(self, kind: str | None = None, owner: str | None = None) -> int:
+        return self.faults.clear(kind, owner)
+
+    def list_faults(self) -> list[dict[str, Any]]:
+        return self.faults.listing()
 
 
 def parse_flag(text: str, *, numeric: Collection[str]) -> dict[str, Any]:

@@ -7,10 +7,9 @@ the order they were queued; task faults by the next submitted tasks.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from studio.emulators import fault_queue
 
@@ -20,8 +19,7 @@ from . import errors
 ROUTES = ("detect", "submit", "task", "cancel", "list", "policy", "upload", "result")
 API_ROUTES = ("detect", "submit", "task", "cancel", "list", "policy")
 
-# Kinds that act on a request before (or instead of) its normal answer.
-REQUEST_KINDS = ("throttle", "server_error", "drop", "slow")
+REQUEST_KINDS = fault_queue.REQUEST_KINDS
 # Kinds taken by the next submitted task(s).
 TASK_KINDS = ("fail_task", "moderation")
 KINDS = (
@@ -46,52 +44,30 @@ _DEFAULTS: dict[str, tuple[int | None, str]] = {
 }
 
 
+_FIELDS = (
+    "kind",
+    "count",
+    "route",
+    "path",
+    "account",
+    "status",
+    "code",
+    "message",
+    "delay_ms",
+    "when",
+)
+
+
 @dataclass
-class Fault:
-    id: int
-    kind: str
-    remaining: int | None
-    route: tuple[str, ...] = ()  # empty: every route the kind applies to
-    path: str | None = None  # fnmatch pattern on the request path
+class Fault(fault_queue.BaseFault):
+    owner_field: ClassVar[str] = "account"
+
     account: str | None = None
-    status: int = 0
     code: str = ""
-    message: str = ""
-    delay_ms: int = 1000
-    when: str = "before"  # drop: before handling, or after (the work is done)
-    hits: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def owner(self) -> str | None:
-        return self.account
-
-    def matches(self, route: str, path: str, account: str | None) -> bool:
-        if self.route and route not in self.route:
-            return False
-        if self.path is not None and not fnmatch.fnmatchcase(path, self.path):
-            return False
-        return self.account is None or self.account == account
-
-    def take(self) -> None:
-        self.hits += 1
-        if self.remaining is not None:
-            self.remaining -= 1
-
-    @property
-    def spent(self) -> bool:
-        return self.remaining is not None and self.remaining <= 0
-
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "kind": self.kind,
-            "count": self.remaining,
-            "hits": self.hits,
-            "route": ",".join(self.route) or "*",
-            "path": self.path,
-            "account": self.account,
-        }
+        data = super().to_json()
         if self.kind in ("throttle", "server_error", "account_error", *TASK_KINDS):
             data.update(status=self.status, code=self.code, message=self.message)
         if self.kind == "slow":
@@ -103,31 +79,10 @@ class Fault:
 
 def build(spec: Mapping[str, Any], fault_id: int) -> Fault:
     """A Fault from its JSON form; raise ValueError when the spec is wrong."""
-    kind = spec.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    unknown = set(spec) - {
-        "kind",
-        "count",
-        "route",
-        "path",
-        "account",
-        "status",
-        "code",
-        "message",
-        "delay_ms",
-        "when",
-    }
-    if unknown:
-        raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+    kind = fault_queue.check_kind(spec, KINDS, _FIELDS)
     default_count, default_code = _DEFAULTS[kind]
-    count = spec.get("count", default_count)
-    if count in ("*", "inf", -1):
-        count = None
-    if count is not None and (not isinstance(count, int) or count < 1):
-        raise ValueError("count must be a positive integer or null (until cleared)")
-    route = spec.get("route") or "*"
-    routes = _routes(route)
+    count = fault_queue.parse_count(spec, default_count)
+    routes = fault_queue.parse_routes(spec.get("route") or "*", ROUTES)
     code = str(spec.get("code") or default_code)
     status = spec.get("status")
     if status is not None and (not isinstance(status, int) or not 100 <= status < 600):
@@ -136,40 +91,25 @@ def build(spec: Mapping[str, Any], fault_id: int) -> Fault:
         code = "ModelUnavailable"
     if kind == "account_error" and status is None:
         status = errors.known_status(code, 400)
-    when = spec.get("when", "before")
-    if when not in ("before", "after"):
-        raise ValueError("when must be 'before' or 'after'")
-    delay = spec.get("delay_ms", 1000)
-    if not isinstance(delay, int | float) or delay < 0:
-        raise ValueError("delay_ms must be a non-negative number")
-    path = spec.get("path")
-    account = spec.get("account")
+    when = fault_queue.parse_when(spec)
+    delay = fault_queue.parse_delay(spec)
     return Fault(
         id=fault_id,
         kind=kind,
         remaining=count,
         route=routes,
-        path=str(path) if path else None,
-        account=str(account) if account else None,
+        path=fault_queue.optional_text(spec, "path"),
+        account=fault_queue.optional_text(spec, "account"),
         status=int(status or errors.known_status(code, _status_for(kind))),
         code=code,
         message=str(spec.get("message") or errors.known_message(code, code)),
-        delay_ms=int(delay),
+        delay_ms=delay,
         when=when,
     )
 
 
 def _status_for(kind: str) -> int:
     return {"throttle": 429, "server_error": 500}.get(kind, 400)
-
-
-def _routes(route: object) -> tuple[str, ...]:
-    names = route if isinstance(route, list | tuple) else str(route).split(",")
-    picked = tuple(str(n).strip() for n in names if str(n).strip() not in ("", "*"))
-    for name in picked:
-        if name not in ROUTES:
-            raise ValueError(f"route must be '*' or among {', '.join(ROUTES)}")
-    return picked
 
 
 def parse_flag(text: str) -> dict[str, Any]:

@@ -156,8 +156,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -294,16 +292,16 @@ class _App:
         account = key.account if key else None
         self.store.count(None, "requests")
 
-        slow = self.store.take_fault(
-            ("slow",), route=route, path=req.path, account=account
+        slow = self.store.faults.take(
+            ("slow",), route=route, path=req.path, owner=account
         )
         if slow is not None:
             self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.take_fault(
+        fault = self.store.faults.take(
             ("throttle", "server_error", "drop"),
             route=route,
             path=req.path,
-            account=account,
+            owner=account,
         )
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
@@ -335,8 +333,8 @@ class _App:
             )
         # §12.2: auth first, then account-wide faults (arrears and the like).
         key = self.store.authenticate(req.header("Authorization"))
-        account_fault = self.store.take_fault(
-            ("account_error",), route=route, path=req.path, account=key.account
+        account_fault = self.store.faults.take(
+            ("account_error",), route=route, path=req.path, owner=key.account
         )
         if account_fault is not None:
             raise ApiError(
@@ -425,8 +423,8 @@ class _App:
     def task(self, req: Request, key: ApiKey, task_id: str) -> dict[str, Any]:
         self.store.count(key.account, "task_queries")
         self.store.check_rate(key.account, "query", self.cfg.query_qps)
-        unknown = self.store.take_fault(
-            ("unknown_task",), route="task", path=req.path, account=key.account
+        unknown = self.store.faults.take(
+            ("unknown_task",), route="task", path=req.path, owner=key.account
         )
         task = None if unknown else self.store.visible_task(key, task_id)
         if task is None:
@@ -683,8 +681,11 @@ class _Handler(common.Handler):
     request_class = Request
 
 
-class Emulator:
+class Emulator(common.BaseEmulator[Store]):
     """The emulator in background threads. Usable as a context manager."""
+
+    name = "dashscope-emulator"
+    handler = _Handler
 
     def __init__(
         self,
@@ -707,10 +708,7 @@ class Emulator:
         **settings: Any,
     ) -> None:
         """`settings` are further `state.Config` fields (overflow_code, task_ttl, ...)."""
-        if not common.is_loopback(host):
-            raise ValueError(f"the emulator listens on loopback only, not {host!r}")
-        self.host = host
-        self.port = port
+        common.require_loopback(host)
         self.config = Config(
             time_scale=time_scale,
             region=region,
@@ -724,64 +722,22 @@ class Emulator:
             **settings,
         )
         self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
-        self.quiet = quiet
-        self._initial_faults = [dict(f) for f in faults]
-        for spec in self._initial_faults:
-            build_fault(spec, 0)  # fail early on a bad spec
-        self._owns_data_dir = data_dir is None
-        self._data_dir = Path(data_dir) if data_dir is not None else None
-        self._server: common.LoopbackServer | None = None
-        self._thread: threading.Thread | None = None
-        self._store: Store | None = None
-
-    # Lifecycle
-
-    def start(self) -> Emulator:
-        """Listen and serve in a daemon thread; return once the socket listens."""
-        if self._server is not None:
-            return self
-        if self._data_dir is None:
-            self._data_dir = Path(tempfile.mkdtemp(prefix="dashscope-emulator-"))
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._store = Store(
-            config=self.config, keys=self.api_keys, data_dir=self._data_dir
+        super().__init__(
+            host,
+            port,
+            data_dir=data_dir,
+            quiet=quiet,
+            faults=faults,
+            build_fault=build_fault,
         )
-        if self._initial_faults:
-            self._store.add_faults(self._initial_faults)
-        self._server = common.listen(
-            self.host, self.port, _App(self._store, quiet=self.quiet), _Handler
-        )
-        self.port = self._server.server_address[1]
-        self._store.public_url = self.url
-        self._thread = common.serve_in_thread(self._server, "dashscope-emulator")
-        return self
 
-    def stop(self) -> None:
-        """Stop serving, end the workers and (if it made it) remove the data dir."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        common.shut_down(server, self._thread)
-        if self._store is not None:
-            self._store.stop()
-            if self._owns_data_dir:
-                self._store.remove_data()
-                self._data_dir = None
+    def _new_store(self, data_dir: Path) -> Store:
+        return Store(config=self.config, keys=self.api_keys, data_dir=data_dir)
 
-    def __enter__(self) -> Emulator:
-        return self.start()
+    def _new_app(self, store: Store) -> _App:
+        return _App(store, quiet=self.quiet)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # Addresses
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT`, the server root (upload host and results too)."""
-        if self._server is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return common.root_url(self.host, self.port)
+    # Addresses (`url`, the server root, is the upload host and results too)
 
     @property
     def base_url(self) -> str:
@@ -791,43 +747,15 @@ class Emulator:
     def qwen_base_url(self) -> str:
         return self.url + "/qwen/api/v1"
 
-    @property
-    def data_dir(self) -> Path | None:
-        return self._data_dir
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return self._store
-
-    # Test helpers (the same as the control API, without HTTP)
-
-    def faults(self, *specs: Mapping[str, Any], **spec: Any) -> list[dict[str, Any]]:
-        """Queue faults (dicts and/or keyword fields of one); return all queued."""
-        wanted = [*specs, spec] if spec else list(specs)
-        if not wanted:
-            return self.store.list_faults()
-        return self.store.add_faults(wanted)
+    # Test helpers (the same as the control API, without HTTP); `advance_clock`
+    # moves the expiry of tasks, URLs, uploads and policies.
 
     def clear_faults(self, kind: str | None = None, account: str | None = None) -> int:
         return self.store.clear_faults(kind, account)
 
-    def state(self) -> dict[str, Any]:
-        # A JSON round trip, so callers see exactly what the HTTP API gives.
-        result: dict[str, Any] = json.loads(json.dumps(self.store.state()))
-        return result
-
     def account_state(self, account: str = "acct-1") -> dict[str, Any]:
         accounts: dict[str, dict[str, Any]] = self.state()["accounts"]
         return accounts.get(account, {})
-
-    def reset(self) -> None:
-        self.store.reset()
-
-    def advance_clock(self, seconds: float) -> None:
-        """Move the provider clock (expiry of tasks, URLs, uploads, policies)."""
-        self.store.advance_clock(seconds)
 
     def configure(self, **changes: Any) -> Config:
         return self.store.configure(changes)

@@ -15,7 +15,6 @@ import hmac
 import json
 import math
 import secrets
-import shutil
 import sys
 import threading
 import time
@@ -30,7 +29,6 @@ from typing import Any
 from urllib.parse import quote
 
 from studio.emulators import common
-from studio.emulators.fault_queue import FaultQueue
 from studio.emulators.multipart import Part
 from studio.media.images import InputError
 
@@ -276,7 +274,7 @@ class Account:
         self.wake_at = 0.0
 
 
-class Store:
+class Store(common.BaseStore[faults.Fault]):
     def __init__(
         self,
         *,
@@ -285,13 +283,14 @@ class Store:
         data_dir: Path,
         log: Callable[[str], None] = log_line,
     ) -> None:
-        self.lock = threading.RLock()
+        super().__init__(
+            build_fault=faults.build,
+            data_dir=data_dir,
+            subdirs=("oss", "fetch", "results"),
+            log=log,
+        )
         self.config = config
         self.initial_config = config
-        self.data_dir = data_dir
-        self.log = log
-        self.public_url = ""
-        self.clock_offset = 0.0
         self.keys: dict[str, ApiKey] = {}
         self.accounts: dict[str, Account] = {}
         for key in keys:
@@ -299,24 +298,9 @@ class Store:
             self.account(key.account).keys.append(key.key)
         self.tasks: dict[str, Task] = {}
         self.uploads: dict[str, Upload] = {}
-        self.totals: Counter[str] = Counter()
-        self.faults = FaultQueue(faults.build, lock=self.lock, totals=self.totals)
-        self.generation = 0
         self._secret = secrets.token_bytes(32)
-        self._stop = threading.Event()
-        self._workers: set[threading.Thread] = set()
-        for sub in ("oss", "fetch", "results"):
-            (data_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    # Clock and configuration
-
-    def now(self) -> float:
-        """The provider's wall clock: real time plus what tests advanced it by."""
-        return time.time() + self.clock_offset
-
-    def advance_clock(self, seconds: float) -> None:
-        with self.lock:
-            self.clock_offset += seconds
+    # Configuration (the clock: common.BaseStore)
 
     def configure(self, changes: Mapping[str, Any]) -> Config:
         unknown = set(changes) - Config.names()
@@ -392,28 +376,6 @@ class Store:
         if home != endpoint:
             raise ApiError(400, "InvalidParameter", errors.WRONG_ENDPOINT)
         return model
-
-    # Faults
-
-    def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return self.faults.add(specs)
-
-    def clear_faults(self, kind: str | None = None, account: str | None = None) -> int:
-        return self.faults.clear(kind, account)
-
-    def list_faults(self) -> list[dict[str, Any]]:
-        return self.faults.listing()
-
-    def take_fault(
-        self,
-        kinds: Iterable[str],
-        *,
-        route: str = "",
-        path: str = "",
-        account: str | None = None,
-    ) -> faults.Fault | None:
-        """The first queued fault of `kinds` matching the request; counts it down."""
-        return self.faults.take(kinds, route=route, path=path, owner=account)
 
     # Temporary upload (§5)
 
@@ -661,8 +623,8 @@ class Store:
                 prepared=prepared,
                 request_id=request_id or str(uuid.uuid4()),
             )
-            forced = self.take_fault(
-                faults.TASK_KINDS, route="submit", account=key.account
+            forced = self.faults.take(
+                faults.TASK_KINDS, route="submit", owner=key.account
             )
             if forced is not None:
                 task.forced = (forced.code, forced.message)
@@ -932,8 +894,8 @@ class Store:
                     "signature you provided. Check your key and signing method.",
                 )
             expired = self.now() > int(expires)
-            fault = self.take_fault(
-                ("expire_results",), route="result", account=task.account
+            fault = self.faults.take(
+                ("expire_results",), route="result", owner=task.account
             )
             if expired or fault is not None:
                 raise OssError(403, "AccessDenied", "Request has expired.")
@@ -1032,9 +994,6 @@ class Store:
         deadline = time.monotonic() + timeout
         for worker in list(self._workers):
             worker.join(max(0.0, deadline - time.monotonic()))
-
-    def remove_data(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def _condition_failed(condition: list[str]) -> OssError:

@@ -144,8 +144,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -250,11 +248,11 @@ class _App:
             if route == "media"
             else self.store.lookup_key(req.header("Authorization"))
         )
-        slow = self.store.take_fault(("slow",), route=route, path=req.path, key=key)
+        slow = self.store.faults.take(("slow",), route=route, path=req.path, owner=key)
         if slow is not None:
             self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.take_fault(
-            ("throttle", "server_error", "drop"), route=route, path=req.path, key=key
+        fault = self.store.faults.take(
+            ("throttle", "server_error", "drop"), route=route, path=req.path, owner=key
         )
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
@@ -503,8 +501,11 @@ class _Handler(common.Handler):
     server_version = "wavespeed-emulator/1.0"
 
 
-class WaveSpeedEmulator:
+class WaveSpeedEmulator(common.BaseEmulator[Store]):
     """The emulator in background threads. Usable as a context manager."""
+
+    name = "wavespeed-emulator"
+    handler = _Handler
 
     def __init__(
         self,
@@ -519,70 +520,25 @@ class WaveSpeedEmulator:
         **settings: Any,
     ) -> None:
         """`settings` are further `state.Config` fields (hold, created_seconds, ...)."""
-        if not common.is_loopback(host):
-            raise ValueError(f"the emulator listens on loopback only, not {host!r}")
-        self.host = host
-        self.port = port
+        common.require_loopback(host)
         self.config = Config(time_scale=time_scale, **settings)
         self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
-        self.quiet = quiet
-        self._initial_faults = [dict(f) for f in faults]
-        for spec in self._initial_faults:
-            build_fault(spec, 0)  # fail early on a bad spec
-        self._owns_data_dir = data_dir is None
-        self._data_dir = Path(data_dir) if data_dir is not None else None
-        self._server: common.LoopbackServer | None = None
-        self._thread: threading.Thread | None = None
-        self._store: Store | None = None
-
-    # Lifecycle
-
-    def start(self) -> WaveSpeedEmulator:
-        """Listen and serve in a daemon thread; return once the socket listens."""
-        if self._server is not None:
-            return self
-        if self._data_dir is None:
-            self._data_dir = Path(tempfile.mkdtemp(prefix="wavespeed-emulator-"))
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._store = Store(
-            config=self.config, keys=self.api_keys, data_dir=self._data_dir
+        super().__init__(
+            host,
+            port,
+            data_dir=data_dir,
+            quiet=quiet,
+            faults=faults,
+            build_fault=build_fault,
         )
-        if self._initial_faults:
-            self._store.add_faults(self._initial_faults)
-        self._server = common.listen(
-            self.host, self.port, _App(self._store, quiet=self.quiet), _Handler
-        )
-        self.port = self._server.server_address[1]
-        self._store.public_url = self.url
-        self._thread = common.serve_in_thread(self._server, "wavespeed-emulator")
-        return self
 
-    def stop(self) -> None:
-        """Stop serving, end the workers and (if it made it) remove the data dir."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        common.shut_down(server, self._thread)
-        if self._store is not None:
-            self._store.stop()
-            if self._owns_data_dir:
-                self._store.remove_data()
-                self._data_dir = None
+    def _new_store(self, data_dir: Path) -> Store:
+        return Store(config=self.config, keys=self.api_keys, data_dir=data_dir)
 
-    def __enter__(self) -> WaveSpeedEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _new_app(self, store: Store) -> _App:
+        return _App(store, quiet=self.quiet)
 
     # Addresses
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:PORT`, the server root."""
-        if self._server is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return common.root_url(self.host, self.port)
 
     @property
     def base_url(self) -> str:
@@ -593,45 +549,17 @@ class WaveSpeedEmulator:
     def submit_url(self) -> str:
         return self.url + SUBMIT_PATH
 
-    @property
-    def data_dir(self) -> Path | None:
-        return self._data_dir
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return self._store
-
-    # Test helpers (the same as the control API, without HTTP)
-
-    def faults(self, *specs: Mapping[str, Any], **spec: Any) -> list[dict[str, Any]]:
-        """Queue faults (dicts and/or keyword fields of one); return all queued."""
-        wanted = [*specs, spec] if spec else list(specs)
-        if not wanted:
-            return self.store.list_faults()
-        return self.store.add_faults(wanted)
+    # Test helpers (the same as the control API, without HTTP); `advance_clock`
+    # moves created_at, retention and the rate window.
 
     def clear_faults(self, kind: str | None = None, key: str | None = None) -> int:
         return self.store.clear_faults(kind, key)
-
-    def state(self) -> dict[str, Any]:
-        # A JSON round trip, so callers see exactly what the HTTP API gives.
-        result: dict[str, Any] = json.loads(json.dumps(self.store.state()))
-        return result
 
     def deliveries(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = json.loads(
             json.dumps(self.store.delivery_list())
         )
         return result
-
-    def reset(self) -> None:
-        self.store.reset()
-
-    def advance_clock(self, seconds: float) -> None:
-        """Move the provider clock (created_at, retention, the rate window)."""
-        self.store.advance_clock(seconds)
 
     def configure(self, **changes: Any) -> Config:
         return self.store.configure(changes)

@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -37,7 +37,6 @@ import av
 import httpx
 
 from studio.emulators import common
-from studio.emulators.fault_queue import FaultQueue
 from studio.media.audio import probe_audio
 from studio.media.images import InputError, read_image_info
 
@@ -278,7 +277,7 @@ class Delivery:
         return data
 
 
-class Store:
+class Store(common.BaseStore[faults.Fault]):
     def __init__(
         self,
         *,
@@ -287,38 +286,28 @@ class Store:
         data_dir: Path,
         log: Callable[[str], None] = log_line,
     ) -> None:
-        self.lock = threading.RLock()
+        super().__init__(
+            build_fault=faults.build,
+            data_dir=data_dir,
+            subdirs=("uploads", "inputs", "outputs"),
+            log=log,
+        )
         self.config = config
         self.initial_config = config
         self.initial_keys = {k.key: k for k in keys}
         self.keys = dict(self.initial_keys)
         self.secrets: dict[str, str] = {}  # stable per key, even across reset
-        self.data_dir = data_dir
-        self.log = log
-        self.public_url = ""
-        self.clock_offset = 0.0
         self.predictions: dict[str, Prediction] = {}
         self.uploads: dict[str, Upload] = {}
         self.deliveries: list[Delivery] = []
-        self.totals: Counter[str] = Counter()
-        self.faults = FaultQueue(faults.build, lock=self.lock, totals=self.totals)
         self.windows: dict[str, deque[float]] = {}
-        self.generation = 0
         self._seq = itertools.count(1)
-        self._stop = threading.Event()
-        self._workers: set[threading.Thread] = set()
-        for sub in ("uploads", "inputs", "outputs"):
-            (data_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    # Clock and configuration
-
-    def now(self) -> float:
-        """The provider's wall clock: real time plus what tests advanced it by."""
-        return time.time() + self.clock_offset
+    # Clock (common.BaseStore) and configuration
 
     def advance_clock(self, seconds: float) -> None:
         with self.lock:
-            self.clock_offset += seconds
+            super().advance_clock(seconds)
             self._wake_all()
 
     def configure(self, changes: Mapping[str, Any]) -> Config:
@@ -415,28 +404,6 @@ class Store:
 
     def _count_submit(self, key: str) -> None:
         self.windows.setdefault(key, deque()).append(self.now())
-
-    # Faults
-
-    def add_faults(self, specs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return self.faults.add(specs)
-
-    def clear_faults(self, kind: str | None = None, key: str | None = None) -> int:
-        return self.faults.clear(kind, key)
-
-    def list_faults(self) -> list[dict[str, Any]]:
-        return self.faults.listing()
-
-    def take_fault(
-        self,
-        kinds: Iterable[str],
-        *,
-        route: str = "",
-        path: str = "",
-        key: str | None = None,
-    ) -> faults.Fault | None:
-        """The first queued fault of `kinds` matching the request; counts it down."""
-        return self.faults.take(kinds, route=route, path=path, owner=key)
 
     # Uploads (§9.4)
 
@@ -588,13 +555,13 @@ class Store:
                 generation=self.generation,
                 webhook=webhook,
             )
-            forced = self.take_fault(faults.TASK_KINDS, route="submit", key=key.key)
+            forced = self.faults.take(faults.TASK_KINDS, route="submit", owner=key.key)
             if forced is not None:
                 prediction.forced = (forced.kind, forced.message)
                 prediction.nsfw_mode = forced.mode
             if webhook is not None:
                 for kind in faults.WEBHOOK_KINDS:
-                    fault = self.take_fault((kind,), route="submit", key=key.key)
+                    fault = self.faults.take((kind,), route="submit", owner=key.key)
                     if fault is not None:
                         prediction.webhook_faults.append(fault)
             self.predictions[prediction.id] = prediction
@@ -680,7 +647,9 @@ class Store:
             prediction = self.predictions.get(prediction_id)
             if prediction is None or prediction.video is None:
                 return None
-            if self.take_fault(("expire_results",), route="media", key=prediction.key):
+            if self.faults.take(
+                ("expire_results",), route="media", owner=prediction.key
+            ):
                 return None
             return prediction.video if prediction.video.exists() else None
 
@@ -1010,9 +979,6 @@ class Store:
         deadline = time.monotonic() + timeout
         for worker in list(self._workers):
             worker.join(max(0.0, deadline - time.monotonic()))
-
-    def remove_data(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def sniff(path: Path) -> str | None:
