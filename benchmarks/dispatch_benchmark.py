@@ -92,8 +92,13 @@ class Account:
         if provider == "emulator":
             self.emulator = Emulator(run_seconds_base=task_seconds, quiet=True)
         else:
+            # Bronze's three slots, without its five-a-minute cap: that cap is
+            # the account's, and would measure the tier instead of the queue.
             self.emulator = WaveSpeedEmulator(
-                created_seconds=0.0, processing_seconds=task_seconds, quiet=True
+                created_seconds=0.0,
+                processing_seconds=task_seconds,
+                api_keys=["ws-emulator:3/600"],
+                quiet=True,
             )
 
     def env(self) -> dict[str, str]:
