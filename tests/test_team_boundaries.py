@@ -68,8 +68,16 @@ OWN_TEAM_ONLY = {
     "ledger-csv",
     "job-estimate",
 }
-# Public by design: a signed link is the permission.
-PUBLIC = {"public-input", "share-page", "share-video", "share-poster"}
+# Public by design: a signed link is the permission. WaveSpeed's callback is
+# signed by WaveSpeed (tests/test_wavespeed_provider.py refuses bad and old
+# signatures) and only moves a poll forward; it shows no team's data.
+PUBLIC = {
+    "public-input",
+    "share-page",
+    "share-video",
+    "share-poster",
+    "wavespeed-webhook",
+}
 
 
 @pytest.fixture
