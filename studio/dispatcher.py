@@ -26,12 +26,12 @@ from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import catalog, lifecycle, reconcile, scratch
+from . import billing, catalog, lifecycle, reconcile, scratch
 from .files import stored_path
 from .media.images import InputError
 from .media.posters import make_poster
 from .media.video import probe_video
-from .models import GenerationJob, ProviderAccount, Task
+from .models import GenerationJob, Price, ProviderAccount, Task
 from .providers import get_provider, task_state
 from .providers.base import (
     GenerationRequest,
@@ -88,16 +88,27 @@ class SendWithdrawn(Exception):
 
 
 def holding_slot(provider_name: str) -> Q:
-    """Jobs that occupy one of the account's slots at the provider.
+    """Tasks that occupy one of the account's slots at the provider.
 
-    A task the provider has finished no longer holds it, even while its result
-    is still being copied into storage: a saved result URL, or a word that
-    means the task ended, frees the slot.
+    The task of a job's current attempt holds its slot from the claim on,
+    while it is sent and until the provider says it ended: a task that ended
+    no longer holds it, even while its result is still being copied into
+    storage. A task of an earlier attempt (answered after the sweep took the
+    job back) is no longer the queue's to count.
     """
-    done = words(provider_name, lambda state: not state.active)
     return Q(
-        provider=provider_name, status__in=GenerationJob.IN_FLIGHT, result_url=""
-    ) & ~Q(remote_status__in=done)
+        provider=provider_name,
+        state__in=Task.ACTIVE,
+        job__status__in=GenerationJob.IN_FLIGHT,
+        job__task=F("pk"),
+    )
+
+
+def attempt_task(job: GenerationJob) -> QuerySet[Task]:
+    """The task the job's current attempt opened when the queue claimed it."""
+    if job.task_id is None:
+        return Task.objects.none()
+    return Task.objects.filter(pk=job.task_id, job=job)
 
 
 def words(provider_name: str, which: Callable[[TaskState], bool]) -> list[str]:
@@ -127,7 +138,7 @@ def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
             return []
         free = (
             provider.limits.concurrency
-            - GenerationJob.objects.filter(holding_slot(provider_name)).count()
+            - Task.objects.filter(holding_slot(provider_name)).count()
         )
         if account.is_paused:
             free = min(free, 1)  # one job probes whether the account works again
@@ -146,9 +157,16 @@ def dispatch(*, provider_name: str, now: datetime | None = None) -> list[int]:
                 attempts=F("attempts") + 1,
                 remote_task_id="",
                 remote_status="",
-                next_poll_at=None,
                 progress=0.0,
             ):
+                Task.open(
+                    job,
+                    account=getattr(provider, "account", ""),
+                    model=billing.model_name(
+                        provider=provider_name, unit=Price.Unit.SECOND
+                    ),
+                    now=now,
+                )
                 claimed.append(job.pk)
                 free -= 1
         if claimed:
@@ -244,7 +262,8 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         ).update(submit_posted_at=now, heartbeat_at=now):
             raise SendWithdrawn
         posted = True
-        job.submit_posted_at = now  # the task record keeps it
+        job.submit_posted_at = now
+        attempt_task(job).update(submit_posted_at=now)
 
     try:
         with (
@@ -300,13 +319,18 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
         remote_status=result.remote_status,
         remote_started_at=now,
         heartbeat_at=now,
-        next_poll_at=plan_next_poll(job, now=now),
         recovery=GenerationJob.Recovery.NONE,
         recovery_at=None,
     )
     _resume_account(provider.name)
     reconcile.remember_task(
-        job=job, task_id=result.task_id, status=result.remote_status, started_at=now
+        job=job,
+        task_id=result.task_id,
+        status=result.remote_status,
+        opened=_opened(job),
+        started_at=now,
+        # Only the job's own task is followed (see the answer that came late).
+        next_poll_at=plan_next_poll(job, now=now) if saved else None,
     )
     if not saved:
         current = GenerationJob.objects.get(pk=job.pk)
@@ -317,7 +341,10 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
                 job.pk,
                 result.task_id,
             )
-            _try_cancel(provider, result.task_id)
+            if _try_cancel(provider, result.task_id):
+                reconcile.remember_task(
+                    job=job, task_id=result.task_id, status=_canceled(job.provider)
+                )
         elif current.remote_task_id != result.task_id:
             # The answer came after the sweep had moved the job on (it adopted
             # another task or queued the job again). Never cancel what may be
@@ -331,6 +358,16 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
             )
         return current
     return GenerationJob.objects.get(pk=job.pk)
+
+
+def _opened(job: GenerationJob) -> int | None:
+    """The attempt's task while it waits for its id (see Task.open)."""
+    return attempt_task(job).filter(remote_id="").values_list("pk", flat=True).first()
+
+
+def _canceled(provider_name: str) -> str:
+    """The provider's word for a task it took back, whatever it is."""
+    return next(iter(words(provider_name, lambda s: s == TaskState.CANCELED)), "")
 
 
 def _span(lifetime: timedelta) -> str:
@@ -373,6 +410,13 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
         return
     if exc.about_account:
         pause_account(provider_name=job.provider, code=exc.code, message=str(exc))
+    # The provider made no task: the attempt's task ends here, on record.
+    attempt_task(job).filter(remote_id="", state__in=Task.ACTIVE).update(
+        state=Task.State.FAILED,
+        ended_at=now,
+        error_code=(exc.code or exc.kind)[:64],
+        error_message=str(exc),
+    )
     deadline = job.queued_at + timedelta(minutes=settings.S2V_SUBMIT_DEADLINE_MINUTES)
     if not exc.about_account and now > deadline:
         lifecycle.fail(
@@ -382,14 +426,17 @@ def _submit_failed(job: GenerationJob, exc: ProviderError) -> None:
             f"{settings.S2V_SUBMIT_DEADLINE_MINUTES // 60} h. Nothing was billed; retry later.",
         )
         return
-    # Not this job's fault: back to the queue, not counted as an attempt.
+    # Not this job's fault: back to the queue, not counted as an attempt, and
+    # sent again later the more often the provider refused it.
+    refused = Task.objects.filter(
+        job=job, remote_id="", state=Task.State.FAILED
+    ).count()
     current.update(
         status=GenerationJob.Status.QUEUED,
         attempts=F("attempts") - 1,
         submit_started_at=None,
         submit_posted_at=None,
-        not_before=now + _wait(exc, job.polls),
-        polls=F("polls") + 1,
+        not_before=now + _wait(exc, refused - 1),
     )
     log.warning(
         "job %s: submit failed (%s); queued again", job.pk, exc.code or exc.kind
@@ -408,16 +455,18 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
     provider = as_remote(get_provider(job.provider))
     if provider is None:
         return job  # a local job has no task to ask about
+    task = current_task(job)
     now = timezone.now()
     mine = GenerationJob.objects.filter(
         pk=job.pk, attempts=job.attempts, status__in=GenerationJob.IN_FLIGHT
     )
+    this_task = Task.objects.filter(pk=task.pk)
     if (
         state_of(job.provider, job.remote_status) == TaskState.SUCCEEDED
         and job.result_url
     ):
         # The task is done; an earlier copy of its result failed. Try again.
-        return _store_result(job, provider, video_url=job.result_url)
+        return _store_result(job, task, provider, video_url=job.result_url)
 
     try:
         result = provider.poll(job.remote_task_id)
@@ -435,7 +484,9 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
                 ),
             )
             return GenerationJob.objects.get(pk=job.pk)
-        mine.update(next_poll_at=now + _wait(exc, job.polls), polls=F("polls") + 1)
+        this_task.update(
+            next_poll_at=now + _wait(exc, task.polls), polls=F("polls") + 1
+        )
         return GenerationJob.objects.get(pk=job.pk)
 
     _resume_account(provider.name)
@@ -453,7 +504,9 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             job.pk,
             job.remote_task_id,
         )
-        mine.update(next_poll_at=now + _backoff(job.polls + 1), polls=F("polls") + 1)
+        this_task.update(
+            next_poll_at=now + _backoff(task.polls + 1), polls=F("polls") + 1
+        )
         return GenerationJob.objects.get(pk=job.pk)
     if not result.state.active:
         reconcile.remember_task(
@@ -469,7 +522,6 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             error_message=result.error_message,
         )
     fields: dict[str, object] = {
-        "polls": F("polls") + 1,
         "heartbeat_at": now,
         "remote_status": result.remote_status,
     }
@@ -484,26 +536,32 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
         fields["remote_started_at"] = job.remote_started_at
         expected = expected_remote_seconds(job)  # one history read for both
         fields["progress"] = _progress(job, now, expected=expected)
-        fields["next_poll_at"] = plan_next_poll(job, now=now, expected=expected)
-        mine.update(**fields)
+        if mine.update(**fields):
+            this_task.update(
+                state=result.state.value,
+                remote_status=result.remote_status[:16],
+                started_at=job.remote_started_at,
+                provider_scheduled_at=result.scheduled_at,
+                next_poll_at=plan_next_poll(job, now=now, expected=expected),
+                polls=F("polls") + 1,
+            )
         return GenerationJob.objects.get(pk=job.pk)
 
     if result.state == TaskState.SUCCEEDED:
-        fields.update(
-            result_url=result.video_url,
-            billed_seconds=result.billed_seconds,
-            next_poll_at=now + POLL_LEASE,
-        )
+        fields.update(result_url=result.video_url, billed_seconds=result.billed_seconds)
         # Both set, even to None, so that an earlier attempt's times never linger.
         fields["provider_scheduled_at"] = result.scheduled_at
         fields["provider_ended_at"] = result.ended_at
         fields["remote_seconds"] = _run_seconds(job, result, now=now)
         mine.update(**fields)
+        # Leased while this worker copies the result; asked again if it dies.
+        this_task.update(polls=F("polls") + 1, next_poll_at=now + POLL_LEASE)
         # The slot is free now: send the next job before copying this result.
         _free_slot(provider.name)
         job.refresh_from_db()
-        return _store_result(job, provider, video_url=result.video_url)
+        return _store_result(job, task, provider, video_url=result.video_url)
 
+    this_task.update(polls=F("polls") + 1, next_poll_at=None)
     if result.state == TaskState.CANCELED:
         lifecycle.cancel(mine, fields=fields)
     elif result.retryable and job.attempts < settings.S2V_MAX_ATTEMPTS:
@@ -512,7 +570,6 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
             status=GenerationJob.Status.QUEUED,
             remote_task_id="",
             remote_status="",
-            next_poll_at=None,
             not_before=now + _backoff(1),
         )
         log.warning(
@@ -526,8 +583,26 @@ def job_poll(*, job_id: int) -> GenerationJob | None:
     return GenerationJob.objects.get(pk=job.pk)
 
 
+def current_task(job: GenerationJob) -> Task:
+    """The task the job's attempt follows at the provider (job.remote_task_id).
+
+    Recorded when its id came back; a record lost to an error is made again
+    and becomes the job's current task.
+    """
+    task = Task.objects.filter(job=job, remote_id=job.remote_task_id).last()
+    if task is None:
+        reconcile.remember_task(
+            job=job, task_id=job.remote_task_id, status=job.remote_status
+        )
+        task = Task.objects.get(job=job, remote_id=job.remote_task_id)
+    if job.task_id != task.pk:
+        GenerationJob.objects.filter(pk=job.pk).update(task=task)
+        job.task = task
+    return task
+
+
 def _store_result(
-    job: GenerationJob, provider: RemoteProvider, *, video_url: str
+    job: GenerationJob, task: Task, provider: RemoteProvider, *, video_url: str
 ) -> GenerationJob:
     """Copy a finished task's video into storage, make its poster, record the cost."""
     now = timezone.now()
@@ -569,8 +644,8 @@ def _store_result(
                     ),
                 )
             else:
-                mine.update(
-                    next_poll_at=now + _backoff(job.polls), polls=F("polls") + 1
+                Task.objects.filter(pk=task.pk).update(
+                    next_poll_at=now + _backoff(task.polls), polls=F("polls") + 1
                 )
             return GenerationJob.objects.get(pk=job.pk)
 
@@ -603,8 +678,7 @@ def job_cancel_remote(*, job: GenerationJob) -> bool:
         TaskState.PENDING,
     ) or not _try_cancel(provider, job.remote_task_id):
         return False
-    # The provider took the task back: its word for that, whatever it is.
-    canceled = next(iter(words(job.provider, lambda s: s == TaskState.CANCELED)), "")
+    canceled = _canceled(job.provider)
     reconcile.remember_task(
         job=job, task_id=job.remote_task_id, status=canceled, ended_at=timezone.now()
     )
@@ -850,13 +924,13 @@ def tick(*, now: datetime | None = None) -> tuple[int, int]:
             async_task("studio.tasks.job_submit", job_id, group="provider")
             submits += 1
     due = list(
-        GenerationJob.objects.filter(
-            status__in=GenerationJob.IN_FLIGHT, next_poll_at__lte=now
-        ).values_list("pk", "next_poll_at")[:100]
+        Task.objects.filter(
+            job__status__in=GenerationJob.IN_FLIGHT, next_poll_at__lte=now
+        ).values_list("pk", "job_id", "next_poll_at")[:100]
     )
-    for job_id, due_at in due:
+    for task_id, job_id, due_at in due:
         # Lease the poll so that no other tick hands it out again meanwhile.
-        if GenerationJob.objects.filter(pk=job_id, next_poll_at=due_at).update(
+        if Task.objects.filter(pk=task_id, next_poll_at=due_at).update(
             next_poll_at=now + POLL_LEASE
         ):
             async_task("studio.tasks.job_poll", job_id, group="provider")
@@ -882,11 +956,15 @@ def sweep_remote(*, now: datetime) -> list[int]:
         touched += _recover_lost_submits(provider_name, now=now)
     # A leased poll whose worker died expires by itself (the tick hands out any
     # due poll); a task with no poll planned at all is asked about now.
-    stale = GenerationJob.objects.filter(
-        status__in=GenerationJob.IN_FLIGHT, next_poll_at__isnull=True
-    ).exclude(remote_task_id="")
-    touched += list(stale.values_list("pk", flat=True))
-    stale.update(next_poll_at=now)
+    stale = Task.objects.filter(
+        job__status__in=GenerationJob.IN_FLIGHT,
+        job__remote_task_id=F("remote_id"),
+        state__in=Task.ACTIVE,
+        next_poll_at__isnull=True,
+    ).exclude(remote_id="")
+    stale_jobs = dict(stale.values_list("pk", "job_id"))
+    touched += list(stale_jobs.values())
+    Task.objects.filter(pk__in=stale_jobs).update(next_poll_at=now)
     return touched
 
 
@@ -1067,14 +1145,19 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
             # The listing's word only while the task runs: a poll brings the
             # rest (the result URL and billed seconds come with it).
             remote_status=task.status if task.state.active else "",
-            # Ask at once, also when the sweep runs with a later `now` (tests).
-            next_poll_at=min(now, timezone.now()),
             heartbeat_at=now,
             recovery=GenerationJob.Recovery.NONE,
             recovery_at=None,
         )
     if adopted:
-        reconcile.remember_task(job=job, task_id=task.task_id, status=task.status)
+        reconcile.remember_task(
+            job=job,
+            task_id=task.task_id,
+            status=task.status,
+            opened=_opened(job),
+            # Ask at once, also when the sweep runs with a later `now` (tests).
+            next_poll_at=min(now, timezone.now()),
+        )
         log.warning(
             "job %s: adopted task %s (created %s, %s) lost in a crash",
             job.pk,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -93,17 +94,21 @@ def complete(
         job.status = GenerationJob.Status.SUCCEEDED
         job.progress = 1.0
         job.finished_at = timezone.now()
-        job.next_poll_at = None
         job.error_code = job.error_message = ""
         job.save()
-        if job.remote_task_id:
-            # What the task cost, on the task the ledger line references.
-            Task.objects.filter(job=job, remote_id=job.remote_task_id).update(
-                state=Task.State.SUCCEEDED,
-                billed_seconds=billed,
-                cost=job.cost,
-                currency=job.currency,
-            )
+        # What the task cost, on the task the ledger line references: the one
+        # whose id the job follows, or the open one of a local render.
+        made = Task.objects.filter(job=job, remote_id=job.remote_task_id)
+        if not job.remote_task_id:
+            made = made.filter(state__in=Task.ACTIVE)
+        made.update(
+            state=Task.State.SUCCEEDED,
+            ended_at=job.finished_at,
+            next_poll_at=None,
+            billed_seconds=billed,
+            cost=job.cost,
+            currency=job.currency,
+        )
         billing.job_finished(job_id=job.pk)
     _announce(job.pk, GenerationJob.Status.SUCCEEDED)
     return job
@@ -157,17 +162,32 @@ def _end(
         with transaction.atomic():
             # The fence is applied again by the write itself: only a job still
             # matching it changes, so two callers never both end one job.
+            now = timezone.now()
             if not current.filter(pk=job_id).update(
-                status=outcome,
-                finished_at=timezone.now(),
-                next_poll_at=None,
-                **fields,
+                status=outcome, finished_at=now, **fields
             ):
                 continue
+            _close_tasks(job_id, outcome, now=now)
             billing.job_finished(job_id=job_id)
         ended.append(job_id)
         _announce(job_id, outcome)
     return ended
+
+
+def _close_tasks(job_id: int, outcome: GenerationJob.Status, *, now: datetime) -> None:
+    """No more polls for an ended job; its tasks that never got an id end with it.
+
+    A task with an id keeps the provider's last word: the studio stopped
+    following it, which does not make it failed or canceled there.
+    """
+    tasks = Task.objects.filter(job_id=job_id)
+    tasks.exclude(next_poll_at=None).update(next_poll_at=None)
+    state = (
+        Task.State.CANCELED
+        if outcome == GenerationJob.Status.CANCELED
+        else Task.State.FAILED
+    )
+    tasks.filter(remote_id="", state__in=Task.ACTIVE).update(state=state, ended_at=now)
 
 
 def _announce(job_id: int, outcome: GenerationJob.Status) -> None:

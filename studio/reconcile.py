@@ -52,11 +52,14 @@ def remember_task(
     task_id: str,
     status: str = "",
     billed_seconds: Decimal | None = None,
+    opened: int | None = None,
     **fields: object,
 ) -> None:
     """Record that a job had this remote task, or the provider's latest word on it.
 
     Call wherever a task id is saved (submit, adoption) and when a task ends.
+    `opened` is the task the attempt opened (Task.open) while its id was
+    unknown: it takes the id rather than a second row being made.
     `status` is the provider's word; the record's normalized state follows it.
     `fields` are further Task fields the caller knows (times, cost, result).
     Never raises: a missing record is found again by the reconciliation.
@@ -74,8 +77,16 @@ def remember_task(
                 values["state"] = state.value
         if billed_seconds is not None:
             values["billed_seconds"] = billed_seconds
+        account = getattr(provider, "account", "")
+        if (
+            opened is not None
+            and not Task.objects.filter(account=account, remote_id=task_id).exists()
+        ):
+            # The id the attempt's task (opened when the queue claimed the
+            # job) was waiting for: that task becomes this one.
+            Task.objects.filter(pk=opened, remote_id="").update(remote_id=task_id)
         Task.objects.update_or_create(
-            account=getattr(provider, "account", ""),
+            account=account,
             remote_id=task_id,
             defaults=values,
             create_defaults={

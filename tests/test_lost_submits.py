@@ -515,3 +515,47 @@ def test_an_unexpected_error_before_sending_fails_the_job_and_frees_the_slot(
     assert tasks_of(emu) == []
     # The slot is free for the next job at once, not after a sweep.
     assert dispatcher.dispatch(provider_name="dashscope") == [waiting.pk]
+
+
+def test_an_answer_that_comes_after_the_sweep_moved_the_job_on_cancels_nothing(
+    emu, inputs, alice, team, monkeypatch, caplog
+):
+    # The submit hangs long enough for the sweep to find no task in the listing
+    # and queue the job again; then the provider answers. That task may be the
+    # one the job ends up with (or billed anyway): it is kept on record, never
+    # canceled, and it holds no slot the queue counts.
+    job = new_job(alice, team, inputs)
+    real_submit = DashScopeClient.submit
+    swept: list[int] = []
+
+    def late_answer(self, **kwargs):
+        if not swept:
+            later = timezone.now() + dispatcher.LOST_SUBMIT_AFTER * 3
+            swept.extend(dispatcher.sweep_remote(now=later))
+        return real_submit(self, **kwargs)
+
+    monkeypatch.setattr(DashScopeClient, "submit", late_answer)
+    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
+        dispatcher.dispatch_and_submit(provider_name="dashscope")
+
+    assert swept == [job.pk]
+    [late] = tasks_of(emu)
+    job.refresh_from_db()
+    assert (job.status, job.remote_task_id) == ("queued", "")
+    assert "answered after the job moved on" in caplog.text
+    record = Task.objects.get(remote_id=late["id"])
+    assert record.job_id == job.pk and record.state == "pending"
+    assert Task.objects.filter(dispatcher.holding_slot("dashscope")).count() == 0
+
+    monkeypatch.setattr(DashScopeClient, "submit", real_submit)
+    settle([job], crashed_at=timezone.now())
+    job.refresh_from_db()
+    assert job.status == "succeeded"
+    statuses = {t["id"]: t["status"] for t in tasks_of(emu)}
+    assert statuses[late["id"]] != "CANCELED"  # never withdrawn by the studio
+    # Two tasks on record for the job, each attempt its own; the ledger line
+    # names the one the job was made from.
+    assert job.tasks.count() == 2 and job.task is not None
+    assert job.task.remote_id == job.remote_task_id
+    line = LedgerEntry.objects.get(job=job, kind=LedgerEntry.Kind.GENERATION)
+    assert line.task_id == job.task_id

@@ -233,7 +233,7 @@ def test_a_throttled_poll_waits_as_told(ws_emu, inputs, alice, team):
 
     job.refresh_from_db()
     assert job.status == "submitted"
-    assert job.next_poll_at >= before + timedelta(seconds=60)
+    assert job.task.next_poll_at >= before + timedelta(seconds=60)
     ws_emu.configure(hold=False)
     ws_emu.advance(job.remote_task_id, "completed")
     assert drive(job).status == "succeeded"
@@ -523,7 +523,7 @@ def test_submit_registers_the_webhook_and_the_signed_callback_asks_for_a_poll(
     assert delivery["attempts"][-1]["http_status"] == 200
     assert hooked == [job.pk]  # the poll was handed to a worker at once
     job.refresh_from_db()
-    assert job.next_poll_at > timezone.now()  # leased, as the tick does
+    assert job.task.next_poll_at > timezone.now()  # leased, as the tick does
     # The callback is only a hint: the poll reads the result.
     job = dispatcher.job_poll(job_id=job.pk)
     assert job is not None and job.status == "succeeded"
@@ -537,7 +537,7 @@ def test_a_callback_with_a_bad_signature_is_refused_and_changes_nothing(
     job = queue(alice, team, inputs)
     dispatcher.dispatch_and_submit(provider_name=PROVIDER)
     job.refresh_from_db()
-    planned = job.next_poll_at
+    planned = job.task.next_poll_at
 
     ws_emu.advance(job.remote_task_id, "completed")
     [delivery] = wait_until(
@@ -549,7 +549,7 @@ def test_a_callback_with_a_bad_signature_is_refused_and_changes_nothing(
     assert {a["http_status"] for a in delivery["attempts"]} == {401}
     assert hooked == []
     job.refresh_from_db()
-    assert (job.status, job.next_poll_at) == ("submitted", planned)
+    assert (job.status, job.task.next_poll_at) == ("submitted", planned)
 
 
 def crafted(ws: Any, job: GenerationJob, *, age: int) -> tuple[bytes, dict[str, str]]:
@@ -575,7 +575,7 @@ def test_an_old_timestamp_is_refused_and_a_fresh_one_accepted(
     job = queue(alice, team, inputs)
     dispatcher.dispatch_and_submit(provider_name=PROVIDER)
     job.refresh_from_db()
-    planned = job.next_poll_at
+    planned = job.task.next_poll_at
 
     body, headers = crafted(ws_emu, job, age=400)  # §9.6: older than 300 s
     old = httpx.post(hook_url(live_server), content=body, headers=headers)
@@ -588,7 +588,7 @@ def test_an_old_timestamp_is_refused_and_a_fresh_one_accepted(
     assert (old.status_code, tampered.status_code) == (401, 401)
     assert hooked == []
     job.refresh_from_db()
-    assert (job.status, job.next_poll_at) == ("submitted", planned)
+    assert (job.status, job.task.next_poll_at) == ("submitted", planned)
 
     body, headers = crafted(ws_emu, job, age=0)
     fresh = httpx.post(hook_url(live_server), content=body, headers=headers)

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from studio import billing, dispatcher, services
-from studio.models import GenerationJob, Price, RemoteUpload
+from studio.models import GenerationJob, Price, RemoteUpload, Task
 from studio.providers import get_provider
 from studio.providers.base import (
     GenerationRequest,
@@ -700,9 +700,18 @@ def remote_job(alice, team, checked_inputs, enqueued) -> GenerationJob:
         remote_status="processing",
         attempts=1,
         submit_started_at=timezone.now(),
-        next_poll_at=timezone.now() + timedelta(minutes=5),
     )
     job.refresh_from_db()
+    job.task = Task.objects.create(
+        job=job,
+        provider="wavespeed",
+        account="ws",
+        remote_id="pred_1",
+        state=Task.State.RUNNING,
+        remote_status="processing",
+        next_poll_at=timezone.now() + timedelta(minutes=5),
+    )
+    job.save(update_fields=["task"])
     return job
 
 
@@ -724,7 +733,8 @@ def test_a_good_callback_polls_the_job_now(client, hooked, remote_job):
     assert hooked == [("studio.tasks.job_poll", (remote_job.pk,))]
     remote_job.refresh_from_db()
     # Leased like the tick's polls, so the tick does not send it a second time.
-    assert before < remote_job.next_poll_at <= timezone.now() + dispatcher.POLL_LEASE
+    leased = remote_job.task.next_poll_at
+    assert before < leased <= timezone.now() + dispatcher.POLL_LEASE
     # The payload is only a hint: nothing about the job changed from it.
     assert remote_job.status == GenerationJob.Status.RUNNING
     assert remote_job.remote_status == "processing"
@@ -864,7 +874,6 @@ def queued_job(remote_job) -> GenerationJob:
         remote_status="",
         attempts=0,
         submit_started_at=None,
-        next_poll_at=None,
         not_before=None,
     )
     remote_job.refresh_from_db()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -88,6 +88,11 @@ class GenerationJob(models.Model):
     retry_of = models.ForeignKey(
         "self", models.SET_NULL, null=True, blank=True, related_name="retries"
     )
+    # The task of the current attempt (opened when the queue or a worker
+    # claimed the job); its earlier tasks stay in `tasks`.
+    task = models.ForeignKey(
+        "Task", models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     remote_task_id = models.CharField(max_length=128, blank=True, db_index=True)
     # The provider's last word on the task (PENDING, RUNNING, SUCCEEDED, ...).
     # A task the provider has finished no longer holds the account's slot, even
@@ -96,7 +101,6 @@ class GenerationJob(models.Model):
     result_url = models.URLField(max_length=2000, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     progress = models.FloatField(default=0.0)
-    polls = models.PositiveIntegerField(default=0)
 
     queued_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -106,13 +110,13 @@ class GenerationJob(models.Model):
     # the attempt can be taken back as soon as that cluster is known dead.
     worker = models.CharField(max_length=100, blank=True, db_index=True)
     # Remote providers: when the submit began (to find a task a crash lost the id
-    # of), when the provider started running it, and when to ask next.
+    # of) and when the provider started running it. When to ask next is the
+    # task's (Task.next_poll_at).
     submit_started_at = models.DateTimeField(null=True, blank=True)
     # When the request that creates the paid task went out: before it, a job
     # taken back costs nothing; after it, the provider may have made the task.
     submit_posted_at = models.DateTimeField(null=True, blank=True)
     remote_started_at = models.DateTimeField(null=True, blank=True)
-    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Queued again after a throttled or failed submit: not before this moment.
     not_before = models.DateTimeField(null=True, blank=True)
     # A submit whose task id never came back: being checked against the provider's
@@ -254,11 +258,13 @@ class GenerationJob(models.Model):
 class Task(models.Model):
     """One unit of work at a provider for a job: a whole clip (index 0) or a segment.
 
-    Every task a job ever had is kept (a retry makes a new one), so the
-    reconciliation tells the account's other tasks apart by these. `state` is
-    what the studio reads; `remote_status` is the provider's own word, kept
-    for display and the ledger. Written wherever a task id is saved and when
-    the provider answers (studio.reconcile.remember_task).
+    Opened when the queue claims a job for a provider slot (or a worker starts
+    a local render), before any request goes out: a task that is being sent
+    holds its slot. `state` is what the studio reads (the queue counts slots
+    and plans polls by it); `remote_status` is the provider's own word, kept
+    for display and the ledger. Every task a job ever had is kept (a retry
+    opens a new one), so the reconciliation tells the account's other tasks
+    apart. Written by the queue and by studio.reconcile.remember_task.
     """
 
     class State(models.TextChoices):
@@ -268,6 +274,8 @@ class Task(models.Model):
         FAILED = TaskState.FAILED.value, "Failed"
         CANCELED = TaskState.CANCELED.value, "Canceled"
         EXPIRED = TaskState.EXPIRED.value, "Expired"
+
+    ACTIVE = (State.PENDING, State.RUNNING)
 
     job = models.ForeignKey(
         GenerationJob, models.SET_NULL, null=True, blank=True, related_name="tasks"
@@ -290,7 +298,8 @@ class Task(models.Model):
     # The same, by the provider's own clock, when it said so.
     provider_scheduled_at = models.DateTimeField(null=True, blank=True)
     provider_ended_at = models.DateTimeField(null=True, blank=True)
-    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # When the queue asks the provider about it next, and how often it has.
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
     polls = models.PositiveIntegerField(default=0)
     billed_seconds = models.DecimalField(
         max_digits=8, decimal_places=2, null=True, blank=True
@@ -304,6 +313,10 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
+        indexes = [
+            # The queue's count of an account's busy slots.
+            models.Index(fields=["provider", "state"], name="task_slots"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "remote_id"],
@@ -318,3 +331,41 @@ class Task(models.Model):
     @property
     def is_active(self) -> bool:
         return TaskState(self.state).active
+
+    @classmethod
+    def open(
+        cls,
+        job: GenerationJob,
+        *,
+        account: str,
+        model: str,
+        now: datetime,
+        state: State = State.PENDING,
+    ) -> Task:
+        """Open the task of a job's new attempt and make it the job's current one.
+
+        Any task the job left open without a remote id belonged to an attempt
+        the sweep or a failed submit took back: nothing at the provider has
+        its id (the reconciliation finds a task a crash made anyway in the
+        listing), so it is closed.
+        """
+        cls.objects.filter(job=job, remote_id="", state__in=cls.ACTIVE).update(
+            state=cls.State.CANCELED,
+            ended_at=now,
+            next_poll_at=None,
+            error_code="taken_back",
+            error_message="The attempt was taken back before a task id came back.",
+        )
+        task = cls.objects.create(
+            job=job,
+            provider=job.provider,
+            model=model,
+            account=account,
+            state=state,
+            submitted_at=now,
+            submit_started_at=now,
+            started_at=now if state == cls.State.RUNNING else None,
+        )
+        GenerationJob.objects.filter(pk=job.pk).update(task=task)
+        job.task = task
+        return task

@@ -29,6 +29,7 @@ from studio.models import (
     GenerationJob,
     Portrait,
     Price,
+    Task,
     Team,
     User,
 )
@@ -336,6 +337,13 @@ def job_run(*, job_id: int) -> GenerationJob | None:
     if not claimed:
         return GenerationJob.objects.filter(pk=job_id).first()
     job = GenerationJob.objects.select_related("portrait", "audio").get(pk=job_id)
+    Task.open(
+        job,
+        account="",
+        model=billing.model_name(provider=job.provider, unit=Price.Unit.SECOND),
+        now=now,
+        state=Task.State.RUNNING,
+    )
     if job.attempts > 1:
         # Started again: an earlier attempt's worker may have died mid-render.
         scratch.clean_stale()

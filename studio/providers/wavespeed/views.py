@@ -21,7 +21,7 @@ from django_q.tasks import async_task
 
 from studio import catalog
 from studio.dispatcher import POLL_LEASE
-from studio.models import GenerationJob
+from studio.models import GenerationJob, Task
 from studio.providers import get_provider
 
 from .client import WaveSpeedError, parse_prediction
@@ -115,37 +115,37 @@ def wavespeed_webhook(request: HttpRequest) -> HttpResponse:
     except (ValueError, WaveSpeedError):
         return HttpResponse("Unreadable body.", status=400, content_type="text/plain")
     names = [provider.name for provider in signed]
-    job_ids = list(
-        GenerationJob.objects.filter(
+    followed = list(
+        Task.objects.filter(
             provider__in=names,
-            remote_task_id=prediction.id,
-            status__in=GenerationJob.IN_FLIGHT,
-        ).values_list("pk", flat=True)
+            remote_id=prediction.id,
+            job__remote_task_id=prediction.id,
+            job__status__in=GenerationJob.IN_FLIGHT,
+        ).values_list("pk", "job_id")
     )
-    if not job_ids:
+    if not followed:
         log.info(
             "wavespeed webhook for %s (%s): no job in flight holds it; ignored",
             prediction.id,
             prediction.status,
         )
         return HttpResponse("Ignored.", content_type="text/plain")
-    for job_id in job_ids:
-        poll_now(job_id)
+    for task_id, job_id in followed:
+        if job_id is not None:
+            poll_now(task_id, job_id)
     return HttpResponse("OK.", content_type="text/plain")
 
 
-def poll_now(job_id: int) -> None:
-    """Hand the job's poll to a worker now, leased as the dispatcher's tick does.
+def poll_now(task_id: int, job_id: int) -> None:
+    """Hand the task's poll to a worker now, leased as the queue's tick does.
 
     The lease keeps the tick from handing out the same poll meanwhile; should
     the hand-over fail, the poll is left due now for the tick to send.
     """
     now = timezone.now()
-    GenerationJob.objects.filter(pk=job_id, status__in=GenerationJob.IN_FLIGHT).update(
-        next_poll_at=now + POLL_LEASE
-    )
+    Task.objects.filter(pk=task_id).update(next_poll_at=now + POLL_LEASE)
     try:
         async_task("studio.tasks.job_poll", job_id, group="provider")
     except Exception:
         log.exception("wavespeed webhook: could not enqueue the poll of job %s", job_id)
-        GenerationJob.objects.filter(pk=job_id).update(next_poll_at=now)
+        Task.objects.filter(pk=task_id).update(next_poll_at=now)
