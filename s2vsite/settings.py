@@ -460,7 +460,8 @@ S2V_PUBLIC_BASE_URL = env_str("S2V_PUBLIC_BASE_URL").rstrip("/")
 S2V_POLL_INTERVAL = env_int("S2V_POLL_INTERVAL", 15)
 S2V_POLL_FAST_INTERVAL = float(env_str("S2V_POLL_FAST_INTERVAL", "2"))
 # How often the provider's task listing is reconciled with the ledger (manage.py
-# reconcile does it at once). The listing covers the last 24 h.
+# reconcile does it at once). The listing reaches as far back as each provider
+# keeps tasks (DashScope 24 h, WaveSpeed 7 days).
 S2V_RECONCILE_MINUTES = env_int("S2V_RECONCILE_MINUTES", 60)
 # Throttling and outages retry with backoff until this many minutes after queueing.
 S2V_SUBMIT_DEADLINE_MINUTES = env_int("S2V_SUBMIT_DEADLINE_MINUTES", 360)
@@ -478,6 +479,10 @@ S2V_WAVESPEED_BASE_URL = env_str("S2V_WAVESPEED_BASE_URL", "https://api.wavespee
 S2V_WAVESPEED_CONCURRENCY = env_int("S2V_WAVESPEED_CONCURRENCY", 3)
 # The longest clip sent in one task: the documents say 120 s and 10 minutes (§9.5).
 S2V_WAVESPEED_MAX_AUDIO_SECONDS = env_int("S2V_WAVESPEED_MAX_AUDIO_SECONDS", 120)
+# Whether WaveSpeed bills a task that completed with its output flagged by the
+# content check (`has_nsfw_contents`). Its documents do not say: counting the
+# money keeps the budget on the safe side until a bill shows otherwise.
+S2V_WAVESPEED_NSFW_BILLED = env_bool("S2V_WAVESPEED_NSFW_BILLED", default=True)
 # S2V_PROVIDERS has wavespeed-emulator: `runstudio` starts it on this port.
 S2V_WAVESPEED_EMULATOR_PORT = env_int("S2V_WAVESPEED_EMULATOR_PORT", 8766)
 

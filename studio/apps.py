@@ -31,8 +31,8 @@ def _ensure_schedules(**kwargs: object) -> None:
         },
     )
     # The provider's bill, compared with the studio's records (studio.reconcile).
-    # The listing covers 24 h and every run is idempotent, so running it more
-    # often only finds outside billing sooner.
+    # The listing covers what each provider keeps and every run is idempotent,
+    # so running it more often only finds outside billing sooner.
     from django.conf import settings
 
     Schedule.objects.update_or_create(

@@ -93,6 +93,9 @@ class Billing:
     basis: Literal["output", "input"] = "output"
     round_up: bool = False
     min_seconds: int = 0
+    # Whether a task that completed but whose result the provider's content
+    # check flagged (and withheld) is billed; where undocumented, a setting.
+    flagged_billed: bool = False
 
     def seconds(self, length: Decimal) -> Decimal:
         value = length

@@ -1,11 +1,15 @@
 """The provider's bill, reconciled with the studio's records.
 
 The API key's account is often shared with other tools, and a crash can lose a
-task the studio made. `reconcile` lists the account's tasks of the last 24 h
-(provider-api.md §1.2a), compares them with every task the studio ever had
-(Task, written by `remember_task` wherever a task id is saved) and
-records what the provider billed that the ledger does not know as "billed
-outside the studio", once per task however often it runs.
+task the studio made. `reconcile` lists a remote provider account's tasks for
+as long as the provider keeps them (the catalog's `task_lifetime`: DashScope
+24 h, §1.2a; WaveSpeed 7 days, §9.6), compares them with every task the
+studio ever had (Task, written by `remember_task` wherever a task id is
+saved) and records what the provider billed that the ledger does not know as
+"billed outside the studio", once per task however often it runs. It reads
+providers only through the contract (`listed_tasks`, `poll`); where a
+provider cannot tell what a task cost, the finding says so and nothing is
+recorded.
 """
 
 from __future__ import annotations
@@ -16,27 +20,28 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from . import billing
+from . import billing, catalog
 from .models import GenerationJob, LedgerEntry, Price, Reconciliation, Task
 from .providers import get_provider
-from .providers.base import ListedTask, TaskState, as_remote
-from .providers.dashscope.client import (
-    LIST_WINDOW,
-    S2V_MODEL,
-    DashScopeError,
+from .providers.base import (
+    ListedTask,
+    ProviderError,
+    RemoteProvider,
+    TaskResult,
+    TaskState,
+    as_remote,
 )
-from .providers.dashscope.provider import DashScopeProvider
 
 log = logging.getLogger(__name__)
 
 # States a task ends in that the provider keeps (an expired task is forgotten).
 FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED})
-# Task queries share 20 QPS with the polls (§1.6): stay well below.
+# Task queries share the provider's rate limit with the polls (DashScope 20 QPS,
+# §1.6): stay well below.
 QUERY_GAP = 0.1
 # Seconds that differ by less than this are the same (the provider rounds to 0.01).
 SECONDS_TOLERANCE = Decimal("0.01")
@@ -120,44 +125,39 @@ class Finding:
     job_title: str = ""
 
 
+def remote_provider_names() -> list[str]:
+    """The enabled providers that have an account to reconcile, the default first."""
+    return [spec.name for spec in catalog.enabled() if spec.remote]
+
+
 def reconcile(
     *, provider_name: str | None = None, now: datetime | None = None
 ) -> Reconciliation:
-    """Compare the account's last 24 h of tasks with the studio's; record outside billing.
+    """Compare an account's recent tasks with the studio's; record outside billing.
 
-    Raises NothingToReconcile on an provider without a provider account. A
-    listing that fails is kept on the run's `error`, not raised.
+    The listing reaches back as far as the provider keeps tasks. Raises
+    NothingToReconcile on a provider without a provider account. A listing
+    that fails is kept on the run's `error`, not raised.
     """
-    name = provider_name or settings.S2V_PROVIDER
-    provider = get_provider(name)
-    if not provider.remote:
+    name = provider_name or catalog.default_provider()
+    provider = as_remote(get_provider(name))
+    if provider is None:
         raise NothingToReconcile(
-            f"The {provider.label} provider has no provider account: nothing to reconcile."
-        )
-    if not isinstance(provider, DashScopeProvider):
-        raise NothingToReconcile(
-            f"{provider.label}'s bill is not compared yet: the reconciliation reads "
-            "DashScope's task listing only. Compare WaveSpeed's usage page with the "
-            "ledger by hand."
+            f"The {catalog.provider_label(name)} provider has no provider account: "
+            "nothing to reconcile."
         )
     now = now or timezone.now()
     run = Reconciliation.objects.create(
         provider=name,
         account=provider.account,
         started_at=now,
-        window_start=now - LIST_WINDOW,
+        window_start=now - catalog.provider(name).task_lifetime,
         window_end=now,
     )
     try:
-        rows = provider.client.list_tasks(
-            start=run.window_start,
-            # The listing's times have whole seconds, and clocks differ a little.
-            end=now + timedelta(minutes=1),
-            model=S2V_MODEL,
-            page_size=100,
-        )
-    except DashScopeError as exc:
-        run.error = f"The task listing failed ({exc.code or exc.kind}: {exc.message})"
+        rows = provider.listed_tasks(since=run.window_start)
+    except ProviderError as exc:
+        run.error = str(exc)
         run.finished_at = timezone.now()
         run.save()
         log.warning("reconciliation of %s: %s", name, run.error)
@@ -185,6 +185,7 @@ def reconcile(
         .first()
     )
     ledger = _Ledger(ids)
+    unknowable = _unknowable(name, provider.account, before=run)
     findings: list[Finding] = []
     recorded = 0
     for row in rows:
@@ -192,7 +193,13 @@ def reconcile(
         job = record.job if record else legacy.get(row.task_id)
         finding: Finding | None
         if record is None and job is None:
-            finding, wrote = _unknown(provider, row, ledger, lost_since=lost_since)
+            finding, wrote = _unknown(
+                provider,
+                row,
+                ledger,
+                lost_since=lost_since,
+                unknowable=unknowable,
+            )
         else:
             finding, wrote = _known(provider, row, ledger, record=record, job=job)
         recorded += wrote
@@ -249,24 +256,50 @@ class _Ledger:
         self.settled |= fresh.settled
 
 
-def _usage(provider: DashScopeProvider, task_id: str) -> tuple[Decimal | None, str]:
-    """Billed seconds and resolution of a task: the listing has neither (§1.2a, §3.2)."""
+def _unknowable(
+    name: str, account: str, *, before: Reconciliation
+) -> dict[str, Finding]:
+    """The last run's findings on unknown tasks whose cost the provider would not tell.
+
+    Asking again tells no more (a provider that does not report billed seconds
+    never will), so a later run repeats them while the task's status stays.
+    """
+    last = (
+        Reconciliation.objects.filter(
+            provider=name, account=account, error="", finished_at__isnull=False
+        )
+        .exclude(pk=before.pk)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    if last is None:
+        return {}
+    return {
+        f["task_id"]: Finding(**f)
+        for f in last.findings
+        if f["kind"] == "unknown" and not f["recorded"] and not f["seconds"]
+    }
+
+
+def _usage(provider: RemoteProvider, task_id: str) -> TaskResult:
+    """What the provider says of a task: billed seconds and tier (not in the listing)."""
     time.sleep(QUERY_GAP)
-    task = provider.client.get_task(task_id)
-    return task.billed_seconds, task.resolution
+    return provider.poll(task_id)
 
 
-def _price(provider: DashScopeProvider, resolution: str) -> Decimal:
+def _price(provider: RemoteProvider, resolution: str) -> Decimal:
     return billing.unit_price(
         provider=provider.name,
         unit=Price.Unit.SECOND,
-        resolution=resolution or "480P",
+        resolution=resolution or catalog.TIER_480,
     )
 
 
-def _cost(provider: DashScopeProvider, seconds: Decimal, resolution: str) -> Decimal:
+def _cost(provider: RemoteProvider, seconds: Decimal, resolution: str) -> Decimal:
     return billing.generation_cost(
-        provider=provider.name, resolution=resolution or "480P", seconds=seconds
+        provider=provider.name,
+        resolution=resolution or catalog.TIER_480,
+        seconds=seconds,
     )
 
 
@@ -275,11 +308,12 @@ def _created(row_time: datetime | None) -> str:
 
 
 def _unknown(
-    provider: DashScopeProvider,
+    provider: RemoteProvider,
     row: ListedTask,
     ledger: _Ledger,
     *,
     lost_since: datetime | None,
+    unknowable: dict[str, Finding],
 ) -> tuple[Finding, int]:
     base = {
         "task_id": row.task_id,
@@ -307,17 +341,24 @@ def _unknown(
             note="Billed outside the studio.",
             **base,
         ), 0
+    earlier = unknowable.get(row.task_id)
+    if earlier is not None and earlier.status == row.status:
+        return earlier, 0
     try:
-        seconds, resolution = _usage(provider, row.task_id)
-    except DashScopeError as exc:
+        usage = _usage(provider, row.task_id)
+    except ProviderError as exc:
         return _unreadable(exc, base), 0
+    seconds, resolution = usage.billed_seconds, usage.resolution
     if seconds is None:
+        # Not billed (the provider's word), or billed for seconds it does not
+        # report: the note says which, and where to look. No cost is made up.
         return Finding(
             kind="unknown",
             seconds="",
             cost="",
             recorded=False,
-            note="The provider did not say how many seconds it billed.",
+            note=usage.billing_note
+            or "The provider did not say how many seconds it billed.",
             **base,
         ), 0
     cost = _cost(provider, seconds, resolution)
@@ -357,7 +398,7 @@ def _unknown(
 
 
 def _known(
-    provider: DashScopeProvider,
+    provider: RemoteProvider,
     row: ListedTask,
     ledger: _Ledger,
     *,
@@ -397,10 +438,11 @@ def _known(
     resolution = job.resolution if job else ""
     if provider_seconds is None:
         try:
-            provider_seconds, tier = _usage(provider, row.task_id)
-        except DashScopeError as exc:
+            usage = _usage(provider, row.task_id)
+        except ProviderError as exc:
             return _unreadable(exc, base), 0
-        resolution = tier or resolution
+        provider_seconds = usage.billed_seconds
+        resolution = usage.resolution or resolution
         if job is not None and provider_seconds is not None:
             # Kept (the provider's seconds, not its state: that stays the
             # studio's own), so the next runs need not ask again.
@@ -459,7 +501,7 @@ def _known(
 
 
 def _record_outside(
-    provider: DashScopeProvider,
+    provider: RemoteProvider,
     *,
     task_id: str,
     seconds: Decimal,
@@ -477,7 +519,9 @@ def _record_outside(
                 job=job,
                 kind=LedgerEntry.Kind.OUTSIDE,
                 provider=provider.name,
-                model=S2V_MODEL,
+                model=billing.model_name(
+                    provider=provider.name, unit=Price.Unit.SECOND
+                ),
                 resolution=resolution,
                 unit=Price.Unit.SECOND,
                 quantity=seconds,
@@ -496,7 +540,9 @@ def _record_outside(
 
 def latest(*, provider_name: str | None = None) -> Reconciliation | None:
     return (
-        Reconciliation.objects.filter(provider=provider_name or settings.S2V_PROVIDER)
+        Reconciliation.objects.filter(
+            provider=provider_name or catalog.default_provider()
+        )
         .order_by("-started_at", "-id")
         .first()
     )
@@ -508,14 +554,26 @@ def summary(run: Reconciliation) -> str:
         return run.error
     unknown = sum(1 for f in run.findings if f["kind"] == "unknown")
     other = len(run.findings) - unknown
+    span = _span(run.window_end - run.window_start)
     return (
-        f"{run.tasks_found} tasks in the last 24 h; {unknown} unknown to the studio, "
-        f"{other} disagreeing or unreadable; {run.entries_recorded} new ledger "
+        f"{run.tasks_found} tasks in the last {span}; {unknown} unknown to "
+        f"the studio, {other} disagreeing or unreadable; "
+        f"{run.entries_recorded} new ledger "
         f"line{'s' if run.entries_recorded != 1 else ''} billed outside the studio."
     )
 
 
-def _unreadable(exc: DashScopeError, base: dict[str, str]) -> Finding:
+def window(provider_name: str) -> str:
+    """How far back a provider's reconciliation looks, in words: "24 h", "7 days"."""
+    return _span(catalog.provider(provider_name).task_lifetime)
+
+
+def _span(length: timedelta) -> str:
+    hours = round(length.total_seconds() / 3600)
+    return f"{hours // 24} days" if hours > 24 and hours % 24 == 0 else f"{hours} h"
+
+
+def _unreadable(exc: ProviderError, base: dict[str, str]) -> Finding:
     """A finding for a task whose billed seconds the provider would not tell."""
     return Finding(
         kind="unreadable",

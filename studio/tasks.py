@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 
-from . import catalog, dispatcher, reconcile, services
+from . import dispatcher, reconcile, services
+
+log = logging.getLogger(__name__)
 
 
 def job_run(job_id: int) -> None:
@@ -30,9 +32,9 @@ def jobs_sweep() -> None:
 
 
 def reconcile_account() -> None:
-    """The scheduled comparison of each enabled provider's task listing with the studio's."""
-    for spec in catalog.enabled():
-        if not spec.remote:
-            continue
-        with contextlib.suppress(reconcile.NothingToReconcile):  # not listable yet
-            reconcile.reconcile(provider_name=spec.name)
+    """The scheduled comparison of each enabled remote provider's tasks with the studio's."""
+    for name in reconcile.remote_provider_names():
+        try:
+            reconcile.reconcile(provider_name=name)
+        except Exception:  # one provider's trouble must not skip the others
+            log.exception("reconciliation of %s failed", name)

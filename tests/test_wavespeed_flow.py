@@ -328,20 +328,56 @@ def test_a_task_that_failed_for_good_fails_the_job_in_plain_words_and_is_free(
     assert job.cost in (None, Decimal(0))
 
 
-@pytest.mark.parametrize("mode", ["completed", "failed"])
-def test_a_result_the_content_check_flagged_fails_the_job_and_is_not_charged(
-    ws_emu, inputs, alice, team, mode
+@pytest.mark.parametrize(
+    ("mode", "billed_setting"),
+    [("failed", True), ("completed", False)],
+    ids=["failed-refunded", "completed-setting-false"],
+)
+def test_a_flagged_result_that_is_not_billed_fails_the_job_free_in_plain_words(
+    ws_emu, inputs, alice, alice_client, team, settings, mode, billed_setting
 ):
+    """A failed task is refunded (§9.5); a completed flagged one is free only when
+    S2V_WAVESPEED_NSFW_BILLED says so."""
+    settings.S2V_WAVESPEED_NSFW_BILLED = billed_setting
     ws_emu.faults(kind="nsfw", mode=mode, count=1)
 
     job = drive(queue(alice, team, inputs))
 
     assert (job.status, job.error_code) == ("failed", "ContentRefused")
-    assert "content check refused" in job.error_message
+    assert "It was not charged" in job.error_message
     assert "Use another portrait or audio clip" in job.error_message
     assert len(predictions(ws_emu)) == 1  # not retried: the same input fails again
     [line] = generation_lines(job)
     assert not line.billed and line.amount == 0
+    page = alice_client.get(reverse("studio:job-detail", args=[job.code]))
+    assert "It was not charged" in page.content.decode()
+    assert 'id="paid-for-nothing"' not in page.content.decode()
+
+
+def test_a_flagged_result_that_is_billed_fails_the_job_charged_in_plain_words(
+    ws_emu, inputs, alice, alice_client, team
+):
+    """S2V_WAVESPEED_NSFW_BILLED (default true): whether WaveSpeed bills a completed
+    flagged task is undocumented, so the budget counts it."""
+    ws_emu.faults(kind="nsfw", mode="completed", count=1)
+
+    job = drive(queue(alice, team, inputs))
+
+    [task] = predictions(ws_emu)
+    assert task["status"] == "completed" and len(predictions(ws_emu)) == 1
+    assert (job.status, job.error_code) == ("failed", "ContentFlagged")
+    assert "flagged this video as unsafe (NSFW) and withheld it" in job.error_message
+    assert "It was charged" in job.error_message
+    assert "Use another portrait or audio clip" in job.error_message
+    [line] = generation_lines(job)
+    assert line.billed and line.remote_id == task["id"]
+    assert line.amount == Decimal(3) * PRICE["480P"]  # 1 s clip: the 3 s minimum
+    assert job.cost == line.amount
+    page = alice_client.get(reverse("studio:job-detail", args=[job.code]))
+    html = page.content.decode()
+    assert "flagged this video as unsafe" in html and "It was charged" in html
+    assert 'id="paid-for-nothing"' in html and task["id"] in html
+    assert Task.objects.get(remote_id=task["id"]).billed_seconds == Decimal(3)
 
 
 @pytest.mark.parametrize(

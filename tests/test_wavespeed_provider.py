@@ -215,6 +215,20 @@ def test_a_completed_prediction_names_its_first_output_and_its_billed_seconds(
     assert result.billed_seconds == Decimal(3)  # 2 s of audio: the 3 s minimum
 
 
+def test_a_task_the_studio_did_not_make_has_its_tier_but_no_invented_seconds(fake):
+    """§9.3 reports no billed length; the echoed `input` gives the tier."""
+    provider = make_provider(fake, seconds=None)
+    fake.result = prediction(
+        "completed",
+        outputs=[f"{CDN}/v.mp4"],
+        input={"image": "i", "audio": "a", "resolution": "720p"},
+    )
+    result = provider.poll("pred_1")
+    assert (result.state, result.resolution) == (TaskState.SUCCEEDED, "720P")
+    assert result.billed_seconds is None
+    assert "does not report the seconds it billed" in result.billing_note
+
+
 def test_an_id_wavespeed_no_longer_knows_has_expired(provider, fake):
     fake.result = httpx.Response(
         404, json={"code": 404, "message": "prediction not found"}
@@ -230,17 +244,46 @@ def test_an_id_wavespeed_no_longer_knows_has_expired(provider, fake):
     [
         {"outputs": [f"{CDN}/v.mp4"], "has_nsfw_contents": [True]},
         {"outputs": [f"{CDN}/v.mp4"], "has_nsfw_contents": True},
+        {"outputs": [], "has_nsfw_contents": [True]},
     ],
 )
-def test_a_result_the_content_check_flagged_is_a_failure_in_plain_words(
-    provider, fake, fields
+def test_a_flagged_result_that_is_not_billed_is_a_free_failure_in_plain_words(
+    provider, fake, fields, settings
 ):
+    settings.S2V_WAVESPEED_NSFW_BILLED = False
     fake.result = prediction("completed", **fields)
     result = provider.poll("pred_1")
     assert result.state == TaskState.FAILED
     assert result.error_code == "ContentRefused"
-    assert "content check" in result.error_message
+    assert "flagged this video as unsafe" in result.error_message
+    assert "It was not charged" in result.error_message
     assert not result.retryable and not result.video_url
+    assert result.billed_seconds is None
+    assert result.billing_note.startswith("Not billed")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"outputs": [f"{CDN}/v.mp4"], "has_nsfw_contents": [True]},
+        {"outputs": [], "has_nsfw_contents": True},
+    ],
+)
+def test_a_flagged_result_that_is_billed_succeeds_charged_without_a_video(
+    provider, fake, fields
+):
+    """S2V_WAVESPEED_NSFW_BILLED (default true): the task's seconds are charged,
+    and the flagged video is never handed over: fetching it says why."""
+    fake.result = prediction("completed", **fields)
+    result = provider.poll("pred_1")
+    assert result.state == TaskState.SUCCEEDED
+    assert result.billed_seconds == Decimal(3)
+    assert not result.video_url
+    with pytest.raises(ProviderError) as caught:
+        provider.fetch(result, io.BytesIO())
+    assert caught.value.code == "ContentFlagged" and caught.value.permanent
+    assert "flagged this video as unsafe" in str(caught.value)
+    assert "It was charged" in str(caught.value)
 
 
 def test_a_completed_prediction_without_outputs_is_a_content_refusal(provider, fake):

@@ -163,6 +163,12 @@ class TaskResult:
     # that report a duration but no start and end times (WaveSpeed's
     # timings.inference).
     run_seconds: float | None = None
+    # The tier the provider billed the task at ("480P"), when it says.
+    resolution: str = ""
+    # Why `billed_seconds` is None for a task that ended, and where an admin
+    # finds what it cost (a provider that does not report it), or that it was
+    # not billed: what the reconciliation shows beside the task.
+    billing_note: str = ""
 
 
 Progress = Callable[[float], None]
@@ -230,6 +236,8 @@ class RemoteProvider(Provider, Protocol):
     """
 
     states: Mapping[str, TaskState]
+    # The provider account's fingerprint, never its key: tasks are kept per account.
+    account: str
 
     def poll(self, task_id: str) -> TaskResult: ...
 

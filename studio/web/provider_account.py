@@ -11,8 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from studio import billing, dispatcher, reconcile, selectors
-from studio.providers import get_provider
+from studio import billing, catalog, dispatcher, reconcile, selectors
 
 from .common import _forbidden, _safe_next
 
@@ -51,7 +50,8 @@ def provider_reconcile(request: HttpRequest) -> HttpResponse:
     """The provider's bill against the studio's records: site staff only.
 
     The account is shared by every team (and often by other tools), so this is
-    the site's page, not a team's. POST runs a reconciliation now, inline.
+    the site's page, not a team's. It shows each enabled remote provider's last run;
+    POST runs one provider's reconciliation (or every one's) now, inline.
     """
     if not request.user.is_staff:
         return _forbidden(
@@ -61,22 +61,35 @@ def provider_reconcile(request: HttpRequest) -> HttpResponse:
             action="see the provider account's reconciliation",
             back=reverse("studio:gallery"),
         )
-    provider = get_provider()
+    names = reconcile.remote_provider_names()
     if request.method == "POST":
-        try:
-            run = reconcile.reconcile()
-        except reconcile.NothingToReconcile as exc:
-            messages.info(request, str(exc))
-        else:
+        asked = request.POST.get("provider", "")
+        for name in [asked] if asked in names else names:
+            run = reconcile.reconcile(provider_name=name)
+            label = catalog.provider_label(name)
             if run.error:
-                messages.error(request, run.error)
+                messages.error(request, f"{label}: {run.error}")
             else:
-                messages.success(request, f"Reconciled now: {reconcile.summary(run)}")
+                messages.success(
+                    request, f"Reconciled now: {reconcile.summary(run)} ({label})"
+                )
         return redirect("studio:provider-reconcile")
-    last = reconcile.latest(provider_name=provider.name)
     context = {
-        "remote": provider.remote,
-        "provider_label": provider.label,
+        "accounts": [_account(name) for name in names],
+        "provider_label": catalog.provider_label(catalog.default_provider()),
+        "outside": selectors.outside_billing(),
+        "currency": billing.currency(),
+    }
+    return render(request, "studio/reconcile.html", context)
+
+
+def _account(name: str) -> dict[str, object]:
+    """One provider account's section of the page: its last run and what it found."""
+    last = reconcile.latest(provider_name=name)
+    return {
+        "name": name,
+        "label": catalog.provider_label(name),
+        "window": reconcile.window(name),
         "run": last,
         "summary": reconcile.summary(last) if last else "",
         # Stored as text in JSON; money is shown from Decimals.
@@ -84,7 +97,4 @@ def provider_reconcile(request: HttpRequest) -> HttpResponse:
             {**f, "cost": Decimal(f["cost"]) if f["cost"] else None}
             for f in (last.findings if last else [])
         ],
-        "outside": selectors.outside_billing(),
-        "currency": billing.currency(),
     }
-    return render(request, "studio/reconcile.html", context)

@@ -308,6 +308,7 @@ class DashScopeProvider:
             billed_seconds=task.billed_seconds,
             scheduled_at=task.scheduled_at,
             ended_at=task.ended_at,
+            resolution=task.resolution,
             error_code=code,
             error_message=message,
             retryable=state == TaskState.FAILED

@@ -42,7 +42,13 @@ def provider_spec(
                     currency="USD",
                 ),
                 # §9.5: input seconds rounded up, at least 3 s, by resolution.
-                billing=Billing(basis="input", round_up=True, min_seconds=3),
+                # Whether a flagged result is billed is undocumented: a setting.
+                billing=Billing(
+                    basis="input",
+                    round_up=True,
+                    min_seconds=3,
+                    flagged_billed=bool(settings.S2V_WAVESPEED_NSFW_BILLED),
+                ),
                 takes=frozenset({"prompt", "seed"}),
             )
         },

@@ -110,6 +110,8 @@ class Prediction:
     error: str = ""
     inference_ms: int | None = None
     get_url: str = ""
+    # The submitted body's `resolution` ("480p"), when the answer echoes `input`.
+    resolution: str = ""
 
     @property
     def nsfw(self) -> bool:
@@ -338,6 +340,8 @@ def parse_prediction(data: object) -> Prediction:
     urls = data.get("urls")
     timings = data.get("timings")
     error = data.get("error")
+    sent = data.get("input")
+    tier = sent.get("resolution") if isinstance(sent, dict) else None
     return Prediction(
         id=prediction_id,
         status=status.strip().lower(),
@@ -354,6 +358,7 @@ def parse_prediction(data: object) -> Prediction:
         if isinstance(timings, dict)
         else None,
         get_url=str(urls.get("get") or "") if isinstance(urls, dict) else "",
+        resolution=tier.strip().lower() if isinstance(tier, str) else "",
     )
 
 

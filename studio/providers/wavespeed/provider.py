@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import IO
 
@@ -55,6 +55,7 @@ UPLOAD_REUSE_MARGIN = timedelta(days=1)
 UPLOAD_SCOPE = "wavespeed-media"
 # The studio's tiers in WaveSpeed's words (§9.2).
 TIERS = {"480P": "480p", "720P": "720p"}
+_STUDIO_TIERS = {word: tier for tier, word in TIERS.items()}
 # The listing is read this many pages deep at most when looking for lost tasks.
 LIST_PAGE_SIZE = 50
 LIST_MAX_PAGES = 10
@@ -70,8 +71,8 @@ _FAILURES: tuple[tuple[tuple[str, ...], str, str, bool], ...] = (
     (
         ("nsfw", "sensitive", "moderation", "inappropriate", "content policy"),
         "ContentRefused",
-        "WaveSpeed's content check refused the input or the result. Use another "
-        "portrait or audio clip.",
+        "WaveSpeed's content check refused the input or the result. It was not "
+        "charged (failed tasks are refunded). Use another portrait or audio clip.",
         False,
     ),
     (
@@ -114,6 +115,30 @@ _FAILURES: tuple[tuple[tuple[str, ...], str, str, bool], ...] = (
         "the studio tries again.",
         True,
     ),
+)
+# A completed task whose output the content check flagged (`has_nsfw_contents`),
+# by whether S2V_WAVESPEED_NSFW_BILLED counts it as billed (undocumented, §9.3).
+FLAGGED_CHARGED = (
+    "WaveSpeed's content check flagged this video as unsafe (NSFW) and withheld "
+    "it. It was charged: WaveSpeed may bill such a task, so the studio counts it "
+    "against the budget. Use another portrait or audio clip; if the flag looks "
+    "wrong, an admin can dispute the charge with WaveSpeed by the task id."
+)
+FLAGGED_FREE = (
+    "WaveSpeed's content check flagged this video as unsafe (NSFW) and withheld "
+    "it. It was not charged. Use another portrait or audio clip."
+)
+FLAGGED_FREE_NOTE = (
+    "Not billed: WaveSpeed's content check flagged the result, and "
+    "S2V_WAVESPEED_NSFW_BILLED=false counts such tasks as free."
+)
+# §9.3 reports no billed length, and §9.5 bills the input's: known only for
+# the studio's own jobs.
+UNKNOWN_SECONDS_NOTE = (
+    "WaveSpeed does not report the seconds it billed: it bills the input audio's "
+    "length (rounded up, at least 3 s), which the studio knows only for its own "
+    "jobs. Nothing was recorded; look the task up in WaveSpeed's usage and "
+    "billing history (wavespeed.ai dashboard) and compare it with the ledger."
 )
 _ACCOUNT_MESSAGE = (
     "WaveSpeed refused the studio's account (HTTP {status}: {said}). Generation on "
@@ -240,14 +265,19 @@ class WaveSpeedProvider:
         result = self._result(prediction)
         if result.state == TaskState.SUCCEEDED:
             seconds = self._input_seconds(self.name, task_id)
-            if seconds is not None:
-                result = _replace_billed(result, self.billed_seconds(seconds))
+            if seconds is None:
+                return replace(result, billing_note=UNKNOWN_SECONDS_NOTE)
+            result = _replace_billed(result, self.billed_seconds(seconds))
         return result
 
     def cancel(self, task_id: str) -> bool:
         return False  # WaveSpeed documents no cancel
 
     def fetch(self, result: TaskResult, dest: IO[bytes]) -> None:
+        if not result.video_url:
+            # Only a billed flagged result succeeds without a video (`_result`):
+            # the job fails, charged, with this message.
+            raise ProviderError(FLAGGED_CHARGED, code="ContentFlagged")
         try:
             self.client.download(
                 result.video_url, dest, max_bytes=http.result_max_bytes()
@@ -292,8 +322,8 @@ class WaveSpeedProvider:
             else:
                 raise ProviderError(
                     f"The predictions listing has more than {LIST_MAX_PAGES} pages "
-                    "since the lost submit; the studio cannot tell whether the task "
-                    "is among them.",
+                    f"since {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC; read in "
+                    "part, it could miss the task looked for.",
                     code="listing_incomplete",
                     permanent=False,
                 )
@@ -373,21 +403,22 @@ class WaveSpeedProvider:
         code = message = ""
         retryable = False
         video_url = ""
+        note = ""
         if state == TaskState.SUCCEEDED:
-            if prediction.nsfw:
-                state = TaskState.FAILED
-                code = "ContentRefused"
-                message = (
-                    "WaveSpeed's content check refused the result. Use another "
-                    "portrait or audio clip."
-                )
+            if prediction.nsfw and self._flagged_billed():
+                # Billed, so the task stays SUCCEEDED (its seconds are charged);
+                # without a video, `fetch` fails the job and says why.
+                code, message = "ContentFlagged", FLAGGED_CHARGED
+            elif prediction.nsfw:
+                state, code, message = TaskState.FAILED, "ContentRefused", FLAGGED_FREE
+                note = FLAGGED_FREE_NOTE
             elif not prediction.outputs:
                 # WaveSpeed withholds a flagged output: read as the content check.
                 state, code = TaskState.FAILED, "NoOutput"
                 message = (
                     "WaveSpeed finished without a video: its content check most "
-                    "likely refused the input or the result. Use another portrait "
-                    "or audio clip."
+                    "likely refused the input or the result. It was not charged. "
+                    "Use another portrait or audio clip."
                 )
             else:
                 video_url = prediction.outputs[0]
@@ -410,7 +441,13 @@ class WaveSpeedProvider:
             error_code=code,
             error_message=message,
             retryable=retryable,
+            resolution=_STUDIO_TIERS.get(prediction.resolution, ""),
+            billing_note=note,
         )
+
+    def _flagged_billed(self) -> bool:
+        """S2V_WAVESPEED_NSFW_BILLED, read through the catalog when asked."""
+        return catalog.offer(self.name, catalog.S2V).billing.flagged_billed
 
     def _provider_error(self, exc: WaveSpeedError) -> ProviderError:
         said = exc.message.strip().rstrip(".") or "no message"
