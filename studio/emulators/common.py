@@ -20,8 +20,8 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
@@ -414,8 +414,17 @@ def root_url(host: str, port: int) -> str:
 # State
 
 
-class BaseStore(FaultStore[F]):
-    """The lock, clock, counters, faults and workers of every emulator's state.
+class Settings(Protocol):
+    """An emulator's `Config`: a frozen dataclass that `configure` replaces."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+C = TypeVar("C", bound=Settings)
+
+
+class BaseStore(FaultStore[F], Generic[F, C]):
+    """The lock, clock, config, counters, faults and workers of every emulator's state.
 
     `subdirs` are made under `data_dir` for the emulator's files.
     """
@@ -423,11 +432,14 @@ class BaseStore(FaultStore[F]):
     def __init__(
         self,
         *,
+        config: C,
         build_fault: Callable[[Mapping[str, Any], int], F],
         data_dir: Path,
         subdirs: Iterable[str],
         log: Callable[[str], None],
     ) -> None:
+        self.config = config
+        self.initial_config = config
         self.lock = threading.RLock()
         self.data_dir = data_dir
         self.log = log
@@ -449,8 +461,58 @@ class BaseStore(FaultStore[F]):
         with self.lock:
             self.clock_offset += seconds
 
+    def configure(self, changes: Mapping[str, Any]) -> C:
+        unknown = set(changes) - {f.name for f in fields(self.config)}
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        with self.lock:
+            self.config = replace(self.config, **changes)
+            self._config_changed()
+            return self.config
+
+    def _config_changed(self) -> None:
+        """Let waiting work see the new config (under the lock)."""
+
+    def _wake_all(self) -> None:
+        """Wake the workers that wait on their own events (under the lock)."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, but wake at once when the emulator stops."""
+        self._stop.wait(seconds)
+
+    def reset(self) -> None:
+        """Forget the emulator's records, counters, faults, clock and config changes."""
+        with self.lock:
+            self.generation += 1
+            self.config = self.initial_config
+            self.faults.clear()  # every fault: no kind or owner given
+            self.totals.clear()
+            self.clock_offset = 0.0
+            self._forget()
+        # Renders still running write into the data dir and are ignored later.
+        self._remove_files()
+
+    def _forget(self) -> None:
+        """Drop the emulator's own records (under the lock)."""
+
+    def _remove_files(self) -> None:
+        """Delete the files `reset` leaves behind."""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        with self.lock:
+            self._wake_all()
+        deadline = time.monotonic() + timeout
+        for worker in list(self._workers):
+            worker.join(max(0.0, deadline - time.monotonic()))
+
     def remove_data(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def number(value: float) -> int | float:
+    """A whole number as an int, any other to 3 decimals: for JSON and messages."""
+    return int(value) if float(value).is_integer() else round(value, 3)
 
 
 # The emulator object tests and `manage.py` commands start and stop
@@ -479,34 +541,52 @@ class EmulatorStore(Protocol):
 
 
 S = TypeVar("S", bound=EmulatorStore)
+K = TypeVar("K")
 
 
-class BaseEmulator(Generic[S]):
+class BaseEmulator(Generic[S, K]):
     """An emulator served from background threads; usable as a context manager.
 
-    A subclass builds its config and keys, then names its thread and data
-    folder (`name`), its handler, and how to make its store and app.
+    A subclass names its thread and data folder (`name`), its handler, and
+    the classes of its config, API keys, store and app.
     """
 
     name: ClassVar[str]
     handler: ClassVar[type[Handler]] = Handler
+    default_key: ClassVar[str]
+    # `config_class(time_scale=..., **settings)`, `key_class.parse(text)`,
+    # `store_class(config=, keys=, data_dir=)`, `app_class(store, quiet=)`.
+    config_class: ClassVar[Callable[..., Settings]]
+    key_class: ClassVar[Any]
+    store_class: ClassVar[Callable[..., Any]]
+    app_class: ClassVar[Callable[..., App]]
+    # `build_fault(spec, id)`: the emulator's fault from its JSON spec.
+    build_fault: ClassVar[Callable[..., object]]
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
         *,
-        data_dir: Path | str | None,
-        quiet: bool,
-        faults: Iterable[Mapping[str, Any]],
-        build_fault: Callable[[Mapping[str, Any], int], object],
+        time_scale: float = 1.0,
+        api_keys: Sequence[str | K] | None = None,
+        data_dir: Path | str | None = None,
+        quiet: bool = False,
+        faults: Iterable[Mapping[str, Any]] = (),
+        **settings: Any,
     ) -> None:
+        """`settings` are further fields of the emulator's `state.Config`."""
+        require_loopback(host)
+        self.config = self.config_class(time_scale=time_scale, **settings)
+        self.api_keys: list[K] = [
+            self.key_class.parse(k) for k in (api_keys or [self.default_key])
+        ]
         self.host = host
         self.port = port
         self.quiet = quiet
         self._initial_faults = [dict(f) for f in faults]
         for spec in self._initial_faults:
-            build_fault(spec, 0)  # fail early on a bad spec
+            self.build_fault(spec, 0)  # fail early on a bad spec
         self._owns_data_dir = data_dir is None
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._server: LoopbackServer | None = None
@@ -514,10 +594,13 @@ class BaseEmulator(Generic[S]):
         self._store: S | None = None
 
     def _new_store(self, data_dir: Path) -> S:
-        raise NotImplementedError
+        store: S = self.store_class(
+            config=self.config, keys=self.api_keys, data_dir=data_dir
+        )
+        return store
 
     def _new_app(self, store: S) -> App:
-        raise NotImplementedError
+        return self.app_class(store, quiet=self.quiet)
 
     # Lifecycle
 

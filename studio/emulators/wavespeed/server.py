@@ -145,9 +145,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -501,42 +500,21 @@ class _Handler(common.Handler):
     server_version = "wavespeed-emulator/1.0"
 
 
-class WaveSpeedEmulator(common.BaseEmulator[Store]):
-    """The emulator in background threads. Usable as a context manager."""
+class WaveSpeedEmulator(common.BaseEmulator[Store, ApiKey]):
+    """The emulator in background threads. Usable as a context manager.
+
+    Keyword `settings` are further `state.Config` fields (hold,
+    created_seconds, ...).
+    """
 
     name = "wavespeed-emulator"
     handler = _Handler
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        time_scale: float = 1.0,
-        api_keys: Sequence[str | ApiKey] | None = None,
-        data_dir: Path | str | None = None,
-        quiet: bool = False,
-        faults: Iterable[Mapping[str, Any]] = (),
-        **settings: Any,
-    ) -> None:
-        """`settings` are further `state.Config` fields (hold, created_seconds, ...)."""
-        common.require_loopback(host)
-        self.config = Config(time_scale=time_scale, **settings)
-        self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
-        super().__init__(
-            host,
-            port,
-            data_dir=data_dir,
-            quiet=quiet,
-            faults=faults,
-            build_fault=build_fault,
-        )
-
-    def _new_store(self, data_dir: Path) -> Store:
-        return Store(config=self.config, keys=self.api_keys, data_dir=data_dir)
-
-    def _new_app(self, store: Store) -> _App:
-        return _App(store, quiet=self.quiet)
+    default_key = DEFAULT_KEY
+    config_class = Config
+    key_class = ApiKey
+    store_class = Store
+    app_class = _App
+    build_fault = staticmethod(build_fault)
 
     # Addresses
 
