@@ -275,6 +275,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the app logs one line per request itself
 
+    def version_string(self) -> str:
+        return f"{self.server.software} {self.sys_version}"
+
     def _serve(self) -> None:
         app = self.server.app
         started = time.monotonic()
@@ -341,9 +344,11 @@ class LoopbackServer(ThreadingHTTPServer):
         app: App,
         family: int,
         handler: type[Handler] = Handler,
+        software: str = "emulator/1.0",
     ) -> None:
         self.address_family = family
         self.app = app
+        self.software = software  # the Server header
         self.stopping = False
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -379,11 +384,13 @@ def require_loopback(host: str) -> None:
         raise ValueError(f"the emulator listens on loopback only, not {host!r}")
 
 
-def listen(host: str, port: int, app: App, handler: type[Handler]) -> LoopbackServer:
+def listen(
+    host: str, port: int, app: App, handler: type[Handler], software: str
+) -> LoopbackServer:
     """A LoopbackServer bound to `host` (IPv4 or IPv6 loopback) and `port` (0: any)."""
     require_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return LoopbackServer((host.strip("[]"), port), app, family, handler)
+    return LoopbackServer((host.strip("[]"), port), app, family, handler, software)
 
 
 def serve_in_thread(server: LoopbackServer, name: str) -> threading.Thread:
@@ -429,13 +436,17 @@ class BaseStore(FaultStore[F], Generic[F, C]):
     `subdirs` are made under `data_dir` for the emulator's files.
     """
 
+    # The emulator's `state.Config` class, fault builder (`faults.build`) and
+    # folders of files.
+    config_class: ClassVar[Callable[..., Settings]]
+    build_fault: ClassVar[Callable[..., F]]
+    subdirs: ClassVar[tuple[str, ...]]
+
     def __init__(
         self,
         *,
         config: C,
-        build_fault: Callable[[Mapping[str, Any], int], F],
         data_dir: Path,
-        subdirs: Iterable[str],
         log: Callable[[str], None],
     ) -> None:
         self.config = config
@@ -446,11 +457,11 @@ class BaseStore(FaultStore[F], Generic[F, C]):
         self.public_url = ""
         self.clock_offset = 0.0
         self.totals: Counter[str] = Counter()
-        self.faults = FaultQueue(build_fault, lock=self.lock, totals=self.totals)
+        self.faults = FaultQueue(self.build_fault, lock=self.lock, totals=self.totals)
         self.generation = 0
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
-        for sub in subdirs:
+        for sub in self.subdirs:
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def now(self) -> float:
@@ -479,6 +490,15 @@ class BaseStore(FaultStore[F], Generic[F, C]):
     def sleep(self, seconds: float) -> None:
         """Wait, but wake at once when the emulator stops."""
         self._stop.wait(seconds)
+
+    def request_fault(self, route: str, path: str, owner: str | None) -> F | None:
+        """Sit out a queued `slow` fault, then take a throttle, server_error or drop."""
+        slow = self.faults.take(("slow",), route=route, path=path, owner=owner)
+        if slow is not None:
+            self.sleep(slow.delay_ms / 1000)
+        return self.faults.take(
+            ("throttle", "server_error", "drop"), route=route, path=path, owner=owner
+        )
 
     def reset(self) -> None:
         """Forget the emulator's records, counters, faults, clock and config changes."""
@@ -513,6 +533,22 @@ class BaseStore(FaultStore[F], Generic[F, C]):
 def number(value: float) -> int | float:
     """A whole number as an int, any other to 3 decimals: for JSON and messages."""
     return int(value) if float(value).is_integer() else round(value, 3)
+
+
+St = TypeVar("St", bound=BaseStore[Any, Any])
+
+
+class BaseApp(Generic[St, C]):
+    """Routing and the endpoint handlers; state lives in the store."""
+
+    def __init__(self, store: St, *, quiet: bool) -> None:
+        self.store = store
+        self.quiet = quiet
+
+    @property
+    def cfg(self) -> C:
+        config: C = self.store.config
+        return config
 
 
 # The emulator object tests and `manage.py` commands start and stop
@@ -554,14 +590,11 @@ class BaseEmulator(Generic[S, K]):
     name: ClassVar[str]
     handler: ClassVar[type[Handler]] = Handler
     default_key: ClassVar[str]
-    # `config_class(time_scale=..., **settings)`, `key_class.parse(text)`,
-    # `store_class(config=, keys=, data_dir=)`, `app_class(store, quiet=)`.
-    config_class: ClassVar[Callable[..., Settings]]
+    # `key_class.parse(text)`, `store_class(config=, keys=, data_dir=)` (a
+    # BaseStore), `app_class(store, quiet=)`.
     key_class: ClassVar[Any]
-    store_class: ClassVar[Callable[..., Any]]
+    store_class: ClassVar[Any]
     app_class: ClassVar[Callable[..., App]]
-    # `build_fault(spec, id)`: the emulator's fault from its JSON spec.
-    build_fault: ClassVar[Callable[..., object]]
 
     def __init__(
         self,
@@ -577,7 +610,7 @@ class BaseEmulator(Generic[S, K]):
     ) -> None:
         """`settings` are further fields of the emulator's `state.Config`."""
         require_loopback(host)
-        self.config = self.config_class(time_scale=time_scale, **settings)
+        self.config = self.store_class.config_class(time_scale=time_scale, **settings)
         self.api_keys: list[K] = [
             self.key_class.parse(k) for k in (api_keys or [self.default_key])
         ]
@@ -586,7 +619,7 @@ class BaseEmulator(Generic[S, K]):
         self.quiet = quiet
         self._initial_faults = [dict(f) for f in faults]
         for spec in self._initial_faults:
-            self.build_fault(spec, 0)  # fail early on a bad spec
+            self.store_class.build_fault(spec, 0)  # fail early on a bad spec
         self._owns_data_dir = data_dir is None
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._server: LoopbackServer | None = None
@@ -615,7 +648,11 @@ class BaseEmulator(Generic[S, K]):
         if self._initial_faults:
             self._store.add_faults(self._initial_faults)
         self._server = listen(
-            self.host, self.port, self._new_app(self._store), self.handler
+            self.host,
+            self.port,
+            self._new_app(self._store),
+            self.handler,
+            software=f"{self.name}/1.0",
         )
         self.port = self._server.server_address[1]
         self._store.public_url = self.url

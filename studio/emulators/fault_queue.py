@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 class QueuedFault(Protocol):
     id: int
     kind: str
+    delay_ms: int
 
     @property
     def owner(self) -> str | None: ...

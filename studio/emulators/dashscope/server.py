@@ -170,7 +170,6 @@ from studio.emulators.common import BodyTooLarge, Response
 from . import errors, media
 from .errors import ApiError, OssError
 from .faults import API_ROUTES
-from .faults import build as build_fault
 from .state import (
     MODELS,
     STATUSES,
@@ -266,17 +265,7 @@ def classify(path: str) -> tuple[str, str] | None:
     return None
 
 
-class _App:
-    """Routing and the endpoint handlers; state lives in the Store."""
-
-    def __init__(self, store: Store, *, quiet: bool) -> None:
-        self.store = store
-        self.quiet = quiet
-
-    @property
-    def cfg(self) -> Config:
-        return self.store.config
-
+class _App(common.BaseApp[Store, Config]):
     def dispatch(self, req: Request, request_id: str) -> Response:
         if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
             return self.control(req, request_id)
@@ -292,17 +281,7 @@ class _App:
         account = key.account if key else None
         self.store.count(None, "requests")
 
-        slow = self.store.faults.take(
-            ("slow",), route=route, path=req.path, owner=account
-        )
-        if slow is not None:
-            self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.faults.take(
-            ("throttle", "server_error", "drop"),
-            route=route,
-            path=req.path,
-            owner=account,
-        )
+        fault = self.store.request_fault(route, req.path, account)
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
         if fault is not None and fault.kind != "drop":
@@ -677,7 +656,6 @@ def _int_param(
 
 
 class _Handler(common.Handler):
-    server_version = "dashscope-emulator/1.0"
     request_class = Request
 
 
@@ -692,11 +670,9 @@ class Emulator(common.BaseEmulator[Store, ApiKey]):
     name = "dashscope-emulator"
     handler = _Handler
     default_key = DEFAULT_KEY
-    config_class = Config
     key_class = ApiKey
     store_class = Store
     app_class = _App
-    build_fault = staticmethod(build_fault)
 
     # Addresses (`url`, the server root, is the upload host and results too)
 

@@ -271,6 +271,10 @@ class Account:
 
 
 class Store(common.BaseStore[faults.Fault, Config]):
+    config_class = Config
+    build_fault = staticmethod(faults.build)
+    subdirs = ("oss", "fetch", "results")
+
     def __init__(
         self,
         *,
@@ -279,13 +283,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
         data_dir: Path,
         log: Callable[[str], None] = log_line,
     ) -> None:
-        super().__init__(
-            config=config,
-            build_fault=faults.build,
-            data_dir=data_dir,
-            subdirs=("oss", "fetch", "results"),
-            log=log,
-        )
+        super().__init__(config=config, data_dir=data_dir, log=log)
         self.keys: dict[str, ApiKey] = {}
         self.accounts: dict[str, Account] = {}
         for key in keys:

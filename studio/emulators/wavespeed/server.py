@@ -153,7 +153,6 @@ from urllib.parse import urlsplit
 from studio.emulators import common, multipart
 from studio.emulators.common import BodyTooLarge, Response
 
-from .faults import build as build_fault
 from .state import (
     RESOLUTIONS,
     ApiError,
@@ -224,17 +223,7 @@ def classify(path: str) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
-class _App:
-    """Routing and the endpoint handlers; state lives in the Store."""
-
-    def __init__(self, store: Store, *, quiet: bool) -> None:
-        self.store = store
-        self.quiet = quiet
-
-    @property
-    def cfg(self) -> Config:
-        return self.store.config
-
+class _App(common.BaseApp[Store, Config]):
     def dispatch(self, req: common.Request, request_id: str) -> Response:
         if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
             return self.control(req)
@@ -247,12 +236,7 @@ class _App:
             if route == "media"
             else self.store.lookup_key(req.header("Authorization"))
         )
-        slow = self.store.faults.take(("slow",), route=route, path=req.path, owner=key)
-        if slow is not None:
-            self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.faults.take(
-            ("throttle", "server_error", "drop"), route=route, path=req.path, owner=key
-        )
+        fault = self.store.request_fault(route, req.path, key)
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
         if fault is not None and fault.kind == "throttle":
@@ -496,10 +480,6 @@ def _int_param(
     return value if low <= value <= high else None
 
 
-class _Handler(common.Handler):
-    server_version = "wavespeed-emulator/1.0"
-
-
 class WaveSpeedEmulator(common.BaseEmulator[Store, ApiKey]):
     """The emulator in background threads. Usable as a context manager.
 
@@ -508,13 +488,10 @@ class WaveSpeedEmulator(common.BaseEmulator[Store, ApiKey]):
     """
 
     name = "wavespeed-emulator"
-    handler = _Handler
     default_key = DEFAULT_KEY
-    config_class = Config
     key_class = ApiKey
     store_class = Store
     app_class = _App
-    build_fault = staticmethod(build_fault)
 
     # Addresses
 

@@ -274,6 +274,10 @@ class Delivery:
 
 
 class Store(common.BaseStore[faults.Fault, Config]):
+    config_class = Config
+    build_fault = staticmethod(faults.build)
+    subdirs = ("uploads", "inputs", "outputs")
+
     def __init__(
         self,
         *,
@@ -282,13 +286,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
         data_dir: Path,
         log: Callable[[str], None] = log_line,
     ) -> None:
-        super().__init__(
-            config=config,
-            build_fault=faults.build,
-            data_dir=data_dir,
-            subdirs=("uploads", "inputs", "outputs"),
-            log=log,
-        )
+        super().__init__(config=config, data_dir=data_dir, log=log)
         self.initial_keys = {k.key: k for k in keys}
         self.keys = dict(self.initial_keys)
         self.secrets: dict[str, str] = {}  # stable per key, even across reset
