@@ -154,6 +154,28 @@ def optional_text(spec: Mapping[str, Any], name: str) -> str | None:
     return str(value) if value else None
 
 
+# The spec fields every emulator's fault has, besides its owner and its own.
+FIELDS = ("kind", "count", "route", "path", "status", "message", "delay_ms", "when")
+
+
+def base_fields(
+    spec: Mapping[str, Any],
+    kind: str,
+    *,
+    default_count: int | None,
+    routes: Collection[str],
+) -> dict[str, Any]:
+    """The `BaseFault` fields of a checked spec (all but id, status, message)."""
+    return {
+        "kind": kind,
+        "remaining": parse_count(spec, default_count),
+        "route": parse_routes(spec.get("route") or "*", routes),
+        "path": optional_text(spec, "path"),
+        "delay_ms": parse_delay(spec),
+        "when": parse_when(spec),
+    }
+
+
 class FaultQueue(Generic[F]):
     """Queued faults in order; `take` hands out the first match and counts it down.
 
