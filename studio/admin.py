@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any, ClassVar, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
@@ -50,26 +51,40 @@ class BudgetInline(admin.TabularInline[Budget, Team]):
     autocomplete_fields = ["user"]
 
 
+_M = TypeVar("_M", Team, Budget)
+
+
+class _UsageAdmin(admin.ModelAdmin[_M]):
+    """The spent-this-month and held columns, from `billing.with_usage`."""
+
+    usage_team_field: ClassVar[str]
+    usage_per_user: ClassVar[bool]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[_M]:
+        # Usage columns come from one query, not queries per row.
+        rows: QuerySet[Any] = super().get_queryset(request)
+        annotated: QuerySet[_M] = billing.with_usage(
+            rows, team_field=self.usage_team_field, per_user=self.usage_per_user
+        )
+        return annotated
+
+    @admin.display(description="Spent this month", ordering="spent")
+    def spent(self, row: _M) -> Decimal:
+        return _cents(row.spent)  # type: ignore[attr-defined]
+
+    @admin.display(description="Held", ordering="held")
+    def held(self, row: _M) -> Decimal:
+        return _cents(row.held)  # type: ignore[attr-defined]
+
+
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin[Team]):
-    list_display = ["name", "slug", "spent_this_month", "held", "created_at"]
+class TeamAdmin(_UsageAdmin[Team]):
+    list_display = ["name", "slug", "spent", "held", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline, BudgetInline]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
-        # Usage columns come from one query, not one per row.
-        return billing.with_usage(
-            super().get_queryset(request), team_field="pk", per_user=False
-        )
-
-    @admin.display(description="Spent this month", ordering="spent")
-    def spent_this_month(self, team: Team) -> Decimal:
-        return _cents(team.spent)  # type: ignore[attr-defined]
-
-    @admin.display(description="Held", ordering="held")
-    def held(self, team: Team) -> Decimal:
-        return _cents(team.held)  # type: ignore[attr-defined]
+    usage_team_field = "pk"
+    usage_per_user = False
 
 
 def _cents(amount: Decimal) -> Decimal:
@@ -77,7 +92,7 @@ def _cents(amount: Decimal) -> Decimal:
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin[Budget]):
+class BudgetAdmin(_UsageAdmin[Budget]):
     list_display = [
         "__str__",
         "team",
@@ -104,19 +119,8 @@ class BudgetAdmin(admin.ModelAdmin[Budget]):
     autocomplete_fields = ["user"]
     actions = ["raise_by_a_fifth", "release_stale_holds"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Budget]:
-        # Usage columns come from one query, not three per row.
-        return billing.with_usage(
-            super().get_queryset(request), team_field="team", per_user=True
-        )
-
-    @admin.display(description="Spent this month", ordering="spent")
-    def spent(self, budget: Budget) -> Decimal:
-        return _cents(budget.spent)  # type: ignore[attr-defined]
-
-    @admin.display(description="Held", ordering="held")
-    def held(self, budget: Budget) -> Decimal:
-        return _cents(budget.held)  # type: ignore[attr-defined]
+    usage_team_field = "team"
+    usage_per_user = True
 
     @admin.display(description="Remaining")
     def remaining(self, budget: Budget) -> Decimal | str:

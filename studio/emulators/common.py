@@ -20,8 +20,8 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
@@ -275,6 +275,9 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the app logs one line per request itself
 
+    def version_string(self) -> str:
+        return f"{self.server.software} {self.sys_version}"
+
     def _serve(self) -> None:
         app = self.server.app
         started = time.monotonic()
@@ -341,9 +344,11 @@ class LoopbackServer(ThreadingHTTPServer):
         app: App,
         family: int,
         handler: type[Handler] = Handler,
+        software: str = "emulator/1.0",
     ) -> None:
         self.address_family = family
         self.app = app
+        self.software = software  # the Server header
         self.stopping = False
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -379,11 +384,13 @@ def require_loopback(host: str) -> None:
         raise ValueError(f"the emulator listens on loopback only, not {host!r}")
 
 
-def listen(host: str, port: int, app: App, handler: type[Handler]) -> LoopbackServer:
+def listen(
+    host: str, port: int, app: App, handler: type[Handler], software: str
+) -> LoopbackServer:
     """A LoopbackServer bound to `host` (IPv4 or IPv6 loopback) and `port` (0: any)."""
     require_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return LoopbackServer((host.strip("[]"), port), app, family, handler)
+    return LoopbackServer((host.strip("[]"), port), app, family, handler, software)
 
 
 def serve_in_thread(server: LoopbackServer, name: str) -> threading.Thread:
@@ -414,31 +421,47 @@ def root_url(host: str, port: int) -> str:
 # State
 
 
-class BaseStore(FaultStore[F]):
-    """The lock, clock, counters, faults and workers of every emulator's state.
+class Settings(Protocol):
+    """An emulator's `Config`: a frozen dataclass that `configure` replaces."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+C = TypeVar("C", bound=Settings)
+
+
+class BaseStore(FaultStore[F], Generic[F, C]):
+    """The lock, clock, config, counters, faults and workers of every emulator's state.
 
     `subdirs` are made under `data_dir` for the emulator's files.
     """
 
+    # The emulator's `state.Config` class, fault builder (`faults.build`) and
+    # folders of files.
+    config_class: ClassVar[Callable[..., Settings]]
+    build_fault: ClassVar[Callable[..., F]]
+    subdirs: ClassVar[tuple[str, ...]]
+
     def __init__(
         self,
         *,
-        build_fault: Callable[[Mapping[str, Any], int], F],
+        config: C,
         data_dir: Path,
-        subdirs: Iterable[str],
         log: Callable[[str], None],
     ) -> None:
+        self.config = config
+        self.initial_config = config
         self.lock = threading.RLock()
         self.data_dir = data_dir
         self.log = log
         self.public_url = ""
         self.clock_offset = 0.0
         self.totals: Counter[str] = Counter()
-        self.faults = FaultQueue(build_fault, lock=self.lock, totals=self.totals)
+        self.faults = FaultQueue(self.build_fault, lock=self.lock, totals=self.totals)
         self.generation = 0
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
-        for sub in subdirs:
+        for sub in self.subdirs:
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
 
     def now(self) -> float:
@@ -449,8 +472,83 @@ class BaseStore(FaultStore[F]):
         with self.lock:
             self.clock_offset += seconds
 
+    def configure(self, changes: Mapping[str, Any]) -> C:
+        unknown = set(changes) - {f.name for f in fields(self.config)}
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        with self.lock:
+            self.config = replace(self.config, **changes)
+            self._config_changed()
+            return self.config
+
+    def _config_changed(self) -> None:
+        """Let waiting work see the new config (under the lock)."""
+
+    def _wake_all(self) -> None:
+        """Wake the workers that wait on their own events (under the lock)."""
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, but wake at once when the emulator stops."""
+        self._stop.wait(seconds)
+
+    def request_fault(self, route: str, path: str, owner: str | None) -> F | None:
+        """Sit out a queued `slow` fault, then take a throttle, server_error or drop."""
+        slow = self.faults.take(("slow",), route=route, path=path, owner=owner)
+        if slow is not None:
+            self.sleep(slow.delay_ms / 1000)
+        return self.faults.take(
+            ("throttle", "server_error", "drop"), route=route, path=path, owner=owner
+        )
+
+    def reset(self) -> None:
+        """Forget the emulator's records, counters, faults, clock and config changes."""
+        with self.lock:
+            self.generation += 1
+            self.config = self.initial_config
+            self.faults.clear()  # every fault: no kind or owner given
+            self.totals.clear()
+            self.clock_offset = 0.0
+            self._forget()
+        # Renders still running write into the data dir and are ignored later.
+        self._remove_files()
+
+    def _forget(self) -> None:
+        """Drop the emulator's own records (under the lock)."""
+
+    def _remove_files(self) -> None:
+        """Delete the files `reset` leaves behind."""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        with self.lock:
+            self._wake_all()
+        deadline = time.monotonic() + timeout
+        for worker in list(self._workers):
+            worker.join(max(0.0, deadline - time.monotonic()))
+
     def remove_data(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def number(value: float) -> int | float:
+    """A whole number as an int, any other to 3 decimals: for JSON and messages."""
+    return int(value) if float(value).is_integer() else round(value, 3)
+
+
+St = TypeVar("St", bound=BaseStore[Any, Any])
+
+
+class BaseApp(Generic[St, C]):
+    """Routing and the endpoint handlers; state lives in the store."""
+
+    def __init__(self, store: St, *, quiet: bool) -> None:
+        self.store = store
+        self.quiet = quiet
+
+    @property
+    def cfg(self) -> C:
+        config: C = self.store.config
+        return config
 
 
 # The emulator object tests and `manage.py` commands start and stop
@@ -479,34 +577,49 @@ class EmulatorStore(Protocol):
 
 
 S = TypeVar("S", bound=EmulatorStore)
+K = TypeVar("K")
 
 
-class BaseEmulator(Generic[S]):
+class BaseEmulator(Generic[S, K]):
     """An emulator served from background threads; usable as a context manager.
 
-    A subclass builds its config and keys, then names its thread and data
-    folder (`name`), its handler, and how to make its store and app.
+    A subclass names its thread and data folder (`name`), its handler, and
+    the classes of its config, API keys, store and app.
     """
 
     name: ClassVar[str]
     handler: ClassVar[type[Handler]] = Handler
+    default_key: ClassVar[str]
+    # `key_class.parse(text)`, `store_class(config=, keys=, data_dir=)` (a
+    # BaseStore), `app_class(store, quiet=)`.
+    key_class: ClassVar[Any]
+    store_class: ClassVar[Any]
+    app_class: ClassVar[Callable[..., App]]
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
         *,
-        data_dir: Path | str | None,
-        quiet: bool,
-        faults: Iterable[Mapping[str, Any]],
-        build_fault: Callable[[Mapping[str, Any], int], object],
+        time_scale: float = 1.0,
+        api_keys: Sequence[str | K] | None = None,
+        data_dir: Path | str | None = None,
+        quiet: bool = False,
+        faults: Iterable[Mapping[str, Any]] = (),
+        **settings: Any,
     ) -> None:
+        """`settings` are further fields of the emulator's `state.Config`."""
+        require_loopback(host)
+        self.config = self.store_class.config_class(time_scale=time_scale, **settings)
+        self.api_keys: list[K] = [
+            self.key_class.parse(k) for k in (api_keys or [self.default_key])
+        ]
         self.host = host
         self.port = port
         self.quiet = quiet
         self._initial_faults = [dict(f) for f in faults]
         for spec in self._initial_faults:
-            build_fault(spec, 0)  # fail early on a bad spec
+            self.store_class.build_fault(spec, 0)  # fail early on a bad spec
         self._owns_data_dir = data_dir is None
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._server: LoopbackServer | None = None
@@ -514,10 +627,13 @@ class BaseEmulator(Generic[S]):
         self._store: S | None = None
 
     def _new_store(self, data_dir: Path) -> S:
-        raise NotImplementedError
+        store: S = self.store_class(
+            config=self.config, keys=self.api_keys, data_dir=data_dir
+        )
+        return store
 
     def _new_app(self, store: S) -> App:
-        raise NotImplementedError
+        return self.app_class(store, quiet=self.quiet)
 
     # Lifecycle
 
@@ -532,7 +648,11 @@ class BaseEmulator(Generic[S]):
         if self._initial_faults:
             self._store.add_faults(self._initial_faults)
         self._server = listen(
-            self.host, self.port, self._new_app(self._store), self.handler
+            self.host,
+            self.port,
+            self._new_app(self._store),
+            self.handler,
+            software=f"{self.name}/1.0",
         )
         self.port = self._server.server_address[1]
         self._store.public_url = self.url

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 class QueuedFault(Protocol):
     id: int
     kind: str
+    delay_ms: int
 
     @property
     def owner(self) -> str | None: ...
@@ -151,6 +152,28 @@ def parse_routes(route: object, routes: Collection[str]) -> tuple[str, ...]:
 def optional_text(spec: Mapping[str, Any], name: str) -> str | None:
     value = spec.get(name)
     return str(value) if value else None
+
+
+# The spec fields every emulator's fault has, besides its owner and its own.
+FIELDS = ("kind", "count", "route", "path", "status", "message", "delay_ms", "when")
+
+
+def base_fields(
+    spec: Mapping[str, Any],
+    kind: str,
+    *,
+    default_count: int | None,
+    routes: Collection[str],
+) -> dict[str, Any]:
+    """The `BaseFault` fields of a checked spec (all but id, status, message)."""
+    return {
+        "kind": kind,
+        "remaining": parse_count(spec, default_count),
+        "route": parse_routes(spec.get("route") or "*", routes),
+        "path": optional_text(spec, "path"),
+        "delay_ms": parse_delay(spec),
+        "when": parse_when(spec),
+    }
 
 
 class FaultQueue(Generic[F]):

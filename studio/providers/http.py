@@ -6,7 +6,8 @@ classification; this module only says what went wrong.
 
 from __future__ import annotations
 
-from typing import IO, Literal
+from datetime import datetime, tzinfo
+from typing import IO, Any, Literal, Self
 
 import httpx
 from django.conf import settings
@@ -21,6 +22,72 @@ CONNECT_SECONDS = 5.0
 TRANSFER_SECONDS = 120.0
 
 Reason = Literal["gone", "status", "not_video", "too_large", "transport"]
+
+# Transport errors raised before any byte of the request left: nothing happened.
+NEVER_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+class CallError(Exception):
+    """A failed call to a vendor's API; each client subclasses it with its own
+    `kind`s (a StrEnum whose "transient" ones are worth retrying)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "transient",
+        status: int | None = None,
+        unanswered: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.status = status
+        # The request may have reached the provider, but no answer came back:
+        # whatever it asked for may have happened (and been billed).
+        self.unanswered = unanswered
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind != "transient"
+
+    @classmethod
+    def transport(cls, method: str, path: str, exc: httpx.TransportError) -> Self:
+        """Timeouts, refused or dropped connections: transient, and unanswered
+        unless the request never left."""
+        return cls(
+            f"{method} {path}: {type(exc).__name__}",
+            unanswered=not isinstance(exc, NEVER_SENT),
+        )
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; empty when it is not JSON or not an object."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def parse_time(value: object, default_tz: tzinfo) -> datetime | None:
+    """An ISO-8601 time as an aware datetime, in `default_tz` when it has no
+    offset; None when absent or unreadable, since timing is only ever a hint."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    # A time that does carry an offset (or "Z") is taken at its word.
+    return moment if moment.tzinfo else moment.replace(tzinfo=default_tz)
 
 
 def timeout(seconds: float) -> httpx.Timeout:

@@ -44,18 +44,7 @@ _DEFAULTS: dict[str, tuple[int | None, str]] = {
 }
 
 
-_FIELDS = (
-    "kind",
-    "count",
-    "route",
-    "path",
-    "account",
-    "status",
-    "code",
-    "message",
-    "delay_ms",
-    "when",
-)
+_FIELDS = (*fault_queue.FIELDS, "account", "code")
 
 
 @dataclass
@@ -81,8 +70,9 @@ def build(spec: Mapping[str, Any], fault_id: int) -> Fault:
     """A Fault from its JSON form; raise ValueError when the spec is wrong."""
     kind = fault_queue.check_kind(spec, KINDS, _FIELDS)
     default_count, default_code = _DEFAULTS[kind]
-    count = fault_queue.parse_count(spec, default_count)
-    routes = fault_queue.parse_routes(spec.get("route") or "*", ROUTES)
+    shared = fault_queue.base_fields(
+        spec, kind, default_count=default_count, routes=ROUTES
+    )
     code = str(spec.get("code") or default_code)
     status = spec.get("status")
     if status is not None and (not isinstance(status, int) or not 100 <= status < 600):
@@ -91,20 +81,13 @@ def build(spec: Mapping[str, Any], fault_id: int) -> Fault:
         code = "ModelUnavailable"
     if kind == "account_error" and status is None:
         status = errors.known_status(code, 400)
-    when = fault_queue.parse_when(spec)
-    delay = fault_queue.parse_delay(spec)
     return Fault(
         id=fault_id,
-        kind=kind,
-        remaining=count,
-        route=routes,
-        path=fault_queue.optional_text(spec, "path"),
+        **shared,
         account=fault_queue.optional_text(spec, "account"),
         status=int(status or errors.known_status(code, _status_for(kind))),
         code=code,
         message=str(spec.get("message") or errors.known_message(code, code)),
-        delay_ms=delay,
-        when=when,
     )
 
 

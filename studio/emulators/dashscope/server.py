@@ -158,7 +158,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,6 @@ from studio.emulators.common import BodyTooLarge, Response
 from . import errors, media
 from .errors import ApiError, OssError
 from .faults import API_ROUTES
-from .faults import build as build_fault
 from .state import (
     MODELS,
     STATUSES,
@@ -266,17 +265,7 @@ def classify(path: str) -> tuple[str, str] | None:
     return None
 
 
-class _App:
-    """Routing and the endpoint handlers; state lives in the Store."""
-
-    def __init__(self, store: Store, *, quiet: bool) -> None:
-        self.store = store
-        self.quiet = quiet
-
-    @property
-    def cfg(self) -> Config:
-        return self.store.config
-
+class _App(common.BaseApp[Store, Config]):
     def dispatch(self, req: Request, request_id: str) -> Response:
         if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
             return self.control(req, request_id)
@@ -292,17 +281,7 @@ class _App:
         account = key.account if key else None
         self.store.count(None, "requests")
 
-        slow = self.store.faults.take(
-            ("slow",), route=route, path=req.path, owner=account
-        )
-        if slow is not None:
-            self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.faults.take(
-            ("throttle", "server_error", "drop"),
-            route=route,
-            path=req.path,
-            owner=account,
-        )
+        fault = self.store.request_fault(route, req.path, account)
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
         if fault is not None and fault.kind != "drop":
@@ -677,65 +656,23 @@ def _int_param(
 
 
 class _Handler(common.Handler):
-    server_version = "dashscope-emulator/1.0"
     request_class = Request
 
 
-class Emulator(common.BaseEmulator[Store]):
-    """The emulator in background threads. Usable as a context manager."""
+class Emulator(common.BaseEmulator[Store, ApiKey]):
+    """The emulator in background threads. Usable as a context manager.
+
+    Keyword `settings` are further `state.Config` fields (region, overflow,
+    concurrency, pending_seconds, run_seconds_base, input_errors, usage_field,
+    overflow_code, task_ttl, ...).
+    """
 
     name = "dashscope-emulator"
     handler = _Handler
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        time_scale: float = 1.0,
-        api_keys: Sequence[str | ApiKey] | None = None,
-        overflow: str = "queue",
-        concurrency: int = 1,
-        pending_seconds: float = 0.0,
-        data_dir: Path | str | None = None,
-        run_seconds_base: float = 0.5,
-        run_seconds_per_audio_second: float = 0.0,
-        input_errors: str = "async",
-        usage_field: str = "duration",
-        region: str = "cn-beijing",
-        quiet: bool = False,
-        faults: Iterable[Mapping[str, Any]] = (),
-        **settings: Any,
-    ) -> None:
-        """`settings` are further `state.Config` fields (overflow_code, task_ttl, ...)."""
-        common.require_loopback(host)
-        self.config = Config(
-            time_scale=time_scale,
-            region=region,
-            overflow=overflow,
-            concurrency=concurrency,
-            pending_seconds=pending_seconds,
-            run_seconds_base=run_seconds_base,
-            run_seconds_per_audio_second=run_seconds_per_audio_second,
-            input_errors=input_errors,
-            usage_field=usage_field,
-            **settings,
-        )
-        self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
-        super().__init__(
-            host,
-            port,
-            data_dir=data_dir,
-            quiet=quiet,
-            faults=faults,
-            build_fault=build_fault,
-        )
-
-    def _new_store(self, data_dir: Path) -> Store:
-        return Store(config=self.config, keys=self.api_keys, data_dir=data_dir)
-
-    def _new_app(self, store: Store) -> _App:
-        return _App(store, quiet=self.quiet)
+    default_key = DEFAULT_KEY
+    key_class = ApiKey
+    store_class = Store
+    app_class = _App
 
     # Addresses (`url`, the server root, is the upload host and results too)
 

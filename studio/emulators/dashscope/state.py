@@ -22,7 +22,7 @@ import traceback
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -147,10 +147,6 @@ class Config:
         }[name]
         return base / self.time_scale
 
-    @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
-
 
 def format_time(t: float | None) -> str | None:
     """§1.6: `YYYY-MM-DD HH:mm:ss.SSS` in UTC+8."""
@@ -274,7 +270,11 @@ class Account:
         self.wake_at = 0.0
 
 
-class Store(common.BaseStore[faults.Fault]):
+class Store(common.BaseStore[faults.Fault, Config]):
+    config_class = Config
+    build_fault = staticmethod(faults.build)
+    subdirs = ("oss", "fetch", "results")
+
     def __init__(
         self,
         *,
@@ -283,14 +283,7 @@ class Store(common.BaseStore[faults.Fault]):
         data_dir: Path,
         log: Callable[[str], None] = log_line,
     ) -> None:
-        super().__init__(
-            build_fault=faults.build,
-            data_dir=data_dir,
-            subdirs=("oss", "fetch", "results"),
-            log=log,
-        )
-        self.config = config
-        self.initial_config = config
+        super().__init__(config=config, data_dir=data_dir, log=log)
         self.keys: dict[str, ApiKey] = {}
         self.accounts: dict[str, Account] = {}
         for key in keys:
@@ -302,15 +295,9 @@ class Store(common.BaseStore[faults.Fault]):
 
     # Configuration (the clock: common.BaseStore)
 
-    def configure(self, changes: Mapping[str, Any]) -> Config:
-        unknown = set(changes) - Config.names()
-        if unknown:
-            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-        with self.lock:
-            self.config = replace(self.config, **changes)
-            for account in self.accounts.values():
-                self._pump(account)
-            return self.config
+    def _config_changed(self) -> None:
+        for account in self.accounts.values():
+            self._pump(account)
 
     def account(self, name: str) -> Account:
         with self.lock:
@@ -355,10 +342,6 @@ class Store(common.BaseStore[faults.Fault]):
             if not window.allow(limit):
                 self.account(account).counts[f"{counter or bucket}_throttled"] += 1
                 raise ApiError.of("Throttling.RateQuota")
-
-    def sleep(self, seconds: float) -> None:
-        """Wait, but wake at once when the emulator stops."""
-        self._stop.wait(seconds)
 
     def check_model(self, model: object, endpoint: str) -> str:
         """§12.4 routing and §1.1 region gating of the `model` field."""
@@ -425,8 +408,8 @@ class Store(common.BaseStore[faults.Fault]):
             "upload_dir": upload_dir,
             "upload_host": f"{self.public_url}/oss",
             # The real validity, so a scaled clock is not hidden from clients.
-            "expire_in_seconds": _number(ttl),
-            "max_file_size_mb": _number(cfg.max_file_size_mb),
+            "expire_in_seconds": common.number(ttl),
+            "max_file_size_mb": common.number(cfg.max_file_size_mb),
             "capacity_limit_mb": 999999999,
             "oss_access_key_id": self._access_key_id(key.account),
             "x_oss_object_acl": "private",
@@ -966,34 +949,22 @@ class Store(common.BaseStore[faults.Fault]):
             "queries": task.queries,
         }
 
-    def reset(self) -> None:
-        """Forget tasks, uploads, counters, faults, clock and configure() changes."""
-        with self.lock:
-            self.generation += 1
-            self.config = self.initial_config
-            for task in self.tasks.values():
-                if task.prepared is not None and task.status == "PENDING":
-                    task.prepared.discard()
-            self.tasks.clear()
-            for upload in self.uploads.values():
-                with contextlib.suppress(OSError):
-                    upload.path.unlink()
-            self.uploads.clear()
-            self.faults.clear()  # every fault: no kind or account given
-            self.totals.clear()
-            self.clock_offset = 0.0
-            for account in self.accounts.values():
-                account.clear()
-        # Renders still running write into results/ and are ignored later.
+    def _forget(self) -> None:
+        for task in self.tasks.values():
+            if task.prepared is not None and task.status == "PENDING":
+                task.prepared.discard()
+        self.tasks.clear()
+        for upload in self.uploads.values():
+            with contextlib.suppress(OSError):
+                upload.path.unlink()
+        self.uploads.clear()
+        for account in self.accounts.values():
+            account.clear()
+
+    def _remove_files(self) -> None:
         for path in (self.data_dir / "results").iterdir():
             with contextlib.suppress(OSError):
                 path.unlink()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for worker in list(self._workers):
-            worker.join(max(0.0, deadline - time.monotonic()))
 
 
 def _condition_failed(condition: list[str]) -> OssError:
@@ -1003,7 +974,3 @@ def _condition_failed(condition: list[str]) -> OssError:
         "Invalid according to Policy: Policy Condition failed: "
         + json.dumps(condition),
     )
-
-
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else round(value, 3)

@@ -37,19 +37,7 @@ DEFAULT_MESSAGES = {
     "fail_task": "Task failed: the model could not generate the video",
     "nsfw": "NSFW content detected in the output",
 }
-_FIELDS = {
-    "kind",
-    "count",
-    "route",
-    "path",
-    "key",
-    "status",
-    "message",
-    "delay_ms",
-    "when",
-    "retry_after",
-    "mode",
-}
+_FIELDS = (*fault_queue.FIELDS, "key", "retry_after", "mode")
 
 
 @dataclass
@@ -80,29 +68,24 @@ class Fault(fault_queue.BaseFault):
 def build(spec: Mapping[str, Any], fault_id: int) -> Fault:
     """A Fault from its JSON form; raise ValueError when the spec is wrong."""
     kind = fault_queue.check_kind(spec, KINDS, _FIELDS)
-    count = fault_queue.parse_count(spec, _COUNTS[kind])
+    shared = fault_queue.base_fields(
+        spec, kind, default_count=_COUNTS[kind], routes=ROUTES
+    )
     status = spec.get("status")
     if status is not None and (not isinstance(status, int) or not 400 <= status < 600):
         raise ValueError("status must be an HTTP error status")
-    when = fault_queue.parse_when(spec)
     mode = spec.get("mode", "completed")
     if mode not in ("completed", "failed"):
         raise ValueError("mode must be 'completed' or 'failed'")
-    delay = fault_queue.parse_delay(spec)
     retry_after = spec.get("retry_after", 1)
     if not isinstance(retry_after, int) or retry_after < 0:
         raise ValueError("retry_after must be a non-negative integer")
     return Fault(
         id=fault_id,
-        kind=kind,
-        remaining=count,
-        route=fault_queue.parse_routes(spec.get("route") or "*", ROUTES),
-        path=fault_queue.optional_text(spec, "path"),
+        **shared,
         key=fault_queue.optional_text(spec, "key"),
         status=int(status or _STATUS.get(kind, 0)),
         message=str(spec.get("message") or DEFAULT_MESSAGES.get(kind, "")),
-        delay_ms=delay,
-        when=when,
         retry_after=retry_after,
         mode=mode,
     )

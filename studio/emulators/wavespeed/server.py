@@ -145,16 +145,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from studio.emulators import common, multipart
 from studio.emulators.common import BodyTooLarge, Response
 
-from .faults import build as build_fault
 from .state import (
     RESOLUTIONS,
     ApiError,
@@ -225,17 +223,7 @@ def classify(path: str) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
-class _App:
-    """Routing and the endpoint handlers; state lives in the Store."""
-
-    def __init__(self, store: Store, *, quiet: bool) -> None:
-        self.store = store
-        self.quiet = quiet
-
-    @property
-    def cfg(self) -> Config:
-        return self.store.config
-
+class _App(common.BaseApp[Store, Config]):
     def dispatch(self, req: common.Request, request_id: str) -> Response:
         if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
             return self.control(req)
@@ -248,12 +236,7 @@ class _App:
             if route == "media"
             else self.store.lookup_key(req.header("Authorization"))
         )
-        slow = self.store.faults.take(("slow",), route=route, path=req.path, owner=key)
-        if slow is not None:
-            self.store.sleep(slow.delay_ms / 1000)
-        fault = self.store.faults.take(
-            ("throttle", "server_error", "drop"), route=route, path=req.path, owner=key
-        )
+        fault = self.store.request_fault(route, req.path, key)
         if fault is not None and fault.kind == "drop" and fault.when == "before":
             return Response(0, drop=True)
         if fault is not None and fault.kind == "throttle":
@@ -497,46 +480,18 @@ def _int_param(
     return value if low <= value <= high else None
 
 
-class _Handler(common.Handler):
-    server_version = "wavespeed-emulator/1.0"
+class WaveSpeedEmulator(common.BaseEmulator[Store, ApiKey]):
+    """The emulator in background threads. Usable as a context manager.
 
-
-class WaveSpeedEmulator(common.BaseEmulator[Store]):
-    """The emulator in background threads. Usable as a context manager."""
+    Keyword `settings` are further `state.Config` fields (hold,
+    created_seconds, ...).
+    """
 
     name = "wavespeed-emulator"
-    handler = _Handler
-
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        time_scale: float = 1.0,
-        api_keys: Sequence[str | ApiKey] | None = None,
-        data_dir: Path | str | None = None,
-        quiet: bool = False,
-        faults: Iterable[Mapping[str, Any]] = (),
-        **settings: Any,
-    ) -> None:
-        """`settings` are further `state.Config` fields (hold, created_seconds, ...)."""
-        common.require_loopback(host)
-        self.config = Config(time_scale=time_scale, **settings)
-        self.api_keys = [ApiKey.parse(k) for k in (api_keys or [DEFAULT_KEY])]
-        super().__init__(
-            host,
-            port,
-            data_dir=data_dir,
-            quiet=quiet,
-            faults=faults,
-            build_fault=build_fault,
-        )
-
-    def _new_store(self, data_dir: Path) -> Store:
-        return Store(config=self.config, keys=self.api_keys, data_dir=data_dir)
-
-    def _new_app(self, store: Store) -> _App:
-        return _App(store, quiet=self.quiet)
+    default_key = DEFAULT_KEY
+    key_class = ApiKey
+    store_class = Store
+    app_class = _App
 
     # Addresses
 

@@ -26,8 +26,8 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -193,10 +193,6 @@ class Config:
         )
         return int(mb * MB)
 
-    @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
-
 
 def iso_time(t: float) -> str:
     """WaveSpeed's `created_at`: ISO-8601 UTC with milliseconds and a Z."""
@@ -277,7 +273,11 @@ class Delivery:
         return data
 
 
-class Store(common.BaseStore[faults.Fault]):
+class Store(common.BaseStore[faults.Fault, Config]):
+    config_class = Config
+    build_fault = staticmethod(faults.build)
+    subdirs = ("uploads", "inputs", "outputs")
+
     def __init__(
         self,
         *,
@@ -286,14 +286,7 @@ class Store(common.BaseStore[faults.Fault]):
         data_dir: Path,
         log: Callable[[str], None] = log_line,
     ) -> None:
-        super().__init__(
-            build_fault=faults.build,
-            data_dir=data_dir,
-            subdirs=("uploads", "inputs", "outputs"),
-            log=log,
-        )
-        self.config = config
-        self.initial_config = config
+        super().__init__(config=config, data_dir=data_dir, log=log)
         self.initial_keys = {k.key: k for k in keys}
         self.keys = dict(self.initial_keys)
         self.secrets: dict[str, str] = {}  # stable per key, even across reset
@@ -310,22 +303,12 @@ class Store(common.BaseStore[faults.Fault]):
             super().advance_clock(seconds)
             self._wake_all()
 
-    def configure(self, changes: Mapping[str, Any]) -> Config:
-        unknown = set(changes) - Config.names()
-        if unknown:
-            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
-        with self.lock:
-            self.config = replace(self.config, **changes)
-            self._wake_all()
-            return self.config
+    def _config_changed(self) -> None:
+        self._wake_all()
 
     def _wake_all(self) -> None:
         for prediction in self.predictions.values():
             prediction.wake.set()
-
-    def sleep(self, seconds: float) -> None:
-        """Wait, but wake at once when the emulator stops."""
-        self._stop.wait(seconds)
 
     # Keys, auth and limits
 
@@ -423,7 +406,7 @@ class Store(common.BaseStore[faults.Fault]):
                 raise ApiError(
                     400,
                     f"File too large: {kind} files may be at most "
-                    f"{_number(limit / MB)} MB",
+                    f"{common.number(limit / MB)} MB",
                 )
         except ApiError:
             common.discard(path)
@@ -508,7 +491,7 @@ class Store(common.BaseStore[faults.Fault]):
             limit = self.config.audio_max_seconds
             if duration > limit:
                 raise ApiError(
-                    400, f"audio is longer than {_number(limit)} seconds"
+                    400, f"audio is longer than {common.number(limit)} seconds"
                 ) from None
         except BaseException:
             for path in owned:
@@ -949,36 +932,19 @@ class Store(common.BaseStore[faults.Fault]):
         with self.lock:
             return [d.to_json() for d in self.deliveries]
 
-    def reset(self) -> None:
-        """Forget predictions, uploads, deliveries, faults, clock, config and keys.
+    def _forget(self) -> None:
+        # Webhook secrets stay: they are the account's, as in the real service.
+        self.keys = dict(self.initial_keys)
+        self._wake_all()
+        self.predictions.clear()
+        self.uploads.clear()
+        self.deliveries.clear()
+        self.windows.clear()
 
-        Webhook secrets stay: they are the account's, as in the real service.
-        """
-        with self.lock:
-            self.generation += 1
-            self.config = self.initial_config
-            self.keys = dict(self.initial_keys)
-            for prediction in self.predictions.values():
-                prediction.wake.set()
-            self.predictions.clear()
-            self.uploads.clear()
-            self.deliveries.clear()
-            self.faults.clear()
-            self.totals.clear()
-            self.windows.clear()
-            self.clock_offset = 0.0
-        # Renders still running write into outputs/ and are ignored later.
+    def _remove_files(self) -> None:
         for sub in ("uploads", "inputs", "outputs"):
             for path in (self.data_dir / sub).iterdir():
                 common.discard(path)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        with self.lock:
-            self._wake_all()
-        deadline = time.monotonic() + timeout
-        for worker in list(self._workers):
-            worker.join(max(0.0, deadline - time.monotonic()))
 
 
 def sniff(path: Path) -> str | None:
@@ -1001,7 +967,3 @@ def sniff(path: Path) -> str | None:
 
 def content_type(filename: str) -> str:
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
-
-
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else round(value, 3)

@@ -30,17 +30,6 @@ PROVIDER_TZ = timezone(timedelta(hours=8))
 LIST_WINDOW = timedelta(hours=24)
 
 
-# Transport errors raised before any byte of the request left: nothing happened.
-_NEVER_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
-)
-
-
 class ErrorKind(enum.StrEnum):
     TRANSIENT = "transient"  # throttling, 5xx, timeouts, resets: retry with backoff
     INPUT = "input"  # this job's inputs are refused: fail the job, say why
@@ -99,8 +88,10 @@ def classify(code: str, message: str = "", status: int | None = None) -> ErrorKi
     return ErrorKind.CLIENT
 
 
-class DashScopeError(Exception):
+class DashScopeError(http.CallError):
     """A failed call. The API key never appears in the message."""
+
+    kind: ErrorKind
 
     def __init__(
         self,
@@ -112,19 +103,9 @@ class DashScopeError(Exception):
         request_id: str = "",
         unanswered: bool = False,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, kind=kind, status=status, unanswered=unanswered)
         self.code = code
-        self.kind = kind
-        self.status = status
         self.request_id = request_id
-        # The request may have reached the provider, but no answer came back:
-        # whatever it asked for may have happened (and been billed).
-        self.unanswered = unanswered
-
-    @property
-    def permanent(self) -> bool:
-        return self.kind != ErrorKind.TRANSIENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,18 +388,8 @@ class DashScopeClient:
             else:
                 response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            # Timeouts, refused or dropped connections: worth retrying.
-            raise DashScopeError(
-                f"{method} {path}: {type(exc).__name__}",
-                kind=ErrorKind.TRANSIENT,
-                unanswered=not isinstance(exc, _NEVER_SENT),
-            ) from exc
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            data = {}
+            raise DashScopeError.transport(method, path, exc) from exc
+        data = http.json_object(response)
         if response.status_code in (200, 201):
             if not data:
                 # The provider did what was asked; only its answer is unreadable.
@@ -525,15 +496,8 @@ def _seconds(value: object) -> Decimal | None:
 
 def parse_time(value: object) -> datetime | None:
     """A task time (§1.6, `YYYY-MM-DD HH:mm:ss.SSS` in UTC+8, no offset) as an aware
-    datetime; None when absent or unreadable, since timing is only ever a hint."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    # A time that does carry an offset (or "Z") is taken at its word.
-    return moment if moment.tzinfo else moment.replace(tzinfo=PROVIDER_TZ)
+    datetime; None when absent or unreadable."""
+    return http.parse_time(value, PROVIDER_TZ)
 
 
 def _now() -> datetime:

@@ -10,7 +10,6 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from studio import catalog
 from studio.providers import http, staging
 from studio.providers.base import (
     GenerationRequest,
@@ -23,6 +22,7 @@ from studio.providers.base import (
     TaskState,
     Verdict,
 )
+from studio.providers.remote import RemoteProviderBase, required_key
 
 from .client import (
     DETECT_MODEL,
@@ -117,9 +117,8 @@ def user_message(code: str, message: str) -> str:
     return f"The provider could not make this video ({code or 'no code'}: {said or 'no message'})."
 
 
-class DashScopeProvider:
+class DashScopeProvider(RemoteProviderBase):
     label = "Alibaba wan2.2-s2v"
-    remote = True
     states = STATES
 
     def __init__(
@@ -131,14 +130,11 @@ class DashScopeProvider:
         input_urls: str | None = None,
         label: str | None = None,
     ) -> None:
-        self.name = name
-        if label:
-            self.label = label
-        api_key = api_key if api_key is not None else settings.DASHSCOPE_API_KEY
-        if not api_key:
-            raise ImproperlyConfigured(
-                "S2V_PROVIDER=dashscope needs DASHSCOPE_API_KEY or DASHSCOPE_API_KEY_FILE."
-            )
+        api_key = required_key(
+            api_key,
+            settings.DASHSCOPE_API_KEY,
+            "S2V_PROVIDER=dashscope needs DASHSCOPE_API_KEY or DASHSCOPE_API_KEY_FILE.",
+        )
         self.input_urls = input_urls or settings.S2V_INPUT_URLS
         if self.input_urls not in ("upload", "storage", "public"):
             raise ImproperlyConfigured(
@@ -148,15 +144,12 @@ class DashScopeProvider:
             raise ImproperlyConfigured(
                 "S2V_INPUT_URLS=public needs S2V_PUBLIC_BASE_URL."
             )
-        # Uploads are bound to the account: key them by a fingerprint, not the key.
-        self.account = staging.account_fingerprint(api_key)
+        super().__init__(name=name, label=label, api_key=api_key)
         self.client = DashScopeClient(
             api_key=api_key,
             base_url=base_url or settings.S2V_DASHSCOPE_BASE_URL,
             workspace=settings.S2V_DASHSCOPE_WORKSPACE,
         )
-        self.offer = catalog.offer(name, catalog.S2V)
-        self.limits = self.offer.limits
         self._policies: dict[str, UploadPolicy] = {}
 
     # -- the face check -----------------------------------------------------------

@@ -33,15 +33,6 @@ CLIENT_NAME = "s2v-studio"
 MAX_INLINE_WAIT = 5.0
 GET_RETRIES = 2
 
-# Transport errors raised before any byte of the request left: nothing happened.
-_NEVER_SENT = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
-)
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -66,8 +57,10 @@ def classify(status: int) -> ErrorKind:
     return ErrorKind.CLIENT
 
 
-class WaveSpeedError(Exception):
+class WaveSpeedError(http.CallError):
     """A failed call. The API key never appears in the message."""
+
+    kind: ErrorKind
 
     def __init__(
         self,
@@ -78,19 +71,9 @@ class WaveSpeedError(Exception):
         retry_after: float | None = None,
         unanswered: bool = False,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-        self.status = status
+        super().__init__(message, kind=kind, status=status, unanswered=unanswered)
         # Seconds the provider asked us to wait (Retry-After), when it said.
         self.retry_after = retry_after
-        # The request may have reached the provider, but no answer came back:
-        # whatever it asked for may have happened (and been billed).
-        self.unanswered = unanswered
-
-    @property
-    def permanent(self) -> bool:
-        return self.kind != ErrorKind.TRANSIENT
 
     @property
     def code(self) -> str:
@@ -283,17 +266,8 @@ class WaveSpeedClient:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            # Timeouts, refused or dropped connections: worth retrying.
-            raise WaveSpeedError(
-                f"{method} {path}: {type(exc).__name__}",
-                unanswered=not isinstance(exc, _NEVER_SENT),
-            ) from exc
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {}
+            raise WaveSpeedError.transport(method, path, exc) from exc
+        body = http.json_object(response)
         status = response.status_code
         # The envelope's code is HTTP-like (§9.2); a 200 carrying an error code
         # is read as that error.
@@ -364,13 +338,7 @@ def parse_prediction(data: object) -> Prediction:
 
 def parse_time(value: object) -> datetime | None:
     """An ISO-8601 time ("2026-11-29T12:00:00.123Z") as an aware datetime; None if unreadable."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return http.parse_time(value, UTC)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -17,10 +17,8 @@ from decimal import Decimal
 from typing import IO
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 
-from studio import catalog
 from studio.media import images
 from studio.providers import http, staging
 from studio.providers.base import (
@@ -33,6 +31,7 @@ from studio.providers.base import (
     TaskState,
     Verdict,
 )
+from studio.providers.remote import RemoteProviderBase, required_key
 
 from .catalog import S2V_MODEL
 from .client import (
@@ -168,9 +167,8 @@ def failure(status: str, error: str) -> tuple[str, str, bool]:
     )
 
 
-class WaveSpeedProvider:
+class WaveSpeedProvider(RemoteProviderBase):
     label = "WaveSpeed"
-    remote = True
     states = STATES
 
     def __init__(
@@ -183,22 +181,16 @@ class WaveSpeedProvider:
         client: WaveSpeedClient | None = None,
         input_seconds: Callable[[str, str], float | None] | None = None,
     ) -> None:
-        self.name = name
-        if label:
-            self.label = label
-        api_key = api_key if api_key is not None else settings.WAVESPEED_API_KEY
-        if not api_key:
-            raise ImproperlyConfigured(
-                f"The {name} provider needs WAVESPEED_API_KEY or WAVESPEED_API_KEY_FILE."
-            )
-        # Uploads are bound to the account: key them by a fingerprint, not the key.
-        self.account = staging.account_fingerprint(api_key)
+        api_key = required_key(
+            api_key,
+            settings.WAVESPEED_API_KEY,
+            f"The {name} provider needs WAVESPEED_API_KEY or WAVESPEED_API_KEY_FILE.",
+        )
+        super().__init__(name=name, label=label, api_key=api_key)
         self.client = client or WaveSpeedClient(
             api_key=api_key,
             base_url=base_url or settings.S2V_WAVESPEED_BASE_URL or DEFAULT_BASE_URL,
         )
-        self.offer = catalog.offer(name, catalog.S2V)
-        self.limits = self.offer.limits
         # How long a task's input audio was, by task id (see `_billed`).
         self._input_seconds = input_seconds or _job_audio_seconds
         self._secret = ""
