@@ -19,6 +19,7 @@ from typing import IO
 from django.conf import settings
 from django.urls import reverse
 
+from studio import catalog
 from studio.media import images
 from studio.providers import http, staging
 from studio.providers.base import (
