@@ -1,6 +1,6 @@
 """The end of a job: the one place that finishes, fails or cancels one.
 
-Local renders (services.job_run) and remote tasks (the dispatcher) both end
+Local renders (services.job_run) and remote tasks (studio.queue) both end
 their jobs here, so a finished job is settled, stored and announced the same
 way whoever made it:
 
@@ -13,7 +13,7 @@ way whoever made it:
   this call ended. A call whose fence matched nothing (another worker, the
   sweep or a cancel got there first) changes, charges and sends nothing.
 
-Who decides that a job ends, and why, stays with the callers: the dispatcher
+Who decides that a job ends, and why, stays with the callers: the queue
 knows about tasks, retries and lost submits, services about local attempts.
 """
 

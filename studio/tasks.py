@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from . import dispatcher, reconcile, services
+from . import reconcile, services
+from .queue import poll, submit
 
 log = logging.getLogger(__name__)
 
@@ -16,15 +17,15 @@ def job_run(job_id: int) -> None:
 
 def dispatch(provider_name: str) -> None:
     """Remote providers: fill the account's free slots and submit from this worker."""
-    dispatcher.dispatch_and_submit(provider_name=provider_name)
+    submit.dispatch_and_submit(provider_name=provider_name)
 
 
 def job_submit(job_id: int) -> None:
-    dispatcher.job_submit(job_id=job_id)
+    submit.job_submit(job_id=job_id)
 
 
 def job_poll(job_id: int) -> None:
-    dispatcher.job_poll(job_id=job_id)
+    poll.job_poll(job_id=job_id)
 
 
 def jobs_sweep() -> None:

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import billing, dispatcher, services
+from studio import billing, services
 from studio.models import (
     FaceCheck,
     GenerationJob,
@@ -22,6 +22,7 @@ from studio.models import (
     Task,
 )
 from studio.providers import get_provider
+from studio.queue import poll, recovery, slots, submit
 from tests import media_factories
 from tests.conftest import ASTRONAUT, ROCKET, make_member, upload
 
@@ -67,9 +68,9 @@ def drive(job: GenerationJob, *, timeout: float = 30.0) -> GenerationJob:
         if job.status == GenerationJob.Status.QUEUED:
             GenerationJob.objects.filter(pk=job.pk).update(not_before=None)
             ProviderAccount.objects.filter(provider=job.provider).update(retry_at=None)
-            dispatcher.dispatch_and_submit(provider_name=job.provider)
+            submit.dispatch_and_submit(provider_name=job.provider)
         else:
-            dispatcher.job_poll(job_id=job.pk)
+            poll.job_poll(job_id=job.pk)
         time.sleep(0.1)
     raise AssertionError(f"job still {job.status} after {timeout} s")
 
@@ -134,10 +135,10 @@ def test_a_redelivered_submit_does_not_make_a_second_task(
     emu, inputs, alice, team, enqueued
 ):
     job = queue(alice, team, inputs, enqueued)
-    [claimed] = dispatcher.dispatch(provider_name="dashscope")
+    [claimed] = slots.dispatch(provider_name="dashscope")
 
-    dispatcher.job_submit(job_id=claimed)
-    dispatcher.job_submit(job_id=claimed)
+    submit.job_submit(job_id=claimed)
+    submit.job_submit(job_id=claimed)
 
     assert len(tasks_of(emu)) == 1
     assert drive(job).status == "succeeded"
@@ -149,7 +150,7 @@ def test_throttled_submits_retry_and_never_fail_the_job_by_themselves(
     emu.faults(kind="throttle", route="submit", count=3)
     job = queue(alice, team, inputs, enqueued)
 
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     job.refresh_from_db()
     assert job.status == "queued" and job.not_before > timezone.now()
 
@@ -211,15 +212,13 @@ def test_an_account_error_pauses_dispatch_and_tells_admins(
     emu.faults(kind="account_error", code="Arrearage")
     job = queue(alice, team, inputs, enqueued)
 
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     account = ProviderAccount.objects.get(provider="dashscope")
     assert job.status == "queued" and job.attempts == 0
     assert account.is_paused and account.paused_code == "Arrearage"
-    assert (
-        dispatcher.dispatch(provider_name="dashscope") == []
-    )  # paused: nothing goes out
+    assert slots.dispatch(provider_name="dashscope") == []  # paused: nothing goes out
     page = alice_client.get(reverse("studio:gallery")).content.decode()
     assert "Generation is paused" in page and "Arrearage" in page
     assert "sk-emulator" not in page
@@ -297,7 +296,7 @@ def test_a_billed_result_that_could_not_be_saved_is_charged_and_shown(
 
 def test_an_unknown_task_is_treated_as_expired(emu, inputs, alice, team, enqueued):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     emu.faults(kind="unknown_task", count=5)
 
     job = drive(job)
@@ -309,7 +308,7 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
     emu, inputs, alice, team, enqueued
 ):
     job = queue(alice, team, inputs, enqueued)
-    [_claimed] = dispatcher.dispatch(provider_name="dashscope")
+    [_claimed] = slots.dispatch(provider_name="dashscope")
     # The provider accepts the task, then the worker dies before saving its id.
     provider = get_provider("dashscope")
     job.refresh_from_db()
@@ -331,7 +330,7 @@ def test_a_task_whose_id_a_crash_lost_is_found_again_not_resubmitted(
         )
     sent_a_while_ago(job)
 
-    dispatcher.sweep_remote(now=timezone.now())
+    recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.remote_task_id == tasks_of(emu)[0]["id"]
@@ -366,11 +365,11 @@ def test_a_job_whose_saved_task_id_was_lost_is_adopted_through_the_listing(
     emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     task_id = lose_task_id(job)
 
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        touched = dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        touched = recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.pk in touched
@@ -385,19 +384,19 @@ def test_a_failing_listing_is_logged_and_the_job_is_neither_requeued_nor_adopted
     emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     task_id = lose_task_id(job)
     emu.faults(kind="server_error", route="list", status=500, count=1)
 
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id, job.attempts) == ("submitted", "", 1)
     assert f"job {job.pk}: lost submit; listing failed" in caplog.text
     assert "InternalError" in caplog.text
     # The next sweep, with the provider answering again, adopts the task.
-    dispatcher.sweep_remote(now=timezone.now())
+    recovery.sweep_remote(now=timezone.now())
     job.refresh_from_db()
     assert job.remote_task_id == task_id
     assert drive(job).status == "succeeded"
@@ -410,14 +409,14 @@ def test_a_finished_task_of_another_job_is_not_adopted(
     first = queue(alice, team, inputs, enqueued)
     assert drive(first).status == "succeeded"
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch(provider_name="dashscope")  # sent; the worker died unanswered
+    slots.dispatch(provider_name="dashscope")  # sent; the worker died unanswered
     began = timezone.now() - timedelta(minutes=3)
     GenerationJob.objects.filter(pk=job.pk).update(
         submit_started_at=began, submit_posted_at=began
     )
 
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.status == "queued" and job.remote_task_id == ""
@@ -434,16 +433,16 @@ def test_an_unanswered_submit_is_not_sent_again_but_found_or_requeued_by_the_swe
     emu.faults(kind="drop", route="submit", when=when, count=1)
     job = queue(alice, team, inputs, enqueued)
 
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id) == ("submitted", "")
     assert len(tasks_of(emu)) == (1 if adopted else 0)
     # The job keeps its slot: nothing else is sent meanwhile.
-    assert dispatcher.dispatch(provider_name="dashscope") == []
+    assert slots.dispatch(provider_name="dashscope") == []
     sent_a_while_ago(job)
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     if adopted:
@@ -459,13 +458,13 @@ def test_a_submit_that_never_reached_the_provider_is_queued_again(
     emu, inputs, alice, team, enqueued, caplog
 ):
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch(provider_name="dashscope")  # the worker died before sending
+    slots.dispatch(provider_name="dashscope")  # the worker died before sending
     GenerationJob.objects.filter(pk=job.pk).update(
         submit_started_at=timezone.now() - timedelta(minutes=6)
     )
 
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.status == "queued" and job.attempts == 0
@@ -493,10 +492,10 @@ def test_only_one_job_is_in_flight_and_teams_take_turns(
     deadline = time.monotonic() + 90
     while GenerationJob.objects.exclude(status__in=GenerationJob.TERMINAL).exists():
         assert time.monotonic() < deadline, "jobs did not finish"
-        assert len(dispatcher.dispatch_and_submit(provider_name="dashscope")) <= 1
-        assert Task.objects.filter(dispatcher.holding_slot("dashscope")).count() <= 1
+        assert len(submit.dispatch_and_submit(provider_name="dashscope")) <= 1
+        assert Task.objects.filter(slots.holding_slot("dashscope")).count() <= 1
         for job in GenerationJob.objects.filter(status__in=GenerationJob.IN_FLIGHT):
-            dispatcher.job_poll(job_id=job.pk)
+            poll.job_poll(job_id=job.pk)
         time.sleep(0.1)
 
     order = list(
@@ -523,8 +522,8 @@ def test_a_pending_task_is_canceled_at_the_provider(
         image_url=portrait_url, audio_url=audio_url, resolution="720P"
     )
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
-    dispatcher.job_poll(job_id=job.pk)
+    submit.dispatch_and_submit(provider_name="dashscope")
+    poll.job_poll(job_id=job.pk)
     job.refresh_from_db()
     assert job.remote_status == "PENDING" and job.can_cancel
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from studio import dispatcher, lifecycle, services, tasks
+from studio import lifecycle, services, tasks
 from studio.models import GenerationJob, LedgerEntry, Notification, Task
+from studio.queue import poll
 from tests.test_dashscope_flow import (  # noqa: F401 (the inputs fixture is used by name)
     drive,
     inputs,
@@ -122,7 +123,7 @@ def test_a_remote_task_ends_its_job_once_charged_what_the_provider_billed(
     endings,
 ):
     job = drive(queue(alice, team, inputs, enqueued))
-    dispatcher.job_poll(job_id=job.pk)  # a late poll of an ended job
+    poll.job_poll(job_id=job.pk)  # a late poll of an ended job
 
     assert job.status == "succeeded" and job.video
     assert endings == [(job.pk, "succeeded")]

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.cluster
 # The minute sweep, run as if 3 minutes had passed since the crash.
 SWEEP_LATER = (
     "from datetime import timedelta; from django.utils import timezone; "
-    "from studio import dispatcher; "
-    "print(dispatcher.sweep_remote(now=timezone.now() + timedelta(minutes=3)))"
+    "from studio.queue import recovery; "
+    "print(recovery.sweep_remote(now=timezone.now() + timedelta(minutes=3)))"
 )
 
 

@@ -20,7 +20,7 @@ from django.db.models import F, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import billing, dispatcher, services
+from studio import billing, services
 from studio.models import (
     GenerationJob,
     LedgerEntry,
@@ -32,6 +32,7 @@ from studio.providers import get_provider
 from studio.providers.base import ListedTask, TaskState
 from studio.providers.dashscope.client import DashScopeClient
 from studio.providers.dashscope.provider import DashScopeProvider
+from studio.queue import accounts, poll, recovery, slots, submit
 from tests import media_factories
 from tests.conftest import ASTRONAUT, upload
 
@@ -103,7 +104,7 @@ def settle(
     ids = [job.pk for job in jobs]
     minute = timedelta(0)
     while minute <= within:
-        dispatcher.sweep_remote(now=crashed_at + minute)
+        recovery.sweep_remote(now=crashed_at + minute)
         for _ in range(60):  # real seconds for the emulator to run tasks
             open_jobs = GenerationJob.objects.filter(pk__in=ids).exclude(
                 status__in=GenerationJob.TERMINAL
@@ -115,9 +116,9 @@ def settle(
             ):
                 GenerationJob.objects.filter(pk__in=ids).update(not_before=None)
                 ProviderAccount.objects.update(retry_at=None)
-                dispatcher.dispatch_and_submit(provider_name="dashscope")
+                submit.dispatch_and_submit(provider_name="dashscope")
             for job in open_jobs.exclude(remote_task_id=""):
-                dispatcher.job_poll(job_id=job.pk)
+                poll.job_poll(job_id=job.pk)
             if not open_jobs.exclude(remote_task_id="").exists():
                 break  # only lost submits left: the next sweep settles them
             time.sleep(0.1)
@@ -150,7 +151,7 @@ def kill_at(monkeypatch, owner: type, name: str, *, after: bool) -> list[int]:
 def kill_after_saving_the_id(monkeypatch) -> list[int]:
     # job_submit saves the id in one UPDATE, then resumes the account: die there.
     fired: list[int] = []
-    original = dispatcher._resume_account
+    original = accounts.clear_pause
 
     def dying(provider_name: str) -> int:
         if fired:
@@ -158,7 +159,7 @@ def kill_after_saving_the_id(monkeypatch) -> list[int]:
         fired.append(1)
         raise WorkerKilled("after the id was saved")
 
-    monkeypatch.setattr(dispatcher, "_resume_account", dying)
+    monkeypatch.setattr(accounts, "clear_pause", dying)
     return fired
 
 
@@ -178,12 +179,12 @@ def test_a_crash_at_each_moment_of_a_submit_costs_one_task_and_settles_in_time(
     jobs = [new_job(alice, team, inputs) for _ in range(2)]
     fired = CRASHES[moment](monkeypatch)
 
-    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
+    with caplog.at_level(logging.INFO, logger="studio.queue"):
         try:
-            dispatcher.dispatch_and_submit(provider_name="dashscope")
+            submit.dispatch_and_submit(provider_name="dashscope")
             for _ in range(100):  # polls until the crash point is reached
                 for job in GenerationJob.objects.exclude(remote_task_id=""):
-                    dispatcher.job_poll(job_id=job.pk)
+                    poll.job_poll(job_id=job.pk)
                 time.sleep(0.05)
         except WorkerKilled:
             pass
@@ -215,7 +216,7 @@ def test_a_submit_answer_slower_than_the_timeout_makes_one_task(
     emu.faults(kind="slow", route="submit", delay_ms=1500, count=1)
     job = new_job(alice, team, inputs)
 
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id, job.recovery) == (
@@ -223,7 +224,7 @@ def test_a_submit_answer_slower_than_the_timeout_makes_one_task(
         "",
         "checking",
     )
-    assert dispatcher.dispatch(provider_name="dashscope") == []  # keeps its slot
+    assert slots.dispatch(provider_name="dashscope") == []  # keeps its slot
     client.force_login(alice)
     page = client.get(reverse("studio:job-status", args=[job.code]))
     assert b"Checking with the provider whether it received this job" in page.content
@@ -259,24 +260,24 @@ def test_a_listing_that_keeps_failing_marks_the_job_and_frees_the_slot_after_gra
     emu.faults({**fault, "count": None})
     job = new_job(alice, team, inputs)
     waiting = new_job(alice, team, inputs)
-    [claimed] = dispatcher.dispatch(provider_name="dashscope")
+    [claimed] = slots.dispatch(provider_name="dashscope")
     assert claimed == job.pk
     sent_and_died(job)
     crashed_at = timezone.now()
 
-    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
+    with caplog.at_level(logging.INFO, logger="studio.queue"):
         for minutes in range(0, 11):
-            dispatcher.sweep_remote(now=crashed_at + timedelta(minutes=minutes))
+            recovery.sweep_remote(now=crashed_at + timedelta(minutes=minutes))
         job.refresh_from_db()
         # Marked within 10 minutes, still holding the slot: the provider cannot say
         # whether a task of this job is running.
         assert (job.status, job.recovery) == ("submitted", "admin")
-        assert dispatcher.dispatch(provider_name="dashscope") == []
+        assert slots.dispatch(provider_name="dashscope") == []
         client.force_login(alice)
         page = client.get(job.get_absolute_url())
         assert b"the provider may have made this video" in page.content
 
-        dispatcher.sweep_remote(now=job.recovery_at + timedelta(minutes=20))
+        recovery.sweep_remote(now=job.recovery_at + timedelta(minutes=20))
 
     job.refresh_from_db()
     assert (job.status, job.recovery, job.error_code) == (
@@ -298,7 +299,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
 ):
     settings.S2V_LOST_SUBMIT_GRACE_MINUTES = 600
     job = new_job(alice, team, inputs)
-    dispatcher.dispatch(provider_name="dashscope")
+    slots.dispatch(provider_name="dashscope")
     waiting = new_job(alice, team, inputs)
     sent_and_died(job)
     crashed_at = timezone.now()
@@ -328,12 +329,12 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
     ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(provider, "listed_tasks", listing)
-        with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
-            dispatcher.sweep_remote(now=crashed_at + timedelta(minutes=7))
+        with caplog.at_level(logging.INFO, logger="studio.queue"):
+            recovery.sweep_remote(now=crashed_at + timedelta(minutes=7))
             job.refresh_from_db()
             assert (job.status, job.recovery) == ("submitted", "admin")
             assert "cannot tell which is this job's" in caplog.text
-            assert dispatcher.dispatch(provider_name="dashscope") == []  # still held
+            assert slots.dispatch(provider_name="dashscope") == []  # still held
             listed[0] = ListedTask(
                 task_id="not-ours",
                 status="SUCCEEDED",
@@ -341,7 +342,7 @@ def test_a_marked_job_frees_the_slot_once_the_listing_shows_the_account_idle(
                 model="wan2.2-s2v",
                 submitted_at=stranger.submitted_at,
             )
-            dispatcher.sweep_remote(now=crashed_at + timedelta(minutes=8))
+            recovery.sweep_remote(now=crashed_at + timedelta(minutes=8))
 
     job.refresh_from_db()
     assert (job.status, job.recovery) == ("failed", "admin")
@@ -359,7 +360,7 @@ def test_two_lost_jobs_adopt_their_tasks_in_creation_order(
     other = new_job(alice, team, inputs)
     settle([other], crashed_at=timezone.now())
     jobs = [new_job(alice, team, inputs) for _ in range(2)]
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     for job in jobs:
         job.refresh_from_db()
     ids = {job.pk: job.remote_task_id for job in jobs}
@@ -369,7 +370,7 @@ def test_two_lost_jobs_adopt_their_tasks_in_creation_order(
     GenerationJob.objects.filter(pk__in=ids).update(remote_task_id="", remote_status="")
     Task.objects.filter(remote_id__in=ids.values()).delete()
 
-    dispatcher.sweep_remote(now=timezone.now() + timedelta(minutes=3))
+    recovery.sweep_remote(now=timezone.now() + timedelta(minutes=3))
 
     for job in jobs:
         job.refresh_from_db()
@@ -393,13 +394,13 @@ def test_matching_is_ambiguous_when_tasks_and_jobs_do_not_pair_up():
         "t0", "RUNNING", TaskState.RUNNING, submitted_at=now - timedelta(minutes=5)
     )
 
-    assert dispatcher.match_lost([b, a], [t2, t1]) == ([(a, t1), (b, t2)], [], [])
+    assert recovery.match_lost([b, a], [t2, t1]) == ([(a, t1), (b, t2)], [], [])
     # One task, created within the clocks' slack of b's start: either could own it.
-    assert dispatcher.match_lost([a, b], [t1]) == ([], [], [a, b])
-    assert dispatcher.match_lost([a, b], [old]) == ([], [a, b], [])
+    assert recovery.match_lost([a, b], [t1]) == ([], [], [a, b])
+    assert recovery.match_lost([a, b], [old]) == ([], [a, b], [])
     late_a = GenerationJob(pk=3, submit_started_at=now + timedelta(minutes=5))
-    assert dispatcher.match_lost([late_a], [t1]) == ([], [late_a], [])
-    assert dispatcher.match_lost([a], [t1, t2]) == ([], [], [a])
+    assert recovery.match_lost([late_a], [t1]) == ([], [late_a], [])
+    assert recovery.match_lost([a], [t1, t2]) == ([], [], [a])
 
 
 def test_a_submit_redelivered_after_its_worker_died_is_not_sent_again(
@@ -407,14 +408,14 @@ def test_a_submit_redelivered_after_its_worker_died_is_not_sent_again(
 ):
     job = new_job(alice, team, inputs)
     kill_at(monkeypatch, DashScopeClient, "submit", after=True)
-    [claimed] = dispatcher.dispatch(provider_name="dashscope")
+    [claimed] = slots.dispatch(provider_name="dashscope")
     with pytest.raises(WorkerKilled):
-        dispatcher.job_submit(job_id=claimed)
+        submit.job_submit(job_id=claimed)
     assert len(tasks_of(emu)) == 1
 
     # The broker hands the message to another worker.
-    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
-        dispatcher.job_submit(job_id=claimed)
+    with caplog.at_level(logging.INFO, logger="studio.queue"):
+        submit.job_submit(job_id=claimed)
 
     assert len(tasks_of(emu)) == 1  # not sent twice
     assert "submit already begun" in caplog.text
@@ -428,9 +429,9 @@ def test_a_job_whose_send_began_cannot_be_canceled_but_one_only_claimed_can(
 ):
     first = new_job(alice, team, inputs)
     kill_at(monkeypatch, DashScopeClient, "submit", after=True)
-    [claimed] = dispatcher.dispatch(provider_name="dashscope")
+    [claimed] = slots.dispatch(provider_name="dashscope")
     with pytest.raises(WorkerKilled):  # the task exists; its id died with the worker
-        dispatcher.job_submit(job_id=claimed)
+        submit.job_submit(job_id=claimed)
     first.refresh_from_db()
     with pytest.raises(services.Rejected):
         services.job_cancel(job=first)
@@ -439,10 +440,10 @@ def test_a_job_whose_send_began_cannot_be_canceled_but_one_only_claimed_can(
     assert first.status == "succeeded" and len(tasks_of(emu)) == 1
 
     second = new_job(alice, team, inputs)
-    dispatcher.dispatch(provider_name="dashscope")  # claimed, not yet sent
+    slots.dispatch(provider_name="dashscope")  # claimed, not yet sent
     second.refresh_from_db()
     assert services.job_cancel(job=second).status == "canceled"
-    assert dispatcher.job_submit(job_id=second.pk).status == "canceled"
+    assert submit.job_submit(job_id=second.pk).status == "canceled"
     assert len(tasks_of(emu)) == 1
 
 
@@ -458,15 +459,13 @@ def test_a_job_taken_back_while_its_inputs_upload_sends_nothing(
     def slow_upload(self, image, *, model):
         url = real_input_url(self, image, model=model)
         if not swept:
-            later = (
-                timezone.now() + dispatcher.UNSENT_SUBMIT_AFTER + timedelta(minutes=1)
-            )
-            swept.extend(dispatcher.sweep_remote(now=later))
+            later = timezone.now() + recovery.UNSENT_SUBMIT_AFTER + timedelta(minutes=1)
+            swept.extend(recovery.sweep_remote(now=later))
         return url
 
     monkeypatch.setattr(DashScopeProvider, "input_url", slow_upload)
-    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
-        dispatcher.dispatch_and_submit(provider_name="dashscope")
+    with caplog.at_level(logging.INFO, logger="studio.queue"):
+        submit.dispatch_and_submit(provider_name="dashscope")
 
     assert swept == [job.pk]
     job.refresh_from_db()
@@ -493,8 +492,8 @@ def test_a_task_created_long_after_the_send_is_not_taken_for_its_answer():
             submitted_at=sent + timedelta(minutes=minutes_after),
         )
 
-    assert dispatcher.match_lost([job], [task(7)]) == ([], [job], [])
-    assert dispatcher.match_lost([job], [task(0.01)]) == ([(job, task(0.01))], [], [])
+    assert recovery.match_lost([job], [task(7)]) == ([], [job], [])
+    assert recovery.match_lost([job], [task(0.01)]) == ([(job, task(0.01))], [], [])
 
 
 def test_an_unexpected_error_before_sending_fails_the_job_and_frees_the_slot(
@@ -507,14 +506,14 @@ def test_an_unexpected_error_before_sending_fails_the_job_and_frees_the_slot(
         raise FileNotFoundError("the stored portrait is gone")
 
     monkeypatch.setattr(DashScopeProvider, "input_url", broken)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
 
     job.refresh_from_db()
     assert (job.status, job.error_code) == ("failed", "submit_error")
     assert "Nothing was billed" in job.error_message
     assert tasks_of(emu) == []
     # The slot is free for the next job at once, not after a sweep.
-    assert dispatcher.dispatch(provider_name="dashscope") == [waiting.pk]
+    assert slots.dispatch(provider_name="dashscope") == [waiting.pk]
 
 
 def test_an_answer_that_comes_after_the_sweep_moved_the_job_on_cancels_nothing(
@@ -530,13 +529,13 @@ def test_an_answer_that_comes_after_the_sweep_moved_the_job_on_cancels_nothing(
 
     def late_answer(self, **kwargs):
         if not swept:
-            later = timezone.now() + dispatcher.LOST_SUBMIT_AFTER * 3
-            swept.extend(dispatcher.sweep_remote(now=later))
+            later = timezone.now() + recovery.LOST_SUBMIT_AFTER * 3
+            swept.extend(recovery.sweep_remote(now=later))
         return real_submit(self, **kwargs)
 
     monkeypatch.setattr(DashScopeClient, "submit", late_answer)
-    with caplog.at_level(logging.INFO, logger="studio.dispatcher"):
-        dispatcher.dispatch_and_submit(provider_name="dashscope")
+    with caplog.at_level(logging.INFO, logger="studio.queue"):
+        submit.dispatch_and_submit(provider_name="dashscope")
 
     assert swept == [job.pk]
     [late] = tasks_of(emu)
@@ -545,7 +544,7 @@ def test_an_answer_that_comes_after_the_sweep_moved_the_job_on_cancels_nothing(
     assert "answered after the job moved on" in caplog.text
     record = Task.objects.get(remote_id=late["id"])
     assert record.job_id == job.pk and record.state == "pending"
-    assert Task.objects.filter(dispatcher.holding_slot("dashscope")).count() == 0
+    assert Task.objects.filter(slots.holding_slot("dashscope")).count() == 0
 
     monkeypatch.setattr(DashScopeClient, "submit", real_submit)
     settle([job], crashed_at=timezone.now())

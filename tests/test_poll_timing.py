@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from studio import dispatcher, services
+from studio import services
 from studio.models import GenerationJob
+from studio.queue import poll, submit, timing
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,7 @@ def test_a_task_that_ran_6_s_but_was_noticed_14_s_later_teaches_6_s(
         audio=checked_inputs[1],
         resolution="480P",
     )
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     deadline = time.monotonic() + 30
     while emu.account_state()["tasks"][0]["status"] != "SUCCEEDED":
         assert time.monotonic() < deadline, "the emulator never finished the task"
@@ -73,7 +74,7 @@ def test_a_task_that_ran_6_s_but_was_noticed_14_s_later_teaches_6_s(
     later = timezone.now() + timedelta(seconds=14)
     monkeypatch.setattr(timezone, "now", lambda: later)
 
-    dispatcher.job_poll(job_id=job.pk)
+    poll.job_poll(job_id=job.pk)
 
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.SUCCEEDED, job.error_message
@@ -88,7 +89,7 @@ def test_a_task_that_ran_6_s_but_was_noticed_14_s_later_teaches_6_s(
     assert job.provider_ended_at.timestamp() == pytest.approx(
         task["end_time"], abs=0.002
     )
-    assert dispatcher.remote_ratio(
+    assert timing.remote_ratio(
         provider_name="dashscope", resolution="480P"
     ) == pytest.approx(ran / job.audio.duration, abs=0.01)
 
@@ -104,9 +105,9 @@ def test_a_running_task_is_timed_from_the_provider_s_scheduled_time(
         audio=checked_inputs[1],
         resolution="480P",
     )
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
 
-    dispatcher.job_poll(job_id=job.pk)
+    poll.job_poll(job_id=job.pk)
 
     job.refresh_from_db()
     task = emu.account_state()["tasks"][0]
@@ -125,7 +126,7 @@ def test_provider_measured_run_times_win_over_noticed_ones(checked_inputs, alice
     for _ in range(5):
         finished(checked_inputs, alice, team, seconds=14.5, measured=False)
 
-    ratio = dispatcher.remote_ratio(provider_name="dashscope", resolution="480P")
+    ratio = timing.remote_ratio(provider_name="dashscope", resolution="480P")
 
     assert ratio == pytest.approx(6.0 / clip)
 
@@ -136,7 +137,7 @@ def test_noticed_run_times_are_used_only_without_measured_ones(
     clip = checked_inputs[1].duration
     finished(checked_inputs, alice, team, seconds=14.0, measured=False)
 
-    ratio = dispatcher.remote_ratio(provider_name="dashscope", resolution="480P")
+    ratio = timing.remote_ratio(provider_name="dashscope", resolution="480P")
 
     assert ratio == pytest.approx(14.0 / clip)
 
@@ -150,8 +151,8 @@ def test_run_times_are_learned_per_resolution_and_robust_to_outliers(
     for _ in range(3):
         finished(checked_inputs, alice, team, seconds=20.0, resolution="720P")
 
-    low = dispatcher.remote_ratio(provider_name="dashscope", resolution="480P")
-    high = dispatcher.remote_ratio(provider_name="dashscope", resolution="720P")
+    low = timing.remote_ratio(provider_name="dashscope", resolution="480P")
+    high = timing.remote_ratio(provider_name="dashscope", resolution="720P")
 
     assert low * clip == pytest.approx(6.1)
     assert high * clip == pytest.approx(20.0)
@@ -162,7 +163,7 @@ def plan_from_start(job: GenerationJob, *, until: float) -> list[float]:
     job.remote_started_at = T0
     polls, now = [], T0
     while (now - T0).total_seconds() < until:
-        now = dispatcher.plan_next_poll(job, now=now)
+        now = timing.plan_next_poll(job, now=now)
         polls.append((now - T0).total_seconds())
     return polls
 
@@ -176,7 +177,7 @@ def test_a_short_task_is_asked_about_once_right_at_its_expected_end(
 
     polls = plan_from_start(job, until=12)
 
-    end = 6.0 + dispatcher.END_MARGIN
+    end = 6.0 + timing.END_MARGIN
     assert polls[0] == pytest.approx(end)
     # Then tight polls in case it runs late.
     assert [b - a for a, b in itertools.pairwise(polls)] == [2.0] * (len(polls) - 1)
@@ -191,7 +192,7 @@ def test_a_long_task_gets_sparse_polls_then_one_shortly_before_and_one_at_the_en
 
     polls = plan_from_start(job, until=66)
 
-    end = 60.0 + dispatcher.END_MARGIN
+    end = 60.0 + timing.END_MARGIN
     before_end = [p for p in polls if p <= end + 1e-6]
     assert before_end[-1] == pytest.approx(end)
     assert before_end[-2] == pytest.approx(end - 2.0)
@@ -220,7 +221,7 @@ def test_a_long_overdue_task_eases_back_to_the_slow_pace(
 def test_a_pending_task_keeps_the_slow_pace(fast_settings, checked_inputs, alice, team):
     job = make_job(checked_inputs, alice, team, status=GenerationJob.Status.SUBMITTED)
 
-    assert dispatcher.plan_next_poll(job, now=T0) == T0 + timedelta(seconds=15)
+    assert timing.plan_next_poll(job, now=T0) == T0 + timedelta(seconds=15)
 
 
 def test_the_eta_shown_uses_the_same_provider_measured_run_times(
@@ -238,4 +239,4 @@ def test_the_eta_shown_uses_the_same_provider_measured_run_times(
 
     assert progress.position == 1
     assert progress.eta_seconds == pytest.approx(6.0)
-    assert dispatcher.expected_remote_seconds(job) == pytest.approx(6.0)
+    assert timing.expected_remote_seconds(job) == pytest.approx(6.0)

@@ -14,11 +14,12 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.utils import timezone
 
-from studio import catalog, dispatcher, health, lifecycle, tasks
+from studio import catalog, health, lifecycle, tasks
 from studio.media.video import VideoInfo
 from studio.models import GenerationJob
 from studio.providers.base import ProviderError
 from studio.providers.wavespeed import provider as ws_provider
+from studio.queue import poll
 from tests import media_factories
 from tests.test_wavespeed_flow import drive, inputs_for, queue
 from tests.test_wavespeed_provider import prediction
@@ -72,7 +73,7 @@ def test_a_task_wavespeed_does_not_know_minutes_after_the_send_is_asked_again(
         finished_at=None,
     )
 
-    dispatcher.job_poll(job_id=job.pk)
+    poll.job_poll(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.SUBMITTED
     planned = job.task.next_poll_at
@@ -83,7 +84,7 @@ def test_a_task_wavespeed_does_not_know_minutes_after_the_send_is_asked_again(
     GenerationJob.objects.filter(pk=job.pk).update(
         submit_started_at=timezone.now() - lifetime - timedelta(minutes=1)
     )
-    dispatcher.job_poll(job_id=job.pk)
+    poll.job_poll(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.FAILED
     assert "7 days" in job.error_message

@@ -21,11 +21,12 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from studio import dispatcher, services
+from studio import services
 from studio.models import GenerationJob, ProviderAccount
 from studio.providers import get_provider
 from studio.providers.dashscope.client import DashScopeClient
 from studio.providers.dashscope.provider import DashScopeProvider
+from studio.queue import accounts, poll, recovery, submit
 from tests import media_factories
 from tests.conftest import ASTRONAUT, make_member, upload
 from tests.test_lost_submits import WorkerKilled, ledger_total, provider_bill
@@ -73,7 +74,7 @@ def arm_crashes(monkeypatch, rng: random.Random, log: list[str]) -> None:
 
     dying(DashScopeClient, "submit", after=False, label="before sending")
     dying(DashScopeClient, "submit", after=True, label="after accepted")
-    dying(dispatcher, "_resume_account", after=False, label="after id saved")
+    dying(accounts, "clear_pause", after=False, label="after id saved")
     dying(DashScopeProvider, "poll", after=True, label="while running")
     dying(DashScopeProvider, "fetch", after=False, label="while copying")
 
@@ -124,10 +125,10 @@ def test_random_faults_and_crashes_leave_the_ledger_equal_to_the_bill(
     # is a real second, "lost for 2 min" is 2 s (longer than a slow answer
     # takes to reach the provider), "marked after 6 min" 6 s.
     monkeypatch.setattr(
-        dispatcher, "LOST_SUBMIT_AFTER", dispatcher.LOST_SUBMIT_AFTER / SCALE
+        recovery, "LOST_SUBMIT_AFTER", recovery.LOST_SUBMIT_AFTER / SCALE
     )
     monkeypatch.setattr(
-        dispatcher, "LOST_SUBMIT_DECIDE", dispatcher.LOST_SUBMIT_DECIDE / SCALE
+        recovery, "LOST_SUBMIT_DECIDE", recovery.LOST_SUBMIT_DECIDE / SCALE
     )
     lost_since: dict[int, float] = {}
     longest_unsettled = 0.0
@@ -146,12 +147,12 @@ def test_random_faults_and_crashes_leave_the_ledger_equal_to_the_bill(
         try:
             if time.monotonic() >= next_sweep:  # the minute sweep
                 next_sweep = time.monotonic() + 60 / SCALE
-                dispatcher.sweep_remote(now=timezone.now())
+                recovery.sweep_remote(now=timezone.now())
             GenerationJob.objects.filter(pk__in=jobs).update(not_before=None)
             ProviderAccount.objects.update(retry_at=None)
-            dispatcher.dispatch_and_submit(provider_name="dashscope")
+            submit.dispatch_and_submit(provider_name="dashscope")
             for pk in open_jobs.exclude(remote_task_id="").values_list("pk", flat=True):
-                dispatcher.job_poll(job_id=pk)
+                poll.job_poll(job_id=pk)
         except WorkerKilled:
             pass  # the next round is the restarted worker
         # Settled means adopted, queued again, or marked for an admin.

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from studio import dispatcher, lifecycle, reconcile
+from studio import lifecycle, reconcile
 from studio.models import (
     GenerationJob,
     LedgerEntry,
@@ -25,6 +25,7 @@ from studio.models import (
 )
 from studio.providers.dashscope.client import S2V_MODEL, DashScopeClient
 from studio.providers.wavespeed.client import WaveSpeedClient
+from studio.queue import submit
 from tests import media_factories
 from tests.conftest import ASTRONAUT, make_member
 from tests.test_dashscope_flow import drive, queue, tasks_of
@@ -87,7 +88,7 @@ def test_reconcile_records_outside_billing_once_and_reports_it(
     assert ours.status == "succeeded"
     # A job the studio gave up on while the provider went on and billed it.
     given_up = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     given_up.refresh_from_db()
     lifecycle.fail(
         GenerationJob.objects.filter(pk=given_up.pk),
@@ -209,7 +210,7 @@ def test_a_job_a_crash_left_unsettled_is_settled_not_charged_twice(
     from studio import billing
 
     job = queue(alice, team, inputs, enqueued)
-    dispatcher.dispatch_and_submit(provider_name="dashscope")
+    submit.dispatch_and_submit(provider_name="dashscope")
     job.refresh_from_db()
     task = wait_until_final(emu, job.remote_task_id)
     # The video could not be saved, and the worker died between failing the
@@ -279,7 +280,7 @@ def test_wavespeed_reconcile_costs_what_it_can_know_and_says_what_it_cannot(
     assert ours.status == "succeeded"
     # A job the studio gave up on while WaveSpeed went on and billed it.
     given_up = ws_queue(alice, team, inputs, resolution="720P")
-    dispatcher.dispatch_and_submit(provider_name=WS)
+    submit.dispatch_and_submit(provider_name=WS)
     given_up.refresh_from_db()
     lifecycle.fail(
         GenerationJob.objects.filter(pk=given_up.pk),

@@ -23,7 +23,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import dispatcher, services
+from studio import services
 from studio.emulators.wavespeed import sign
 from studio.files import stored_path
 from studio.media.video import probe_video
@@ -35,6 +35,7 @@ from studio.models import (
     Task,
 )
 from studio.providers import get_provider
+from studio.queue import poll, recovery, slots, submit
 from tests import media_factories
 from tests.conftest import ASTRONAUT, upload
 
@@ -90,9 +91,9 @@ def drive(job: GenerationJob, *, timeout: float = 30.0) -> GenerationJob:
         if job.status == GenerationJob.Status.QUEUED:
             GenerationJob.objects.filter(pk=job.pk).update(not_before=None)
             ProviderAccount.objects.filter(provider=job.provider).update(retry_at=None)
-            dispatcher.dispatch_and_submit(provider_name=job.provider)
+            submit.dispatch_and_submit(provider_name=job.provider)
         else:
-            dispatcher.job_poll(job_id=job.pk)
+            poll.job_poll(job_id=job.pk)
         time.sleep(0.02)
     raise AssertionError(f"job still {job.status} after {timeout} s")
 
@@ -206,13 +207,13 @@ def test_a_throttled_submit_waits_as_told_and_succeeds_later(
     job = queue(alice, team, inputs)
 
     before = timezone.now()
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
 
     job.refresh_from_db()
     assert job.status == "queued" and job.attempts == 0
     # Retry-After: 30 is honoured, not a backoff of a second or two.
     assert job.not_before >= before + timedelta(seconds=30)
-    assert dispatcher.dispatch(provider_name=PROVIDER) == []  # it really waits
+    assert slots.dispatch(provider_name=PROVIDER) == []  # it really waits
     assert predictions(ws_emu) == []
 
     job = drive(job)
@@ -224,12 +225,12 @@ def test_a_throttled_submit_waits_as_told_and_succeeds_later(
 def test_a_throttled_poll_waits_as_told(ws_emu, inputs, alice, team):
     ws_emu.configure(hold=True)
     job = queue(alice, team, inputs)
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
     # Longer than the client waits inline (5 s): the dispatcher's business.
     ws_emu.faults(kind="throttle", route="result", retry_after=60, count=1)
 
     before = timezone.now()
-    dispatcher.job_poll(job_id=job.pk)
+    poll.job_poll(job_id=job.pk)
 
     job.refresh_from_db()
     assert job.status == "submitted"
@@ -272,15 +273,15 @@ def test_a_submit_answered_with_a_server_error_is_checked_before_it_is_sent_agai
     ws_emu.faults(kind="server_error", route="submit", status=status, count=1)
     job = queue(alice, team, inputs)
 
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id) == ("submitted", "")
     assert job.recovery == GenerationJob.Recovery.CHECKING
     assert predictions(ws_emu) == []
     sent_a_while_ago(job)
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
     job.refresh_from_db()
     assert job.status == "queued" and "no match in the listing" in caplog.text
 
@@ -404,7 +405,7 @@ def test_an_account_error_pauses_the_account_with_a_plain_message(
     ws_emu.faults(fault)
     job = queue(alice, team, inputs)
 
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
 
     account = ProviderAccount.objects.get(provider=PROVIDER)
     assert account.is_paused
@@ -413,7 +414,7 @@ def test_an_account_error_pauses_the_account_with_a_plain_message(
     assert "paused until an admin fixes the API key" in account.paused_message
     job.refresh_from_db()
     assert job.status == "queued" and job.attempts == 0  # not the job's fault
-    assert dispatcher.dispatch(provider_name=PROVIDER) == []  # paused
+    assert slots.dispatch(provider_name=PROVIDER) == []  # paused
     assert predictions(ws_emu) == []
     page = alice_client.get(reverse("studio:gallery")).content.decode()
     assert "Generation is paused" in page and "ws-emulator" not in page
@@ -460,18 +461,18 @@ def test_a_submit_whose_answer_was_lost_is_adopted_through_the_listing(
     ws_emu.faults(kind="drop", route="submit", when="after", count=1)
     job = queue(alice, team, inputs)
 
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
 
     job.refresh_from_db()
     assert (job.status, job.remote_task_id) == ("submitted", "")
     assert job.recovery == GenerationJob.Recovery.CHECKING
     [task] = predictions(ws_emu)
     # The job keeps its slot, and is never posted again by a new dispatch.
-    assert dispatcher.job_submit(job_id=job.pk) is not None
+    assert submit.job_submit(job_id=job.pk) is not None
     assert len(predictions(ws_emu)) == 1
     sent_a_while_ago(job)
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.remote_task_id == task["id"]
@@ -494,15 +495,15 @@ def test_a_lost_submit_whose_listed_task_failed_is_sent_again_not_adopted(
         {"kind": "drop", "route": "submit", "when": "after", "count": 1},
     )
     job = queue(alice, team, inputs)
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
     [failed] = wait_until(
         "the prediction to fail",
         lambda: [p for p in predictions(ws_emu) if p["status"] == "failed"],
     )
     sent_a_while_ago(job)
 
-    with caplog.at_level("INFO", logger="studio.dispatcher"):
-        dispatcher.sweep_remote(now=timezone.now())
+    with caplog.at_level("INFO", logger="studio.queue"):
+        recovery.sweep_remote(now=timezone.now())
 
     job.refresh_from_db()
     assert job.status == "queued" and job.remote_task_id == ""
@@ -543,7 +544,7 @@ def test_submit_registers_the_webhook_and_the_signed_callback_asks_for_a_poll(
 ):
     ws_emu.configure(hold=True)  # the callback comes after the id is saved
     job = queue(alice, team, inputs)
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
     job.refresh_from_db()
     [task] = predictions(ws_emu)
     assert task["id"] == job.remote_task_id
@@ -561,7 +562,7 @@ def test_submit_registers_the_webhook_and_the_signed_callback_asks_for_a_poll(
     job.refresh_from_db()
     assert job.task.next_poll_at > timezone.now()  # leased, as the tick does
     # The callback is only a hint: the poll reads the result.
-    job = dispatcher.job_poll(job_id=job.pk)
+    job = poll.job_poll(job_id=job.pk)
     assert job is not None and job.status == "succeeded"
 
 
@@ -571,7 +572,7 @@ def test_a_callback_with_a_bad_signature_is_refused_and_changes_nothing(
     ws_emu.configure(hold=True)
     ws_emu.faults(kind="webhook_bad_signature", count=1)
     job = queue(alice, team, inputs)
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
     job.refresh_from_db()
     planned = job.task.next_poll_at
 
@@ -609,7 +610,7 @@ def test_an_old_timestamp_is_refused_and_a_fresh_one_accepted(
 ):
     ws_emu.configure(hold=True)
     job = queue(alice, team, inputs)
-    dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+    submit.dispatch_and_submit(provider_name=PROVIDER)
     job.refresh_from_db()
     planned = job.task.next_poll_at
 
@@ -687,12 +688,12 @@ def test_five_jobs_never_have_more_than_three_tasks_at_bronze(
         if states <= {"succeeded", "failed"}:
             break
         GenerationJob.objects.update(not_before=None)
-        dispatcher.dispatch_and_submit(provider_name=PROVIDER)
+        submit.dispatch_and_submit(provider_name=PROVIDER)
         seen.append(ws_emu.state()["keys"]["ws-emulator"]["active"])
         for job in GenerationJob.objects.filter(
             status__in=GenerationJob.IN_FLIGHT
         ).exclude(remote_task_id=""):
-            dispatcher.job_poll(job_id=job.pk)
+            poll.job_poll(job_id=job.pk)
         time.sleep(0.02)
 
     for job in jobs:

@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
 from django.utils import timezone
 
-from studio import billing, dispatcher, services
+from studio import billing, services
 from studio.models import GenerationJob, Price, RemoteUpload, Task
 from studio.providers import get_provider
 from studio.providers.base import (
@@ -38,6 +38,7 @@ from studio.providers.wavespeed import views as ws_views
 from studio.providers.wavespeed.client import WaveSpeedClient
 from studio.providers.wavespeed.provider import WaveSpeedProvider
 from studio.providers.wavespeed.webhooks import sign, verify
+from studio.queue import poll, recovery, slots, submit
 from tests import media_factories
 from tests.conftest import ASTRONAUT
 
@@ -777,7 +778,7 @@ def test_a_good_callback_polls_the_job_now(client, hooked, remote_job):
     remote_job.refresh_from_db()
     # Leased like the tick's polls, so the tick does not send it a second time.
     leased = remote_job.task.next_poll_at
-    assert before < leased <= timezone.now() + dispatcher.POLL_LEASE
+    assert before < leased <= timezone.now() + poll.POLL_LEASE
     # The payload is only a hint: nothing about the job changed from it.
     assert remote_job.status == GenerationJob.Status.RUNNING
     assert remote_job.remote_status == "processing"
@@ -857,9 +858,9 @@ def test_a_finished_wavespeed_job_is_billed_by_its_input_seconds(
     )
     # The real lookup of the input's length: the job's 2 s clip.
     provider = WaveSpeedProvider(name="wavespeed", api_key="ws-key", client=client)
-    monkeypatch.setattr(dispatcher, "get_provider", lambda name=None: provider)
+    queue_uses(monkeypatch, provider)
 
-    job = dispatcher.job_poll(job_id=remote_job.pk)
+    job = poll.job_poll(job_id=remote_job.pk)
 
     assert job is not None
     assert job.status == GenerationJob.Status.SUCCEEDED, job.error_message
@@ -906,6 +907,12 @@ def test_a_fetched_secret_is_kept_and_refreshed_at_most_every_ten_minutes(
     assert len(asked) == 2
 
 
+def queue_uses(monkeypatch: pytest.MonkeyPatch, provider: WaveSpeedProvider) -> None:
+    """Every part of the queue that looks providers up gets this one."""
+    for part in (poll, recovery, slots, submit):
+        monkeypatch.setattr(part, "get_provider", lambda name=None: provider)
+
+
 # -- through the dispatcher -----------------------------------------------------------------
 
 
@@ -938,10 +945,10 @@ def test_the_dispatcher_sends_a_wavespeed_job_with_its_audio_length(
         return start(request, progress)
 
     monkeypatch.setattr(provider, "start", recording_start)
-    monkeypatch.setattr(dispatcher, "get_provider", lambda name=None: provider)
+    queue_uses(monkeypatch, provider)
 
-    assert dispatcher.dispatch(provider_name="wavespeed") == [queued_job.pk]
-    job = dispatcher.job_submit(job_id=queued_job.pk)
+    assert slots.dispatch(provider_name="wavespeed") == [queued_job.pk]
+    job = submit.job_submit(job_id=queued_job.pk)
 
     assert job is not None
     assert sent[0].audio_seconds == pytest.approx(queued_job.audio.duration)
@@ -957,10 +964,10 @@ def test_a_dropped_wavespeed_submit_is_found_in_the_predictions_list(
     fake = Fake()
     fake.submit = httpx.RemoteProtocolError("connection dropped")
     provider = make_provider(fake)
-    monkeypatch.setattr(dispatcher, "get_provider", lambda name=None: provider)
+    queue_uses(monkeypatch, provider)
 
-    dispatcher.dispatch(provider_name="wavespeed")
-    job = dispatcher.job_submit(job_id=queued_job.pk)
+    slots.dispatch(provider_name="wavespeed")
+    job = submit.job_submit(job_id=queued_job.pk)
     assert job is not None and job.submit_posted_at is not None
     assert job.status == GenerationJob.Status.SUBMITTED and not job.remote_task_id
     assert job.recovery == GenerationJob.Recovery.CHECKING
@@ -980,7 +987,7 @@ def test_a_dropped_wavespeed_submit_is_found_in_the_predictions_list(
             "total": 1,
         }
     ]
-    dispatcher.sweep_remote(now=job.submit_posted_at + timedelta(minutes=3))
+    recovery.sweep_remote(now=job.submit_posted_at + timedelta(minutes=3))
 
     job.refresh_from_db()
     assert job.remote_task_id == "pred_lost"

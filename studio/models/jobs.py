@@ -53,7 +53,7 @@ class GenerationJob(models.Model):
         P720 = "720P", "720P"
 
     class Recovery(models.TextChoices):
-        # A submit whose answer (the task id) was lost: see dispatcher.sweep_remote.
+        # A submit whose answer (the task id) was lost: see studio.queue.recovery.
         NONE = "", "None"
         CHECKING = "checking", "Checking with the provider"
         ADMIN = "admin", "Marked for an admin"

@@ -10,8 +10,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from studio import catalog
-from studio.dispatcher import first_guess, remote_ratio
 from studio.models import GenerationJob
+from studio.queue.timing import first_guess, remote_ratio
 
 # Seconds of work per second of audio when this instance has no history yet.
 DEFAULT_WORK_RATIO = {"local": 0.5}
@@ -21,7 +21,7 @@ HISTORY_SIZE = 20
 def work_ratio(*, provider: str, resolution: str = "") -> float:
     """Seconds of processing per second of audio, from this instance's recent jobs.
 
-    Remote providers use the provider-measured run times the dispatcher plans its
+    Remote providers use the provider-measured run times the queue plans its
     polls and writes progress with, so the ETA and the progress bar agree.
     """
     if _remote(provider):

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from django.core.files import File
 from django.db import IntegrityError, transaction
 
-from studio import billing, catalog, dispatcher, scratch, selectors
+from studio import billing, catalog, scratch, selectors
 from studio.files import local_path, sha256_of, stored_path
 from studio.media.audio import AudioInfo, convert_to_wav, probe_audio
 from studio.media.images import ImageInfo, InputError, precheck_image, read_image_info
@@ -22,6 +22,7 @@ from studio.providers.base import (
     ProviderLimits,
     Verdict,
 )
+from studio.queue import accounts
 
 from .errors import CheckUnavailable, Rejected
 
@@ -186,7 +187,7 @@ def _check(provider: Provider, image: InputFile, *, team: Team, user: User) -> V
                 reason=f"call failed: {exc.code or exc.kind}",
             )
             if exc.about_account:
-                dispatcher.pause_account(
+                accounts.pause_account(
                     provider_name=provider.name, code=exc.code, message=str(exc)
                 )
                 raise Rejected(

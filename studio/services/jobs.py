@@ -18,7 +18,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from studio import billing, catalog, dispatcher, lifecycle, scratch, selectors
+from studio import billing, catalog, lifecycle, scratch, selectors
 from studio.broker import current_cluster
 from studio.files import stored_path
 from studio.media.images import InputError
@@ -41,6 +41,7 @@ from studio.providers.base import (
     TaskResult,
     TaskState,
 )
+from studio.queue import poll, slots
 
 from .errors import Rejected
 from .inputs import audio_problems, portrait_checker, portrait_verdict
@@ -234,7 +235,7 @@ def _same_provider(job: GenerationJob) -> str:
 
 def _enqueue_after_commit(job: GenerationJob) -> None:
     job_id, provider_name = job.pk, job.provider
-    if dispatcher.is_remote(provider_name):
+    if slots.is_remote(provider_name):
         # Remote jobs wait for a free slot of the provider account.
         transaction.on_commit(
             lambda: async_task("studio.tasks.dispatch", provider_name, group="provider")
@@ -276,7 +277,7 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
         )
     )
     if not canceled and job.status == GenerationJob.Status.SUBMITTED:
-        canceled = dispatcher.job_cancel_remote(job=job)
+        canceled = poll.job_cancel_remote(job=job)
     job.refresh_from_db()
     if canceled or job.status == GenerationJob.Status.CANCELED:
         return job  # settled by the lifecycle when it ended

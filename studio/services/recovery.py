@@ -10,8 +10,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from studio import dispatcher
 from studio.models import GenerationJob
+from studio.queue import recovery, slots, tick
 
 from .jobs import _enqueue_after_commit, _job_fail
 
@@ -25,10 +25,10 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
     fails with a message, so no job stays "running" forever.
     """
     now = now or timezone.now()
-    recovered = dispatcher.sweep_remote(now=now)
+    recovered = recovery.sweep_remote(now=now)
     # Without a running dispatcher process, this minute sweep still moves remote
     # jobs along, only more slowly.
-    dispatcher.tick(now=now)
+    tick.tick(now=now)
     if settings.Q_CLUSTER.get("redis"):
         recovered += _resend_lost_messages(now=now)
     cutoff = now - timedelta(seconds=settings.S2V_STALE_SECONDS)
@@ -36,7 +36,7 @@ def jobs_sweep(*, now: datetime | None = None) -> list[int]:
         status__in=GenerationJob.IN_FLIGHT, heartbeat_at__lt=cutoff
     )
     for job in stale.only("pk", "attempts", "provider"):
-        if dispatcher.is_remote(job.provider):
+        if slots.is_remote(job.provider):
             continue  # remote tasks keep running at the provider; polling resumes them
         if _take_back(job):
             recovered.append(job.pk)
@@ -51,7 +51,7 @@ def jobs_take_back(*, workers: list[str]) -> list[int]:
     return [
         job.pk
         for job in lost.only("pk", "attempts", "provider")
-        if not dispatcher.is_remote(job.provider) and _take_back(job)
+        if not slots.is_remote(job.provider) and _take_back(job)
     ]
 
 
@@ -106,7 +106,7 @@ def jobs_resend_queued(*, exclude: list[int]) -> list[int]:
 def _resend(waiting: QuerySet[GenerationJob], *, now: datetime) -> list[int]:
     resent = []
     for job in waiting.only("pk", "provider"):
-        if dispatcher.is_remote(job.provider):
+        if slots.is_remote(job.provider):
             continue  # remote jobs wait in the table, not in the broker
         with transaction.atomic():
             if GenerationJob.objects.filter(

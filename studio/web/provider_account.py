@@ -11,7 +11,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from studio import billing, catalog, dispatcher, reconcile, selectors
+from studio import billing, catalog, reconcile, selectors
+from studio.queue import accounts
 
 from .common import _forbidden, _safe_next
 
@@ -32,7 +33,7 @@ def provider_resume(request: HttpRequest) -> HttpResponse:
             action="resume the provider account",
             back=_safe_next(request, reverse("studio:gallery")),
         )
-    if dispatcher.account_resume(provider_name=request.POST.get("provider", "")):
+    if accounts.account_resume(provider_name=request.POST.get("provider", "")):
         messages.success(
             request,
             "Dispatching resumed. If the account is still refused, it pauses again.",

@@ -8,7 +8,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from studio import dispatcher, services
+from studio import services
+from studio.queue import tick
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Command(BaseCommand):
             started = time.monotonic()
             try:
                 close_old_connections()
-                dispatcher.tick()
+                tick.tick()
                 if started - last_sweep >= sweep_every:
                     last_sweep = started
                     services.jobs_sweep()

@@ -198,7 +198,9 @@ class DashScopeProvider(RemoteProviderBase):
             )
         except DashScopeError as exc:
             error = self._provider_error(exc)
-            error.unanswered = exc.unanswered  # a task may exist: see dispatcher
+            error.unanswered = (
+                exc.unanswered
+            )  # a task may exist: see studio.queue.recovery
             raise error from exc
         return self._result(task)
 
@@ -230,7 +232,7 @@ class DashScopeProvider(RemoteProviderBase):
 
         Used after a crash between the provider accepting a task and the id being
         saved: the listing (provider-api.md §1.2a) finds it by creation time and
-        model; the dispatcher tells it apart by elimination of the ids it saved.
+        model; the queue tells it apart by elimination of the ids it saved.
         Raises ProviderError when the listing fails or cannot be read.
         """
         try:
@@ -279,7 +281,7 @@ class DashScopeProvider(RemoteProviderBase):
     # -- mapping ------------------------------------------------------------------
 
     def _result(self, task: RemoteTask) -> TaskResult:
-        # The dispatcher still treats an expired task as failed; it keeps
+        # The queue still treats an expired task as failed; it keeps
         # the provider's UNKNOWN in remote_status and says why below.
         state = state_of(task.status)
         if state == TaskState.EXPIRED:

@@ -232,7 +232,9 @@ class WaveSpeedProvider(RemoteProviderBase):
             )
         except WaveSpeedError as exc:
             error = self._provider_error(exc)
-            error.unanswered = exc.unanswered  # a task may exist: see dispatcher
+            error.unanswered = (
+                exc.unanswered
+            )  # a task may exist: see studio.queue.recovery
             raise error from exc
         result = self._result(prediction)
         if request.audio_seconds is not None:

@@ -2,7 +2,7 @@
 
 A callback is verified against the signing secret of each WaveSpeed provider
 configured here; its body is never taken as the result. A good one for a task
-the studio holds asks the dispatcher's poll for that job at once; duplicate or
+the studio holds asks the queue's poll for that job at once; duplicate or
 late callbacks only cause one more poll. Unknown ids are logged and ignored.
 """
 
@@ -20,9 +20,9 @@ from django.views.decorators.http import require_POST
 from django_q.tasks import async_task
 
 from studio import catalog
-from studio.dispatcher import POLL_LEASE
 from studio.models import GenerationJob, Task
 from studio.providers import get_provider
+from studio.queue.poll import POLL_LEASE
 
 from .client import WaveSpeedError, parse_prediction
 from .provider import WaveSpeedProvider
