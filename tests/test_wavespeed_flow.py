@@ -368,6 +368,7 @@ def test_a_flagged_result_that_is_billed_fails_the_job_charged_in_plain_words(
     assert task["status"] == "completed" and len(predictions(ws_emu)) == 1
     assert (job.status, job.error_code) == ("failed", "ContentFlagged")
     assert "flagged this video as unsafe (NSFW) and withheld it" in job.error_message
+    assert "could not be saved" not in job.error_message  # withheld, not lost
     assert "It was charged" in job.error_message
     assert "Use another portrait or audio clip" in job.error_message
     [line] = generation_lines(job)

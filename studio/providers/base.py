@@ -178,7 +178,9 @@ class ProviderError(Exception):
     """An provider call failed. `permanent=False` means a later retry may work.
 
     `kind` says more for remote providers: "account" errors are about the
-    provider account (key, billing, access), not about this job.
+    provider account (key, billing, access), not about this job; "withheld"
+    means the provider made (and may have billed) the result but will not hand
+    it over, and the message already says what that cost.
     """
 
     def __init__(

@@ -234,12 +234,11 @@ def _store_result(
                 exc.permanent
                 or now - ended > catalog.provider(job.provider).task_lifetime
             ):
+                lost = " The provider billed the video, but it could not be saved."
                 lifecycle.fail(
                     mine,
                     code=exc.code or "result_lost",
-                    message=(
-                        f"{exc} The provider billed the video, but it could not be saved."
-                    ),
+                    message=f"{exc}{'' if exc.kind == 'withheld' else lost}",
                 )
             else:
                 Task.objects.filter(pk=task.pk).update(

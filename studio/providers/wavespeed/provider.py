@@ -272,7 +272,7 @@ class WaveSpeedProvider(RemoteProviderBase):
         if not result.video_url:
             # Only a billed flagged result succeeds without a video (`_result`):
             # the job fails, charged, with this message.
-            raise ProviderError(FLAGGED_CHARGED, code="ContentFlagged")
+            raise ProviderError(FLAGGED_CHARGED, code="ContentFlagged", kind="withheld")
         try:
             self.client.download(
                 result.video_url, dest, max_bytes=http.result_max_bytes()
