@@ -240,3 +240,26 @@ def test_the_eta_shown_uses_the_same_provider_measured_run_times(
     assert progress.position == 1
     assert progress.eta_seconds == pytest.approx(6.0)
     assert timing.expected_remote_seconds(job) == pytest.approx(6.0)
+
+
+def test_a_provider_that_calls_back_is_polled_only_as_a_backstop(
+    fast_settings, checked_inputs, alice, team
+):
+    # WaveSpeed calls back when a task ends (§9.6), once the studio is public:
+    # the callback asks for the poll that sees the end, so no tight polling
+    # around the expected end; the slow pace covers a lost callback.
+    for _ in range(3):
+        finished(checked_inputs, alice, team, seconds=6.0)
+    job = make_job(checked_inputs, alice, team, status=GenerationJob.Status.RUNNING)
+    job.provider = "wavespeed"
+
+    fast_settings.S2V_PUBLIC_BASE_URL = ""
+    assert timing.calls_back("wavespeed") is False
+    assert plan_from_start(job, until=12)[0] < 15.0  # aimed at the expected end
+
+    fast_settings.S2V_PUBLIC_BASE_URL = "https://studio.example"
+    assert timing.calls_back("wavespeed") is True
+    polls = plan_from_start(job, until=60)
+    assert [b - a for a, b in itertools.pairwise([0.0, *polls])] == [15.0] * len(polls)
+    # DashScope has no per-task callback (§9.7): its polls still aim at the end.
+    assert timing.calls_back("dashscope") is False

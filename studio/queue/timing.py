@@ -153,11 +153,13 @@ def plan_next_poll(
     the documented ~15 s pace before that, so no query is wasted just short of
     the end. Past the end it asks every few seconds, easing back to the slow
     pace once the task is long overdue. A task still PENDING behind another of
-    the account's tasks keeps the slow pace.
+    the account's tasks keeps the slow pace, and so does one whose provider
+    calls back when it ends: the callback asks for the poll that sees the end,
+    and the slow pace is only the backstop should a callback be lost.
     """
     slow = float(settings.S2V_POLL_INTERVAL)
     fast = float(settings.S2V_POLL_FAST_INTERVAL)
-    if job.remote_started_at is None:
+    if job.remote_started_at is None or calls_back(job.provider):
         return now + timedelta(seconds=slow)
     if expected is None:
         expected = expected_remote_seconds(job)
@@ -179,6 +181,15 @@ def plan_next_poll(
     else:
         delay = min(slow, fast + (-remaining) / 4)  # overdue: ease back to slow
     return now + timedelta(seconds=max(delay, MIN_POLL_GAP))
+
+
+def calls_back(provider_name: str) -> bool:
+    """Whether a provider tells the studio when a task ends: it can, and can reach us."""
+    try:
+        spec = catalog.provider(provider_name)
+    except catalog.UnknownChoice:
+        return False
+    return spec.webhooks and bool(settings.S2V_PUBLIC_BASE_URL)
 
 
 def progress_at(job: GenerationJob, now: datetime, *, expected: float) -> float:
