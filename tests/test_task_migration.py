@@ -243,3 +243,41 @@ def test_the_migration_goes_back(at_0013):
         "task-canceled",
     }
     assert RemoteTask.objects.get(task_id="task-running").job_id == jobs["running"].pk
+
+
+def test_jobs_in_flight_get_a_current_task_holding_their_poll_plan(at_0013):
+    keys = {key: job.pk for key, job in make_jobs(at_0013).items()}
+    apps = migrate([("studio", "0016_wavespeed_emulator_prices")])
+    Job = apps.get_model("studio", "GenerationJob")
+    old = Job.objects.get(pk=keys["local"])
+    rendering = Job.objects.create(  # a local render in flight: no task yet
+        team_id=old.team_id, created_by_id=old.created_by_id,
+        portrait_id=old.portrait_id, audio_id=old.audio_id, provider="local",
+        status="running", attempts=1, started_at=old.started_at, polls=0,
+    )  # fmt: skip
+    plans = {
+        key: (job.next_poll_at, job.polls)
+        for key, job in ((k, Job.objects.get(pk=pk)) for k, pk in keys.items())
+    }
+
+    apps = migrate([("studio", "0017_task_holds_slot")])
+    Job = apps.get_model("studio", "GenerationJob")
+    Task = apps.get_model("studio", "Task")
+
+    for key in ("submitting", "submitted", "running", "checking"):
+        job = Job.objects.get(pk=keys[key])
+        task = Task.objects.get(pk=job.task_id)
+        assert (task.job_id, task.remote_id) == (job.pk, job.remote_task_id), key
+        assert (task.next_poll_at, task.polls) == plans[key], key
+    local = Task.objects.get(pk=Job.objects.get(pk=rendering.pk).task_id)
+    assert (local.provider, local.state, local.remote_id) == ("local", "running", "")
+    # An ended job points at the task its remote id names; one with none, at none.
+    done = Job.objects.get(pk=keys["succeeded"])
+    assert Task.objects.get(pk=done.task_id).remote_id == "task-succeeded"
+    assert Job.objects.get(pk=keys["queued"]).task_id is None
+
+    apps = migrate([("studio", "0016_wavespeed_emulator_prices")])
+    Job = apps.get_model("studio", "GenerationJob")
+    for key in ("submitted", "running"):
+        job = Job.objects.get(pk=keys[key])
+        assert (job.next_poll_at, job.polls) == plans[key], key
