@@ -432,18 +432,8 @@ S2V_LOCAL_MAX_AUDIO_SECONDS = env_int("S2V_LOCAL_MAX_AUDIO_SECONDS", 120)
 S2V_CURRENCY = env_str("S2V_CURRENCY", "USD").upper()
 
 
-def _api_key(name: str) -> str:
-    """A provider key from NAME, or from the file NAME_FILE names (a mounted secret)."""
-    if path := env_str(f"{name}_FILE"):
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}") from exc
-    return env_str(name)
-
-
 # DashScope (S2V_PROVIDERS has dashscope). The key is never logged or shown.
-DASHSCOPE_API_KEY = _api_key("DASHSCOPE_API_KEY")
+DASHSCOPE_API_KEY = env_secret("DASHSCOPE_API_KEY")
 S2V_DASHSCOPE_BASE_URL = env_str(
     "S2V_DASHSCOPE_BASE_URL", "https://dashscope.aliyuncs.com/api/v1"
 )
@@ -473,7 +463,7 @@ S2V_RESULT_MAX_MB = env_int("S2V_RESULT_MAX_MB", 500)
 S2V_EMULATOR_PORT = env_int("S2V_EMULATOR_PORT", 8765)
 
 # WaveSpeed (provider-api.md §9). The key is never logged or shown.
-WAVESPEED_API_KEY = _api_key("WAVESPEED_API_KEY")
+WAVESPEED_API_KEY = env_secret("WAVESPEED_API_KEY")
 S2V_WAVESPEED_BASE_URL = env_str("S2V_WAVESPEED_BASE_URL", "https://api.wavespeed.ai")
 # Tasks the account runs at once: its tier's limit (§9.6: Bronze 3, Silver 100).
 S2V_WAVESPEED_CONCURRENCY = env_int("S2V_WAVESPEED_CONCURRENCY", 3)

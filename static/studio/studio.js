@@ -2,24 +2,22 @@
 (function () {
   "use strict";
 
-  function showAlert(text) {
-    var box = document.getElementById("alerts");
+  // What `box` shows becomes one alert paragraph (nothing happens without a box).
+  function alertIn(box, className, text) {
     if (!box) return;
     var p = document.createElement("p");
-    p.className = "alert alert-error";
+    p.className = className;
     p.setAttribute("role", "alert");
     p.textContent = text;
     box.replaceChildren(p);
   }
 
+  function showAlert(text) {
+    alertIn(document.getElementById("alerts"), "alert alert-error", text);
+  }
+
   function verdictMessage(input, text) {
-    var target = document.querySelector(input.dataset.verdict);
-    if (!target) return;
-    var p = document.createElement("p");
-    p.className = "verdict-fail";
-    p.setAttribute("role", "alert");
-    p.textContent = text;
-    target.replaceChildren(p);
+    alertIn(document.querySelector(input.dataset.verdict), "verdict-fail", text);
   }
 
   // A local preview of the chosen portrait, before any upload.

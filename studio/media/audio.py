@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -108,13 +109,7 @@ def convert_to_wav(src: Path, dst: Path) -> AudioInfo:
                 resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
                 written = 0
                 try:
-                    for frame in container.decode(stream):
-                        # Timestamps of the source (gaps, offsets) do not matter
-                        # in a WAV; sample order does.
-                        frame.pts = None
-                        for pcm in resampler.resample(frame):
-                            written = _write(out, target, pcm, written, rate)
-                    for pcm in resampler.resample(None):
+                    for pcm in resampled(container, stream, resampler):
                         written = _write(out, target, pcm, written, rate)
                     out.mux(target.encode(None))
                 except av.FFmpegError as exc:
@@ -127,6 +122,20 @@ def convert_to_wav(src: Path, dst: Path) -> AudioInfo:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return probe_audio(dst)
+
+
+def resampled(
+    container: av.container.InputContainer,
+    stream: av.AudioStream,
+    resampler: av.AudioResampler,
+) -> Iterator[av.AudioFrame]:
+    """Every frame of `stream` through `resampler`, then what it still holds."""
+    for frame in container.decode(stream):
+        # Timestamps of the source (gaps, offsets) do not matter to a consumer
+        # of samples in order (a WAV, a loudness envelope); sample order does.
+        frame.pts = None
+        yield from resampler.resample(frame)
+    yield from resampler.resample(None)
 
 
 def _write(

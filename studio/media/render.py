@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from studio.media.audio import OPEN_ERROR, probe_audio
+from studio.media.audio import OPEN_ERROR, probe_audio, resampled
 from studio.media.images import InputError, check_face, load_rgb, read_image_info
 from studio.providers.base import RESOLUTION_AREAS
 
@@ -164,11 +164,7 @@ def _loudness(audio: Path, *, frames: int, fps: int) -> FloatArray:
     try:
         with av.open(str(audio), "r", metadata_errors="ignore") as container:
             stream = container.streams.audio[0]
-            for decoded in container.decode(stream):
-                decoded.pts = None
-                for chunk in resampler.resample(decoded):
-                    done = _accumulate(chunk, done, energy, counts, fps)
-            for chunk in resampler.resample(None):
+            for chunk in resampled(container, stream, resampler):
                 done = _accumulate(chunk, done, energy, counts, fps)
     except av.FFmpegError as exc:
         raise InputError(

@@ -8,7 +8,14 @@ notifications, queue (the ORM broker's clusters and leases).
 
 from __future__ import annotations
 
-from .inputs import AudioClip, FaceCheck, Portrait, audio_upload_to, portrait_upload_to
+from .inputs import (
+    AudioClip,
+    FaceCheck,
+    InputFile,
+    Portrait,
+    audio_upload_to,
+    portrait_upload_to,
+)
 from .jobs import GenerationJob, Task, result_upload_to
 from .money import (
     Budget,
@@ -29,6 +36,7 @@ __all__ = [
     "FaceCheck",
     "Favourite",
     "GenerationJob",
+    "InputFile",
     "JobComment",
     "JobReview",
     "LedgerEntry",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -59,61 +59,61 @@ class FaceCheck(models.Model):
         return f"{self.sha256[:12]} on {self.provider}: {outcome}"
 
 
-class Portrait(models.Model):
+class InputFile(models.Model):
+    """What portraits and audio clips share: a team's upload, kept under a code."""
+
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    team = models.ForeignKey(Team, models.CASCADE, related_name="portraits")
-    uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.PROTECT, related_name="portraits"
-    )
-    file = models.FileField(upload_to=portrait_upload_to, max_length=255)
     original_name = models.CharField(max_length=255, blank=True)
     sha256 = models.CharField(max_length=64, db_index=True)
     size = models.PositiveBigIntegerField()
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
-    # Pillow's format of the stored file ("JPEG", "PNG", ...): it alone decides
-    # the stored name's suffix and the type the file is served as.
+    # The verified format of the stored file (Pillow's "JPEG", "PNG", ... or the
+    # probed container "wav", "mp3", ...): it alone decides the stored name's
+    # suffix and the type the file is served as.
     format = models.CharField(max_length=16)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # The URL name that serves the file to the owning team.
+    url_name: ClassVar[str]
+
+    if TYPE_CHECKING:  # each kind declares its own, for its own folder
+        file: models.FileField
+
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return self.original_name or str(self.code)
 
     def get_absolute_url(self) -> str:
-        return reverse("studio:portrait-file", args=[self.code])
+        return reverse(self.url_name, args=[self.code])
 
 
-class AudioClip(models.Model):
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+class Portrait(InputFile):
+    team = models.ForeignKey(Team, models.CASCADE, related_name="portraits")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="portraits"
+    )
+    file = models.FileField(upload_to=portrait_upload_to, max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+
+    url_name = "studio:portrait-file"
+
+
+class AudioClip(InputFile):
     team = models.ForeignKey(Team, models.CASCADE, related_name="audio_clips")
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.PROTECT, related_name="audio_clips"
     )
     # The file every provider receives: the upload itself, or its WAV conversion.
     file = models.FileField(upload_to=audio_upload_to, max_length=255)
-    original_name = models.CharField(max_length=255, blank=True)
     original_format = models.CharField(max_length=16)
-    # The probed container of the stored file ("wav", "mp3", ...): it alone
-    # decides the stored name's suffix and the type the file is served as.
-    format = models.CharField(max_length=16)
-    sha256 = models.CharField(max_length=64, db_index=True)
     duration = models.FloatField()
-    size = models.PositiveBigIntegerField()
     sample_rate = models.PositiveIntegerField()
     channels = models.PositiveSmallIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.original_name or str(self.code)
-
-    def get_absolute_url(self) -> str:
-        return reverse("studio:audio-file", args=[self.code])
+    url_name = "studio:audio-file"
 
     @property
     def converted(self) -> bool:

@@ -110,8 +110,7 @@ def _recover_lost_submits(provider_name: str, *, now: datetime) -> list[int]:
     ]
     for job in lost:
         if not job.recovery:
-            job.recovery, job.recovery_at = GenerationJob.Recovery.CHECKING, now
-            _lost(job).update(recovery=job.recovery, recovery_at=now)
+            _mark(job, GenerationJob.Recovery.CHECKING, now=now)
             log.warning(
                 "job %s: submit sent %s and saved no task id; checking with the "
                 "provider whether it received it",
@@ -235,6 +234,14 @@ def _lost(job: GenerationJob) -> QuerySet[GenerationJob]:
     )
 
 
+def _mark(
+    job: GenerationJob, recovery: GenerationJob.Recovery, *, now: datetime
+) -> None:
+    """Record how far recovering the lost submit has got, on the job and its row."""
+    job.recovery, job.recovery_at = recovery, now
+    _lost(job).update(recovery=recovery, recovery_at=now)
+
+
 def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
     with transaction.atomic():
         # Elimination: a task id saved on any job is never adopted by another.
@@ -305,8 +312,7 @@ def _undecided(
     if now - began < LOST_SUBMIT_DECIDE:
         return
     if job.recovery != GenerationJob.Recovery.ADMIN:
-        job.recovery, job.recovery_at = GenerationJob.Recovery.ADMIN, now
-        _lost(job).update(recovery=job.recovery, recovery_at=now)
+        _mark(job, GenerationJob.Recovery.ADMIN, now=now)
         log.error(
             "job %s: lost submit marked for an admin: %s; the provider may have "
             "made this video; check the bill",

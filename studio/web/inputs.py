@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.files import File
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
@@ -43,26 +45,39 @@ def _portrait_ok(membership: Membership, code: str, provider: str) -> bool:
 @require_POST
 def portrait_check(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The inline verdict. Always 200: htmx 2 does not swap error responses."""
+    context = _upload_outcome(
+        request,
+        "portrait_file",
+        lambda upload: services.portrait_submit(
+            team=membership.team,
+            user=request.user,  # type: ignore[arg-type]
+            upload=upload,
+            provider=services.portrait_checker(_chosen(membership, request.POST)),
+        ),
+    )
+    return _portrait_answer(request, membership, context)
+
+
+def _upload_outcome(
+    request: HttpRequest, field: str, submit: Callable[[File[bytes]], object]
+) -> dict[str, Any]:
+    """The context of an inline check: what `submit` made of the uploaded file
+    as "outcome", or why the upload or `submit` refused it as "error"."""
     form = UploadForm(
         request.POST,
         request.FILES,
-        field_name="portrait_file",
+        field_name=field,
         max_mb=settings.S2V_MAX_UPLOAD_MB,
     )
     context: dict[str, Any] = {"error": "", "outcome": None}
     if not form.is_valid():
-        context["error"] = form.errors["portrait_file"][0]
+        context["error"] = form.errors[field][0]
     else:
         try:
-            context["outcome"] = services.portrait_submit(
-                team=membership.team,
-                user=request.user,  # type: ignore[arg-type]
-                upload=form.cleaned_data["portrait_file"],
-                provider=services.portrait_checker(_chosen(membership, request.POST)),
-            )
+            context["outcome"] = submit(form.cleaned_data[field])
         except services.Rejected as exc:
             context["error"] = exc.message
-    return _portrait_answer(request, membership, context)
+    return context
 
 
 @team_required
@@ -122,26 +137,18 @@ def _portrait_answer(
 @require_POST
 def audio_check(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The inline audio report: duration, format and whether it fits. Always 200."""
-    form = UploadForm(
-        request.POST,
-        request.FILES,
-        field_name="audio_file",
-        max_mb=settings.S2V_MAX_UPLOAD_MB,
-    )
     limits = _page_limits(selectors.team_providers(team=membership.team))
-    context: dict[str, Any] = {"error": "", "outcome": None, "limits": limits}
-    if not form.is_valid():
-        context["error"] = form.errors["audio_file"][0]
-    else:
-        try:
-            context["outcome"] = services.audio_submit(
-                team=membership.team,
-                user=request.user,  # type: ignore[arg-type]
-                upload=form.cleaned_data["audio_file"],
-                limits=limits,
-            )
-        except services.Rejected as exc:
-            context["error"] = exc.message
+    context = _upload_outcome(
+        request,
+        "audio_file",
+        lambda upload: services.audio_submit(
+            team=membership.team,
+            user=request.user,  # type: ignore[arg-type]
+            upload=upload,
+            limits=limits,
+        ),
+    )
+    context["limits"] = limits
     outcome = context["outcome"]
     fits = bool(outcome and outcome.clip)
     html = render_to_string("studio/job_create.html#audio-report", context, request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -150,15 +151,12 @@ def job_cancel(
 @require_POST
 def job_retry(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
     job = _team_job(membership, code)
-    try:
-        new_job = services.job_retry(job=job, user=request.user)  # type: ignore[arg-type]
-    except services.Rejected as exc:
-        messages.error(request, exc.message)
-        return _back_to(request, job.get_absolute_url())
-    messages.success(
-        request, "Queued again with the same portrait, audio and settings."
+    return _queue_from(
+        request,
+        job,
+        lambda: services.job_retry(job=job, user=request.user),  # type: ignore[arg-type]
+        lambda new_job: "Queued again with the same portrait, audio and settings.",
     )
-    return _back_to(request, new_job.get_absolute_url())
 
 
 @team_required
@@ -168,19 +166,32 @@ def job_variant(
 ) -> HttpResponse:
     job = _team_job(membership, code)
     resolution = request.POST.get("resolution", "")
-    try:
-        variant = services.job_variant(
+    return _queue_from(
+        request,
+        job,
+        lambda: services.job_variant(
             job=job,
             user=request.user,  # type: ignore[arg-type]
             resolution=resolution,
-        )
+        ),
+        lambda variant: f"Queued a {variant.resolution} variant of the same take.",
+    )
+
+
+def _queue_from(
+    request: HttpRequest,
+    job: GenerationJob,
+    queue: Callable[[], GenerationJob],
+    said: Callable[[GenerationJob], str],
+) -> HttpResponse:
+    """Queue a new job made from `job` and go to it; when refused, back to `job`."""
+    try:
+        new_job = queue()
     except services.Rejected as exc:
         messages.error(request, exc.message)
         return _back_to(request, job.get_absolute_url())
-    messages.success(
-        request, f"Queued a {variant.resolution} variant of the same take."
-    )
-    return _back_to(request, variant.get_absolute_url())
+    messages.success(request, said(new_job))
+    return _back_to(request, new_job.get_absolute_url())
 
 
 @team_required

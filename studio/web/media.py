@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from studio.formats import POSTER_FORMAT, VIDEO_FORMAT
 from studio.media.serving import input_format, serve_file
-from studio.models import AudioClip, GenerationJob, Membership, Portrait
+from studio.models import AudioClip, GenerationJob, InputFile, Membership, Portrait
 from studio.providers.staging import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 
 from .common import _team_job
@@ -25,8 +25,7 @@ from .decorators import team_required
 def portrait_file(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponseBase:
-    portrait = get_object_or_404(Portrait, code=code, team=membership.team)
-    return serve_file(request, portrait.file.name, fmt=portrait.format)
+    return _input_file(request, Portrait, membership, code)
 
 
 @team_required
@@ -34,8 +33,14 @@ def portrait_file(
 def audio_file(
     request: HttpRequest, membership: Membership, code: UUID
 ) -> HttpResponseBase:
-    clip = get_object_or_404(AudioClip, code=code, team=membership.team)
-    return serve_file(request, clip.file.name, fmt=clip.format)
+    return _input_file(request, AudioClip, membership, code)
+
+
+def _input_file(
+    request: HttpRequest, kind: type[InputFile], membership: Membership, code: UUID
+) -> HttpResponseBase:
+    upload = get_object_or_404(kind, code=code, team=membership.team)
+    return serve_file(request, upload.file.name, fmt=upload.format)
 
 
 @team_required

@@ -182,22 +182,13 @@ def inspect_audio(path: Path, *, max_seconds: float, max_bytes: int) -> AudioChe
         return AudioCheck(
             ok=False, code="InvalidURL", message=errors.AUDIO_TYPE, size=size
         )
-    # §3.1 says "< 15 MB": exactly the limit is refused too.
+    # §3.1 says "< 15 MB" and "< 20 s": exactly the limit is refused too.
     if size >= max_bytes:
-        return AudioCheck(
-            ok=False,
-            code="InvalidURL",
-            message=f"File size is larger than {max_bytes / 1e6:g}MB.",
-            duration=info.duration,
-            size=size,
-        )
-    # §3.1 says "< 20 s": a clip of exactly 20 s is refused too.
-    if info.duration >= max_seconds:
-        return AudioCheck(
-            ok=False,
-            code="InvalidURL",
-            message=f"The input audio is longer than {max_seconds:g}s.",
-            duration=info.duration,
-            size=size,
-        )
-    return AudioCheck(ok=True, duration=info.duration, size=size)
+        over = f"File size is larger than {max_bytes / 1e6:g}MB."
+    elif info.duration >= max_seconds:
+        over = f"The input audio is longer than {max_seconds:g}s."
+    else:
+        return AudioCheck(ok=True, duration=info.duration, size=size)
+    return AudioCheck(
+        ok=False, code="InvalidURL", message=over, duration=info.duration, size=size
+    )
