@@ -27,7 +27,8 @@ from pathlib import Path
 
 from django.core.files import File
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -96,19 +97,20 @@ def complete(
         job.finished_at = timezone.now()
         job.error_code = job.error_message = ""
         job.save()
-        # What the task cost, on the task the ledger line references: the one
-        # whose id the job follows, or the open one of a local render.
+        # What the task that made the video cost: the one whose id the job
+        # follows (the ledger line references it), or a local render's.
         made = Task.objects.filter(job=job, remote_id=job.remote_task_id)
         if not job.remote_task_id:
             made = made.filter(state__in=Task.ACTIVE)
         made.update(
             state=Task.State.SUCCEEDED,
-            ended_at=job.finished_at,
-            next_poll_at=None,
+            # When the provider's answer said it ended, else now.
+            ended_at=Coalesce(F("ended_at"), Value(job.finished_at)),
             billed_seconds=billed,
             cost=job.cost,
             currency=job.currency,
         )
+        _close_tasks(job.pk, GenerationJob.Status.SUCCEEDED, now=job.finished_at)
         billing.job_finished(job_id=job.pk)
     _announce(job.pk, GenerationJob.Status.SUCCEEDED)
     return job
@@ -175,7 +177,7 @@ def _end(
 
 
 def _close_tasks(job_id: int, outcome: GenerationJob.Status, *, now: datetime) -> None:
-    """No more polls for an ended job; its tasks that never got an id end with it.
+    """No more polls for an ended job; its other tasks that never got an id end with it.
 
     A task with an id keeps the provider's last word: the studio stopped
     following it, which does not make it failed or canceled there.

@@ -35,6 +35,7 @@ from .providers.base import (
     TaskState,
     as_remote,
 )
+from .queue import timing
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,16 @@ def remember_task(
         if billed_seconds is not None:
             values["billed_seconds"] = billed_seconds
         account = getattr(provider, "account", "")
-        if (
-            opened is not None
-            and not Task.objects.filter(account=account, remote_id=task_id).exists()
-        ):
-            # The id the attempt's task (opened when the queue claimed the
-            # job) was waiting for: that task becomes this one.
-            Task.objects.filter(pk=opened, remote_id="").update(remote_id=task_id)
+        if not Task.objects.filter(account=account, remote_id=task_id).exists():
+            # The job's record of this id made without the account's
+            # fingerprint (migration 0017), else the task the attempt opened
+            # while it waited for the id: that record becomes this one.
+            mine = Task.objects.filter(job=job, remote_id=task_id, account="").first()
+            target = mine.pk if mine is not None else opened
+            if target is not None:
+                Task.objects.filter(pk=target, remote_id__in=("", task_id)).update(
+                    remote_id=task_id, account=account
+                )
         Task.objects.update_or_create(
             account=account,
             remote_id=task_id,
@@ -554,7 +558,7 @@ def summary(run: Reconciliation) -> str:
         return run.error
     unknown = sum(1 for f in run.findings if f["kind"] == "unknown")
     other = len(run.findings) - unknown
-    span = _span(run.window_end - run.window_start)
+    span = timing.span(run.window_end - run.window_start)
     return (
         f"{run.tasks_found} tasks in the last {span}; {unknown} unknown to "
         f"the studio, {other} disagreeing or unreadable; "
@@ -565,12 +569,7 @@ def summary(run: Reconciliation) -> str:
 
 def window(provider_name: str) -> str:
     """How far back a provider's reconciliation looks, in words: "24 h", "7 days"."""
-    return _span(catalog.provider(provider_name).task_lifetime)
-
-
-def _span(length: timedelta) -> str:
-    hours = round(length.total_seconds() / 3600)
-    return f"{hours // 24} days" if hours > 24 and hours % 24 == 0 else f"{hours} h"
+    return timing.span(catalog.provider(provider_name).task_lifetime)
 
 
 def _unreadable(exc: ProviderError, base: dict[str, str]) -> Finding:

@@ -11,34 +11,41 @@ Reversible: backwards, the current task's poll plan goes back on the job.
 
 import django.db.models.deletion
 from django.db import migrations, models
+from django.db.models import OuterRef, Subquery
 
 IN_FLIGHT = ("submitted", "running")
 ACTIVE_BY_JOB_STATUS = {"submitted": "pending", "running": "running"}
 
 
 def _current(Task, job):
-    return (
-        Task.objects.filter(job=job, remote_id=job.remote_task_id)
-        .order_by("-id")
-        .first()
-    )
+    """The row of the job's task id; for a job still without one, an open row."""
+    rows = Task.objects.filter(job=job, remote_id=job.remote_task_id)
+    if not job.remote_task_id:
+        rows = rows.filter(state__in=ACTIVE_BY_JOB_STATUS.values())
+    return rows.order_by("-id").first()
 
 
 def polls_to_tasks(apps, schema_editor):
     Job = apps.get_model("studio", "GenerationJob")
     Task = apps.get_model("studio", "Task")
-    for job in Job.objects.exclude(status__in=IN_FLIGHT).exclude(remote_task_id=""):
-        task = _current(Task, job)
-        if task is not None:
-            Job.objects.filter(pk=job.pk).update(task=task)
+    # Ended jobs: one UPDATE, pointing each at the task its remote id names.
+    Job.objects.exclude(status__in=IN_FLIGHT).exclude(remote_task_id="").update(
+        task=Subquery(
+            Task.objects.filter(
+                job=OuterRef("pk"), remote_id=OuterRef("remote_task_id")
+            )
+            .order_by("-id")
+            .values("pk")[:1]
+        )
+    )
     for job in Job.objects.filter(status__in=IN_FLIGHT).iterator():
         task = _current(Task, job)
         if task is None:
             task = Task.objects.create(
                 job=job,
                 provider=job.provider,
-                account="",
-                remote_id="",
+                account="",  # remember_task adds the fingerprint when it sees the id
+                remote_id=job.remote_task_id,
                 state=ACTIVE_BY_JOB_STATUS[job.status],
                 remote_status=job.remote_status,
                 submitted_at=job.submit_started_at or job.started_at or job.queued_at,

@@ -88,15 +88,15 @@ class GenerationJob(models.Model):
     retry_of = models.ForeignKey(
         "self", models.SET_NULL, null=True, blank=True, related_name="retries"
     )
-    # The task of the current attempt (opened when the queue or a worker
-    # claimed the job); its earlier tasks stay in `tasks`.
+    # The task the current attempt follows: opened when the queue or a worker
+    # claimed the job (or the record of its task id, made again if it was
+    # lost). Its earlier tasks stay in `tasks`.
     task = models.ForeignKey(
         "Task", models.SET_NULL, null=True, blank=True, related_name="+"
     )
     remote_task_id = models.CharField(max_length=128, blank=True, db_index=True)
-    # The provider's last word on the task (PENDING, RUNNING, SUCCEEDED, ...).
-    # A task the provider has finished no longer holds the account's slot, even
-    # while its result is still being copied into our storage.
+    # The provider's last word on the current task (PENDING, RUNNING, ...), as
+    # the job's pages show it; the queue counts slots by Task.state.
     remote_status = models.CharField(max_length=16, blank=True)
     result_url = models.URLField(max_length=2000, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -333,6 +333,22 @@ class Task(models.Model):
         return TaskState(self.state).active
 
     @classmethod
+    def take_back(cls, job_id: int, *, now: datetime) -> None:
+        """Close the tasks a job's attempt left open without a remote id.
+
+        The attempt was taken back (a worker died, the listing showed no task
+        for a lost submit): nothing the provider has carries such a task's id,
+        and a task a crash made anyway is found by the reconciliation.
+        """
+        cls.objects.filter(job_id=job_id, remote_id="", state__in=cls.ACTIVE).update(
+            state=cls.State.CANCELED,
+            ended_at=now,
+            next_poll_at=None,
+            error_code="taken_back",
+            error_message="The attempt was taken back; the job was queued again.",
+        )
+
+    @classmethod
     def open(
         cls,
         job: GenerationJob,
@@ -342,20 +358,8 @@ class Task(models.Model):
         now: datetime,
         state: State = State.PENDING,
     ) -> Task:
-        """Open the task of a job's new attempt and make it the job's current one.
-
-        Any task the job left open without a remote id belonged to an attempt
-        the sweep or a failed submit took back: nothing at the provider has
-        its id (the reconciliation finds a task a crash made anyway in the
-        listing), so it is closed.
-        """
-        cls.objects.filter(job=job, remote_id="", state__in=cls.ACTIVE).update(
-            state=cls.State.CANCELED,
-            ended_at=now,
-            next_poll_at=None,
-            error_code="taken_back",
-            error_message="The attempt was taken back before a task id came back.",
-        )
+        """Open the task of a job's new attempt and make it the job's current one."""
+        cls.take_back(job.pk, now=now)
         task = cls.objects.create(
             job=job,
             provider=job.provider,

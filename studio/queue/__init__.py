@@ -13,7 +13,7 @@ the provider until its result is in storage.
   result, queue again, fail); `job_cancel_remote` withdraws a pending task.
 - `timing`: run times learned from history, poll plans, backoff.
 - `accounts`: pausing an account the provider refused, and resuming it.
-- `tick`: what the dispatcher process runs every second: fill slots, hand due
+- `tick`: what the dispatcher process runs twice a second: fill slots, hand due
   polls to workers.
 - `recovery`: the minute sweep's part: submits whose answer was lost.
 

@@ -187,7 +187,13 @@ def current_task(job: GenerationJob) -> Task:
     Recorded when its id came back; a record lost to an error is made again
     and becomes the job's current task.
     """
-    task = Task.objects.filter(job=job, remote_id=job.remote_task_id).last()
+    task = job.task if job.task and job.task.remote_id == job.remote_task_id else None
+    if task is None:
+        task = (
+            Task.objects.filter(job=job, remote_id=job.remote_task_id)
+            .order_by("id")
+            .last()
+        )
     if task is None:
         reconcile.remember_task(
             job=job, task_id=job.remote_task_id, status=job.remote_status

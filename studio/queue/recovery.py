@@ -10,12 +10,12 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from studio import lifecycle, reconcile
+from studio import lifecycle
 from studio.models import GenerationJob, Task
 from studio.providers import get_provider
 from studio.providers.base import ListedTask, ProviderError, TaskState, as_remote
 
-from . import slots, submit, timing
+from . import poll, slots, submit, timing
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,21 @@ def sweep_remote(*, now: datetime) -> list[int]:
     ]:
         touched += _recover_lost_submits(provider_name, now=now)
     # A leased poll whose worker died expires by itself (the tick hands out any
-    # due poll); a task with no poll planned at all is asked about now.
-    stale = Task.objects.filter(
-        job__status__in=GenerationJob.IN_FLIGHT,
-        job__remote_task_id=F("remote_id"),
-        state__in=Task.ACTIVE,
-        next_poll_at__isnull=True,
-    ).exclude(remote_id="")
-    stale_jobs = dict(stale.values_list("pk", "job_id"))
-    touched += list(stale_jobs.values())
-    Task.objects.filter(pk__in=stale_jobs).update(next_poll_at=now)
+    # due poll). A job in flight with a task id whose current task is not
+    # followed (no poll planned, or no such record: a worker died between two
+    # writes) is asked about now; the poll moves it on whatever the task did.
+    unfollowed = (
+        GenerationJob.objects.filter(status__in=GenerationJob.IN_FLIGHT)
+        .exclude(remote_task_id="")
+        .exclude(task__remote_id=F("remote_task_id"), task__next_poll_at__isnull=False)
+    )
+    for job in unfollowed:
+        followed = poll.current_task(job)
+        # At once, also when the sweep runs with a later `now` (tests).
+        Task.objects.filter(pk=followed.pk).update(
+            next_poll_at=min(now, timezone.now())
+        )
+        touched.append(job.pk)
     return touched
 
 
@@ -255,24 +260,26 @@ def _adopt(job: GenerationJob, task: ListedTask, *, now: datetime) -> None:
                 task.task_id,
             )
             return
+        # The listing's word only while the task runs: a poll brings the
+        # rest (the result URL and billed seconds come with it).
+        word = task.status if task.state.active else ""
         adopted = _lost(job).update(
             remote_task_id=task.task_id,
-            # The listing's word only while the task runs: a poll brings the
-            # rest (the result URL and billed seconds come with it).
-            remote_status=task.status if task.state.active else "",
+            remote_status=word,
             heartbeat_at=now,
             recovery=GenerationJob.Recovery.NONE,
             recovery_at=None,
         )
+        if adopted:
+            slots.follow(
+                job,
+                task_id=task.task_id,
+                word=word,
+                now=now,
+                # Ask at once, also when the sweep runs with a later `now` (tests).
+                next_poll_at=min(now, timezone.now()),
+            )
     if adopted:
-        reconcile.remember_task(
-            job=job,
-            task_id=task.task_id,
-            status=task.status,
-            opened=submit.opened_task_id(job),
-            # Ask at once, also when the sweep runs with a later `now` (tests).
-            next_poll_at=min(now, timezone.now()),
-        )
         log.warning(
             "job %s: adopted task %s (created %s, %s) lost in a crash",
             job.pk,
@@ -293,6 +300,7 @@ def _requeue_lost(job: GenerationJob, *, now: datetime, why: str = "") -> None:
         recovery=GenerationJob.Recovery.NONE,
         recovery_at=None,
     ):
+        Task.take_back(job.pk, now=now)
         log.warning(
             "job %s: lost submit; %s; queued again",
             job.pk,

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F, Max, Min, Q, QuerySet
 from django.utils import timezone
 
-from studio import billing, catalog
+from studio import billing, catalog, reconcile
 from studio.models import GenerationJob, Price, ProviderAccount, Task
 from studio.providers import get_provider, task_state
 from studio.providers.base import TaskState, as_remote
@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def holding_slot(provider_name: str) -> Q:
-    """Tasks that occupy one of the account's slots at the provider.
+    """The tasks the queue counts against the account's slots.
 
     The task of a job's current attempt holds its slot from the claim on,
     while it is sent and until the provider says it ended: a task that ended
     no longer holds it, even while its result is still being copied into
     storage. A task of an earlier attempt (answered after the sweep took the
-    job back) is no longer the queue's to count.
+    job back) may still run at the provider, but the queue no longer follows
+    it and does not count it: at worst the next task waits there as PENDING.
     """
     return Q(
         provider=provider_name,
@@ -43,6 +44,39 @@ def attempt_task(job: GenerationJob) -> QuerySet[Task]:
     if job.task_id is None:
         return Task.objects.none()
     return Task.objects.filter(pk=job.task_id, job=job)
+
+
+def follow(
+    job: GenerationJob,
+    *,
+    task_id: str,
+    word: str,
+    now: datetime,
+    next_poll_at: datetime,
+) -> None:
+    """The attempt's task takes the id the provider gave, and is asked about next then.
+
+    Called in the transaction that saves the id on the job, so a crash never
+    leaves a job with an id whose task is not followed. A job without an
+    opened task (made before tasks held slots) gets its record made.
+    """
+    fields: dict[str, object] = {
+        "remote_id": task_id,
+        "remote_status": word[:16],
+        "started_at": now,
+        "next_poll_at": next_poll_at,
+    }
+    state = state_of(job.provider, word)
+    if state is not None:
+        fields["state"] = state.value
+    if not attempt_task(job).filter(remote_id__in=("", task_id)).update(**fields):
+        reconcile.remember_task(
+            job=job,
+            task_id=task_id,
+            status=word,
+            started_at=now,
+            next_poll_at=next_poll_at,
+        )
 
 
 def words(provider_name: str, which: Callable[[TaskState], bool]) -> list[str]:

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -137,27 +138,35 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     # The queue only submits into a free slot, so the task normally starts
     # at once; the first poll corrects this if it is still PENDING.
     job.remote_started_at = now
-    saved = mine.filter(
-        status=GenerationJob.Status.SUBMITTED, remote_task_id=""
-    ).update(
-        remote_task_id=result.task_id,
-        remote_status=result.remote_status,
-        remote_started_at=now,
-        heartbeat_at=now,
-        recovery=GenerationJob.Recovery.NONE,
-        recovery_at=None,
-    )
+    with transaction.atomic():
+        saved = mine.filter(
+            status=GenerationJob.Status.SUBMITTED, remote_task_id=""
+        ).update(
+            remote_task_id=result.task_id,
+            remote_status=result.remote_status,
+            remote_started_at=now,
+            heartbeat_at=now,
+            recovery=GenerationJob.Recovery.NONE,
+            recovery_at=None,
+        )
+        if saved:
+            slots.follow(
+                job,
+                task_id=result.task_id,
+                word=result.remote_status,
+                now=now,
+                next_poll_at=timing.plan_next_poll(job, now=now),
+            )
     accounts.clear_pause(provider.name)
-    reconcile.remember_task(
-        job=job,
-        task_id=result.task_id,
-        status=result.remote_status,
-        opened=opened_task_id(job),
-        started_at=now,
-        # Only the job's own task is followed (see the answer that came late).
-        next_poll_at=timing.plan_next_poll(job, now=now) if saved else None,
-    )
     if not saved:
+        # Kept on record, never followed: see below.
+        reconcile.remember_task(
+            job=job,
+            task_id=result.task_id,
+            status=result.remote_status,
+            opened=_opened(job),
+            started_at=now,
+        )
         current = GenerationJob.objects.get(pk=job.pk)
         if current.status == GenerationJob.Status.CANCELED:
             # Canceled while the submit was on its way: withdraw the task again.
@@ -187,7 +196,7 @@ def job_submit(*, job_id: int) -> GenerationJob | None:
     return GenerationJob.objects.get(pk=job.pk)
 
 
-def opened_task_id(job: GenerationJob) -> int | None:
+def _opened(job: GenerationJob) -> int | None:
     """The attempt's task while it waits for its id (see Task.open)."""
     return (
         slots.attempt_task(job)

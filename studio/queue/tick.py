@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -22,7 +23,9 @@ def tick(*, now: datetime | None = None) -> tuple[int, int]:
             submits += 1
     due = list(
         Task.objects.filter(
-            job__status__in=GenerationJob.IN_FLIGHT, next_poll_at__lte=now
+            job__status__in=GenerationJob.IN_FLIGHT,
+            job__task=F("pk"),
+            next_poll_at__lte=now,
         ).values_list("pk", "job_id", "next_poll_at")[:100]
     )
     for task_id, job_id, due_at in due:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from datetime import datetime, timedelta
 from statistics import median
@@ -13,9 +12,6 @@ from django.utils import timezone
 from studio import catalog
 from studio.models import GenerationJob
 from studio.providers.base import ProviderError, TaskResult
-
-log = logging.getLogger(__name__)
-
 
 # Run time per audio second of a provider the catalog no longer knows.
 DEFAULT_RUN_RATIO = 20.0
@@ -39,6 +35,7 @@ EPOCH = datetime(2000, 1, 1, tzinfo=timezone.get_fixed_timezone(0))
 
 
 def span(lifetime: timedelta) -> str:
+    """A provider's task lifetime in words: "24 h", "7 days"."""
     hours = round(lifetime.total_seconds() / 3600)
     return f"{hours // 24} days" if hours % 24 == 0 and hours > 24 else f"{hours} h"
 

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from studio.models import GenerationJob
+from studio.models import GenerationJob, Task
 from studio.queue import recovery, slots, tick
 
 from .jobs import _enqueue_after_commit, _job_fail
@@ -64,6 +64,7 @@ def _take_back(job: GenerationJob) -> bool:
         with transaction.atomic():
             if not current.update(status=GenerationJob.Status.QUEUED, progress=0.0):
                 return False
+            Task.take_back(job.pk, now=timezone.now())
             _enqueue_after_commit(job)
         log.warning("job %s: worker stopped; queued again", job.pk)
         return True
