@@ -18,8 +18,8 @@ from studio import catalog, selectors, services
 from studio.forms import RenameForm
 from studio.models import FaceCheck, GenerationJob, Membership, ShareLink
 
-from .common import _back_to, _may_change, _refuse_change, _team_job
-from .decorators import team_required
+from .common import _back_to, _may_change, _team_job
+from .decorators import job_change, team_required
 
 
 @team_required
@@ -130,14 +130,8 @@ def _after_post(
     return redirect(job.get_absolute_url() + "#" + partial)
 
 
-@team_required
-@require_POST
-def job_cancel(
-    request: HttpRequest, membership: Membership, code: UUID
-) -> HttpResponse:
-    job = _team_job(membership, code)
-    if refused := _refuse_change(request, membership, job, action="cancel this video"):
-        return refused
+@job_change("cancel this video")
+def job_cancel(request: HttpRequest, job: GenerationJob) -> HttpResponse:
     try:
         services.job_cancel(job=job)
     except services.Rejected as exc:
@@ -194,14 +188,8 @@ def _queue_from(
     return _back_to(request, new_job.get_absolute_url())
 
 
-@team_required
-@require_POST
-def job_rename(
-    request: HttpRequest, membership: Membership, code: UUID
-) -> HttpResponse:
-    job = _team_job(membership, code)
-    if refused := _refuse_change(request, membership, job, action="rename this video"):
-        return refused
+@job_change("rename this video")
+def job_rename(request: HttpRequest, job: GenerationJob) -> HttpResponse:
     form = RenameForm(request.POST)
     error = ""
     if form.is_valid():
@@ -231,14 +219,8 @@ def job_rename(
     return redirect(job)
 
 
-@team_required
-@require_POST
-def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
-    job = _team_job(membership, code)
-    if refused := _refuse_change(
-        request, membership, job, action="change the notes of this video"
-    ):
-        return refused
+@job_change("change the notes of this video")
+def job_notes(request: HttpRequest, job: GenerationJob) -> HttpResponse:
     notes = request.POST.get("notes", "")
     error = ""
     try:
