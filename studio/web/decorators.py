@@ -1,5 +1,4 @@
-"""Who may open a page: a member of a team (team_required), its admin (admin_required),
-or a member who may change the job (job_change)."""
+"""Who may open a page: a team member, its admin, or one who may change the job."""
 
 from __future__ import annotations
 

@@ -201,22 +201,14 @@ def job_rename(request: HttpRequest, job: GenerationJob) -> HttpResponse:
         error = (
             " ".join(str(e) for e in form.errors.get("title", [])) or "Check the title."
         )
-    if request.htmx:  # type: ignore[attr-defined]
-        return render(
-            request,
-            "studio/job_detail.html#job-title",
-            {
-                "job": job,
-                "can_change": True,
-                "title_error": error,
-                "title_draft": request.POST.get("title", ""),
-            },
-        )
-    if error:
-        messages.error(request, error)
-    else:
-        messages.success(request, "Title saved.")
-    return redirect(job)
+    return _after_edit(
+        request,
+        job,
+        "job-title",
+        {"title_error": error, "title_draft": request.POST.get("title", "")},
+        error=error,
+        saved="Title saved.",
+    )
 
 
 @job_change("change the notes of this video")
@@ -227,21 +219,36 @@ def job_notes(request: HttpRequest, job: GenerationJob) -> HttpResponse:
         services.job_set_notes(job=job, notes=notes)
     except services.Rejected as exc:
         error = exc.message
+    return _after_edit(
+        request,
+        job,
+        "job-notes",
+        {
+            "saved": not error,
+            "notes_error": error,
+            # On an error the text stays in the box, not lost with the reply.
+            "notes_draft": notes if error else job.notes,
+        },
+        error=error,
+        saved="Notes saved.",
+    )
+
+
+def _after_edit(
+    request: HttpRequest,
+    job: GenerationJob,
+    partial: str,
+    context: dict[str, Any],
+    *,
+    error: str,
+    saved: str,
+) -> HttpResponse:
+    """htmx: the edited field again, with its error; else a message and the page."""
     if request.htmx:  # type: ignore[attr-defined]
-        return render(
-            request,
-            "studio/job_detail.html#job-notes",
-            {
-                "job": job,
-                "can_change": True,
-                "saved": not error,
-                "notes_error": error,
-                # On an error the text stays in the box, not lost with the reply.
-                "notes_draft": notes if error else job.notes,
-            },
-        )
+        full = {"job": job, "can_change": True} | context
+        return render(request, f"studio/job_detail.html#{partial}", full)
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, "Notes saved.")
+        messages.success(request, saved)
     return redirect(job)
