@@ -337,14 +337,7 @@ def _unknown(
     if row.task_id in ledger.outside:
         # Recorded by an earlier run: no need to ask the provider again.
         recorded_seconds, amount = ledger.outside[row.task_id]
-        return Finding(
-            kind="unknown",
-            seconds=str(recorded_seconds),
-            cost=str(amount),
-            recorded=True,
-            note="Billed outside the studio.",
-            **base,
-        ), 0
+        return _billed_outside(recorded_seconds, amount, base), 0
     earlier = unknowable.get(row.task_id)
     if earlier is not None and earlier.status == row.status:
         return earlier, 0
@@ -391,6 +384,11 @@ def _unknown(
         reason="billed outside the studio: a task the studio never made "
         "(another application on the same key, or a lost one)",
     )
+    return _billed_outside(seconds, cost, base), wrote
+
+
+def _billed_outside(seconds: Decimal, cost: Decimal, base: dict[str, str]) -> Finding:
+    """A finding for a task the ledger holds as billed outside the studio."""
     return Finding(
         kind="unknown",
         seconds=str(seconds),
@@ -398,7 +396,7 @@ def _unknown(
         recorded=True,
         note="Billed outside the studio.",
         **base,
-    ), wrote
+    )
 
 
 def _known(

@@ -4,6 +4,10 @@ from decimal import Decimal
 
 from django import template
 from django.conf import settings
+from django.urls import reverse
+from django.utils.html import format_html
+
+from studio.models import GenerationJob
 
 register = template.Library()
 
@@ -34,3 +38,19 @@ def money(amount: Decimal | None, currency: str = "") -> str:
 @register.filter
 def percent(fraction: float | None) -> int:
     return round((fraction or 0) * 100)
+
+
+@register.simple_tag
+def poll_until_done(job: GenerationJob, url_name: str, every: str) -> str:
+    """htmx attributes that refresh an element showing `job` until the job ends.
+
+    The element replaces itself with the answer of `url_name`, and a finished
+    job's element renders none of them, so the polling stops.
+    """
+    if job.is_terminal:
+        return ""
+    return format_html(
+        'hx-get="{}" hx-trigger="every {}" hx-swap="outerHTML"',
+        reverse(url_name, args=[job.code]),
+        every,
+    )

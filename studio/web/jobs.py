@@ -18,8 +18,8 @@ from studio import catalog, selectors, services
 from studio.forms import RenameForm
 from studio.models import FaceCheck, GenerationJob, Membership, ShareLink
 
-from .common import _back_to, _may_change, _refuse_change, _team_job
-from .decorators import team_required
+from .common import _back_to, _may_change, _team_job
+from .decorators import job_change, team_required
 
 
 @team_required
@@ -130,14 +130,8 @@ def _after_post(
     return redirect(job.get_absolute_url() + "#" + partial)
 
 
-@team_required
-@require_POST
-def job_cancel(
-    request: HttpRequest, membership: Membership, code: UUID
-) -> HttpResponse:
-    job = _team_job(membership, code)
-    if refused := _refuse_change(request, membership, job, action="cancel this video"):
-        return refused
+@job_change("cancel this video")
+def job_cancel(request: HttpRequest, job: GenerationJob) -> HttpResponse:
     try:
         services.job_cancel(job=job)
     except services.Rejected as exc:
@@ -194,14 +188,8 @@ def _queue_from(
     return _back_to(request, new_job.get_absolute_url())
 
 
-@team_required
-@require_POST
-def job_rename(
-    request: HttpRequest, membership: Membership, code: UUID
-) -> HttpResponse:
-    job = _team_job(membership, code)
-    if refused := _refuse_change(request, membership, job, action="rename this video"):
-        return refused
+@job_change("rename this video")
+def job_rename(request: HttpRequest, job: GenerationJob) -> HttpResponse:
     form = RenameForm(request.POST)
     error = ""
     if form.is_valid():
@@ -213,53 +201,54 @@ def job_rename(
         error = (
             " ".join(str(e) for e in form.errors.get("title", [])) or "Check the title."
         )
-    if request.htmx:  # type: ignore[attr-defined]
-        return render(
-            request,
-            "studio/job_detail.html#job-title",
-            {
-                "job": job,
-                "can_change": True,
-                "title_error": error,
-                "title_draft": request.POST.get("title", ""),
-            },
-        )
-    if error:
-        messages.error(request, error)
-    else:
-        messages.success(request, "Title saved.")
-    return redirect(job)
+    return _after_edit(
+        request,
+        job,
+        "job-title",
+        {"title_error": error, "title_draft": request.POST.get("title", "")},
+        error=error,
+        saved="Title saved.",
+    )
 
 
-@team_required
-@require_POST
-def job_notes(request: HttpRequest, membership: Membership, code: UUID) -> HttpResponse:
-    job = _team_job(membership, code)
-    if refused := _refuse_change(
-        request, membership, job, action="change the notes of this video"
-    ):
-        return refused
+@job_change("change the notes of this video")
+def job_notes(request: HttpRequest, job: GenerationJob) -> HttpResponse:
     notes = request.POST.get("notes", "")
     error = ""
     try:
         services.job_set_notes(job=job, notes=notes)
     except services.Rejected as exc:
         error = exc.message
+    return _after_edit(
+        request,
+        job,
+        "job-notes",
+        {
+            "saved": not error,
+            "notes_error": error,
+            # On an error the text stays in the box, not lost with the reply.
+            "notes_draft": notes if error else job.notes,
+        },
+        error=error,
+        saved="Notes saved.",
+    )
+
+
+def _after_edit(
+    request: HttpRequest,
+    job: GenerationJob,
+    partial: str,
+    context: dict[str, Any],
+    *,
+    error: str,
+    saved: str,
+) -> HttpResponse:
+    """htmx: the edited field again, with its error; else a message and the page."""
     if request.htmx:  # type: ignore[attr-defined]
-        return render(
-            request,
-            "studio/job_detail.html#job-notes",
-            {
-                "job": job,
-                "can_change": True,
-                "saved": not error,
-                "notes_error": error,
-                # On an error the text stays in the box, not lost with the reply.
-                "notes_draft": notes if error else job.notes,
-            },
-        )
+        full = {"job": job, "can_change": True} | context
+        return render(request, f"studio/job_detail.html#{partial}", full)
     if error:
         messages.error(request, error)
     else:
-        messages.success(request, "Notes saved.")
+        messages.success(request, saved)
     return redirect(job)
