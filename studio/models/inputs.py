@@ -1,4 +1,4 @@
-"""What a job is made from: portraits, audio clips, the cached portrait checks."""
+"""What a job is made from: portraits, audio clips, reference videos, portrait checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from studio.formats import suffix_for
+from studio.formats import POSTER_FORMAT, VIDEO_FORMAT, suffix_for
 
 from .teams import Team
 
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def _upload_name(
-    folder: str, instance: Portrait | AudioClip | GenerationJob, suffix: str
+    folder: str,
+    instance: Portrait | AudioClip | VideoClip | GenerationJob,
+    suffix: str,
 ) -> str:
     # Random names: nothing about the user's file name leaks into storage paths.
     return f"teams/{instance.team.code}/{folder}/{uuid.uuid4().hex}{suffix}"
@@ -32,6 +34,19 @@ def portrait_upload_to(instance: Portrait, filename: str) -> str:
 
 def audio_upload_to(instance: AudioClip, filename: str) -> str:
     return _upload_name("audio", instance, suffix_for(instance.format))
+
+
+def video_upload_to(instance: VideoClip, filename: str) -> str:
+    return _upload_name("videos", instance, suffix_for(instance.format))
+
+
+# The poster and preview are made by the studio, so their formats are known.
+def video_poster_upload_to(instance: VideoClip, filename: str) -> str:
+    return _upload_name("videos", instance, suffix_for(POSTER_FORMAT))
+
+
+def video_preview_upload_to(instance: VideoClip, filename: str) -> str:
+    return _upload_name("videos", instance, suffix_for(VIDEO_FORMAT))
 
 
 class FaceCheck(models.Model):
@@ -114,6 +129,49 @@ class AudioClip(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("studio:audio-file", args=[self.code])
+
+    @property
+    def converted(self) -> bool:
+        return self.original_format != self.format
+
+
+class VideoClip(models.Model):
+    """A reference video (the animate models' input), with a poster and a preview."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, models.CASCADE, related_name="video_clips")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="video_clips"
+    )
+    # The file every provider receives: the upload itself, or its MP4 conversion.
+    file = models.FileField(upload_to=video_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    original_format = models.CharField(max_length=16)
+    # The probed container of the stored file ("mp4", "mov", "avi"): it alone
+    # decides the stored name's suffix and the type the file is served as.
+    format = models.CharField(max_length=16)
+    codec = models.CharField(max_length=32)
+    # Of the upload as it arrived, so the same file is recognised again.
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    duration = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    fps = models.FloatField()
+    has_audio = models.BooleanField()
+    poster = models.FileField(upload_to=video_poster_upload_to, max_length=255)
+    # The first few seconds, small and silent, for the upload page to loop.
+    preview = models.FileField(upload_to=video_preview_upload_to, max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.original_name or str(self.code)
+
+    def get_absolute_url(self) -> str:
+        return reverse("studio:video-file", args=[self.code])
 
     @property
     def converted(self) -> bool:
