@@ -260,7 +260,7 @@ def test_the_bounds_themselves_fit():
         ),
         (
             {"format": "webm"},
-            "The video is WEBM; DashScope takes AVI or MOV or MP4. Export it as MP4.",
+            "The video is WEBM; DashScope takes MP4, MOV or AVI. Export it as MP4.",
         ),
     ],
 )

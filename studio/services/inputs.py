@@ -527,7 +527,10 @@ def video_problems(
     if not limits.video_formats:
         return [f"{who[:1].upper()}{who[1:]} takes no video for this model."]
     if info.format not in limits.video_formats:
-        taken = " or ".join(sorted(f.upper() for f in limits.video_formats))
+        names = [f.upper() for f in UPLOAD_VIDEO_FORMATS if f in limits.video_formats]
+        taken = (
+            names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        )
         problems.append(
             f"The video is {info.format.upper()}; {who} takes {taken}. "
             "Export it as MP4."
