@@ -375,8 +375,13 @@ def make_video(
     fps: int = 10,
     audio: bool = False,
     faststart: bool = False,
+    rotation: int = 0,
 ) -> Path:
-    """A moving gradient (a bar crossing it) as `fmt`, with speech-like sound if `audio`."""
+    """A moving gradient (a bar crossing it) as `fmt`, with speech-like sound if `audio`.
+
+    `rotation` (MP4/MOV) stores the pictures as they are plus a turn players
+    apply, degrees counter-clockwise, as phones do.
+    """
     container_format, video_codec, audio_codec = _VIDEO_FORMATS[fmt]
     width, height = size
     options = {"movflags": "+faststart"} if faststart else {}
@@ -386,6 +391,8 @@ def make_video(
         assert isinstance(video, av.VideoStream)
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
         if video_codec == "libvpx-vp9":
             video.options = {"deadline": "realtime", "cpu-used": "8"}
         sound = None

@@ -74,6 +74,20 @@ def test_a_silent_video_says_it_has_no_sound(tmp_path):
     assert not info.has_audio and info.codec == "h264"
 
 
+def test_an_upright_phone_video_is_measured_and_previewed_upright(tmp_path):
+    src = mf.make_video(tmp_path / "phone.mp4", size=(320, 240), rotation=90)
+
+    info = probe_clip(src)
+    make_preview(src, tmp_path / "preview.mp4")
+    mov = mf.make_video(tmp_path / "phone.mov", fmt="mov", rotation=270)
+    converted = convert_to_mp4(mov, tmp_path / "converted.mp4")
+
+    assert (info.width, info.height) == (240, 320)
+    preview = probe_clip(tmp_path / "preview.mp4")
+    assert (preview.width, preview.height) == (240, 320)
+    assert (converted.width, converted.height) == (240, 320)
+
+
 def test_a_forty_minute_video_is_measured_cheaply(tmp_path):
     info = probe_clip(mf.make_long_video(tmp_path / "long.mp4", minutes=40))
 
@@ -332,6 +346,18 @@ def test_an_upload_is_kept_with_its_poster_and_preview(tmp_path, alice, team):
     with clip.file.open("rb") as fh:
         assert fh.read() == path.read_bytes()
     assert input_format(clip.file.name) == "mp4"
+
+
+def test_an_upright_phone_videos_poster_is_upright(tmp_path, alice, team):
+    path = mf.make_video(tmp_path / "phone.mp4", size=(320, 240), rotation=90)
+
+    clip = services.video_submit(
+        team=team, user=alice, upload=upload(path), limits=DASHSCOPE
+    ).clip
+
+    assert clip is not None and (clip.width, clip.height) == (240, 320)
+    with clip.poster.open("rb") as fh:
+        assert Image.open(fh).size == (240, 320)
 
 
 def test_a_mov_is_kept_as_mov(tmp_path, alice, team):

@@ -91,10 +91,12 @@ def probe_clip(path: Path) -> ClipInfo:
     with _open_clip(path) as container:
         fmt = _clip_format(path, container)
         stream = _picture_stream(container)
-        _first_picture(container, stream)
+        rotation = _first_picture(container, stream)
         stated = stated_duration(container, stream)
         codec = stream.codec_context.name
         width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation % 180:  # a phone held upright: sides as the video is shown
+            width, height = height, width
         has_audio = bool(container.streams.audio)
         rate = stream.average_rate
     frames, counted = _counted_clip(path)
@@ -148,6 +150,8 @@ def _transcode(
     seconds: float | None = None,
     side: int | None = None,
 ) -> None:
+    with _open_clip(src) as source:
+        rotation = _first_picture(source, _picture_stream(source))
     with (
         whole_file(dst) as partial,
         _open_clip(src) as source,
@@ -168,6 +172,8 @@ def _transcode(
         )
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p"
+        if rotation:  # kept as the source has it: the pictures are not turned
+            video.set_display_rotation(rotation)
         time_base = in_video.time_base or Fraction(1, 1000)
         video.codec_context.time_base = time_base
         in_audio = None
@@ -268,12 +274,17 @@ def _clip_format(path: Path, container: av.container.InputContainer) -> str:
 
 def _first_picture(
     container: av.container.InputContainer, stream: av.VideoStream
-) -> None:
-    """Decode until one picture comes out, proving the data is video."""
+) -> int:
+    """Decode until one picture comes out, proving the data is video.
+
+    Returns the turn (degrees counter-clockwise) the file asks players to
+    show its pictures with: phones store upright videos sideways plus a turn.
+    """
     try:
         for packet in container.demux(stream):
-            for _frame in packet.decode():
-                return
+            for frame in packet.decode():
+                assert isinstance(frame, av.VideoFrame)
+                return round(frame.rotation) % 360
     except av.FFmpegError as exc:
         raise InputError(
             f"The video is damaged and cannot be decoded. {_VIDEO_HINT}",
