@@ -388,6 +388,9 @@ CSRF_FAILURE_VIEW = "studio.web.common.csrf_failure"
 # requests are answered with a message before their body is read.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
+# Reference videos are larger (DashScope's animate models take up to 200 MB,
+# provider-api.md §7.1); MB here is 10^6 bytes, as in the providers' limits.
+S2V_MAX_VIDEO_MB = env_int("S2V_MAX_VIDEO_MB", 200)
 
 # django-q2: the ORM broker, or Redis with S2V_REDIS_URL. `retry` must exceed
 # `timeout`, or a long render is handed to a second worker while the first is

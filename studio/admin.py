@@ -23,6 +23,7 @@ from .models import (
     ShareLink,
     Team,
     User,
+    VideoClip,
 )
 
 
@@ -250,6 +251,20 @@ class AudioClipAdmin(admin.ModelAdmin[AudioClip]):
         "team",
         "original_format",
         "duration",
+        "created_at",
+    ]
+    list_select_related = ["team"]
+
+
+@admin.register(VideoClip)
+class VideoClipAdmin(admin.ModelAdmin[VideoClip]):
+    list_display = [
+        "original_name",
+        "team",
+        "original_format",
+        "duration",
+        "width",
+        "height",
         "created_at",
     ]
     list_select_related = ["team"]

@@ -26,8 +26,11 @@ _FORMATS: dict[str, tuple[str, str]] = {
     "aac": (".aac", "audio/aac"),
     "ogg": (".ogg", "audio/ogg"),
     "flac": (".flac", "audio/flac"),
-    # Results the studio makes.
+    # Video: results the studio makes, and media.video's short container names
+    # of uploaded reference videos (WebM uploads are stored converted to MP4).
     "mp4": (".mp4", "video/mp4"),
+    "mov": (".mov", "video/quicktime"),
+    "avi": (".avi", "video/x-msvideo"),
 }
 _BY_SUFFIX = {suffix: fmt for fmt, (suffix, _) in _FORMATS.items()}
 

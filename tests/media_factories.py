@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.container
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
@@ -93,23 +94,7 @@ def make_audio(
     with av.open(str(path), "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=sample_rate, layout=layout)
         assert isinstance(stream, av.AudioStream)
-        encoder_format = (stream.codec_context.codec.audio_formats or [])[0].name
-        resampler = av.AudioResampler(
-            format=encoder_format, layout=layout, rate=sample_rate
-        )
-        pts = 0
-        for start in range(0, planar.shape[1], 1024):
-            chunk = np.ascontiguousarray(planar[:, start : start + 1024])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-            frame.sample_rate = sample_rate
-            frame.pts = pts
-            frame.time_base = Fraction(1, sample_rate)
-            pts += chunk.shape[1]
-            for converted in resampler.resample(frame):
-                out.mux(stream.encode(converted))
-        for converted in resampler.resample(None):
-            out.mux(stream.encode(converted))
-        out.mux(stream.encode(None))
+        _mux_sound(out, stream, planar, rate=sample_rate, layout=layout)
     return path
 
 
@@ -365,4 +350,116 @@ def pad_wav(path: Path, size: int) -> Path:
         fh.write(b"junk" + pad.to_bytes(4, "little") + b"\0" * pad)
         fh.seek(4)
         fh.write((size - 8).to_bytes(4, "little"))  # the RIFF size covers it
+    return path
+
+
+# Video
+
+# Container and video encoder for each video format the factories can write.
+_VIDEO_FORMATS: dict[str, tuple[str, str, str]] = {
+    # fmt: (container, video codec, audio codec)
+    "mp4": ("mp4", "libx264", "aac"),
+    "mov": ("mov", "libx264", "aac"),
+    "avi": ("avi", "mpeg4", "mp3"),
+    "webm": ("webm", "libvpx-vp9", "libopus"),
+    "mkv": ("matroska", "libx264", "aac"),
+}
+
+
+def make_video(
+    path: Path,
+    *,
+    fmt: str = "mp4",
+    seconds: float = 3.0,
+    size: tuple[int, int] = (320, 240),
+    fps: int = 10,
+    audio: bool = False,
+    faststart: bool = False,
+    rotation: int = 0,
+) -> Path:
+    """A moving gradient (a bar crossing it) as `fmt`, with speech-like sound if `audio`.
+
+    `rotation` (MP4/MOV) stores the pictures as they are plus a turn players
+    apply, degrees counter-clockwise, as phones do.
+    """
+    container_format, video_codec, audio_codec = _VIDEO_FORMATS[fmt]
+    width, height = size
+    options = {"movflags": "+faststart"} if faststart else {}
+    frames = max(0, round(seconds * fps))
+    with av.open(str(path), "w", format=container_format, options=options) as out:
+        video = out.add_stream(video_codec, rate=fps)
+        assert isinstance(video, av.VideoStream)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
+        if video_codec == "libvpx-vp9":
+            video.options = {"deadline": "realtime", "cpu-used": "8"}
+        sound = None
+        if audio:
+            sound = out.add_stream(audio_codec, rate=48000, layout="mono")
+            assert isinstance(sound, av.AudioStream)
+        x = np.linspace(0, 255, width, dtype=np.uint8)[np.newaxis, :]
+        base = np.repeat(np.broadcast_to(x, (height, width))[..., np.newaxis], 3, 2)
+        if frames == 0:
+            out.start_encoding()  # headers of a video with no pictures
+        for i in range(frames):
+            picture = np.ascontiguousarray(base)
+            bar = (i * 7) % width
+            picture[:, bar : bar + 8] = (255, 40, 40)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound is not None:
+            mono = speech_like(seconds, sample_rate=48000)
+            _mux_sound(out, sound, mono[np.newaxis, :])
+    return path
+
+
+def _mux_sound(
+    out: av.container.OutputContainer,
+    stream: av.AudioStream,
+    planar: NDArray[np.float32],
+    *,
+    rate: int = 48000,
+    layout: str = "mono",
+) -> None:
+    """Encode planar float samples (channels × samples) into `stream`, then flush it."""
+    encoder_format = (stream.codec_context.codec.audio_formats or [])[0].name
+    resampler = av.AudioResampler(format=encoder_format, layout=layout, rate=rate)
+    pts = 0
+    for start in range(0, planar.shape[1], 1024):
+        chunk = np.ascontiguousarray(planar[:, start : start + 1024])
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = pts
+        frame.time_base = Fraction(1, rate)
+        pts += chunk.shape[1]
+        for converted in resampler.resample(frame):
+            out.mux(stream.encode(converted))
+    for converted in resampler.resample(None):
+        out.mux(stream.encode(converted))
+    out.mux(stream.encode(None))
+
+
+def make_long_video(path: Path, *, minutes: float = 40.0) -> Path:
+    """A real MP4 that plays for `minutes`, cheaply: one frame every 10 s."""
+    width, height = 256, 256
+    frames = round(minutes * 6)
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=Fraction(1, 10))
+        assert isinstance(video, av.VideoStream)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = Fraction(1, 10)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((height, width, 3), i % 256, dtype=np.uint8), format="rgb24"
+            )
+            frame.pts = i * 100
+            frame.time_base = Fraction(1, 10)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
     return path

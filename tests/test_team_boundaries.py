@@ -24,6 +24,7 @@ from studio.models import (
     Membership,
     Notification,
     ShareLink,
+    VideoClip,
 )
 from tests.conftest import make_member
 
@@ -47,6 +48,9 @@ NAMES_AN_OBJECT = {
     "share-create": "job",
     "portrait-file": "portrait",
     "audio-file": "audio",
+    "video-file": "video",
+    "video-poster": "video",
+    "video-preview": "video",
     "share-revoke": "share",
 }
 # No object in the URL: these act on the visitor's own active team (checked below).
@@ -126,7 +130,32 @@ def acme(alice, team, checked_inputs):
     Notification.objects.create(
         user=alice, team=team, job=job, kind="comment", message="acme-only notice"
     )
-    return {"job": job, "portrait": portrait, "audio": audio, "share": share}
+    video = VideoClip(
+        team=team,
+        uploaded_by=alice,
+        original_name="acme-move.mp4",
+        original_format="mp4",
+        format="mp4",
+        codec="h264",
+        sha256="0" * 64,
+        size=10,
+        duration=3.0,
+        width=320,
+        height=240,
+        fps=10.0,
+        has_audio=False,
+    )
+    video.file.save("video", ContentFile(b"acme video"), save=False)
+    video.poster.save("poster", ContentFile(b"acme poster"), save=False)
+    video.preview.save("preview", ContentFile(b"acme preview"), save=False)
+    video.save()
+    return {
+        "job": job,
+        "portrait": portrait,
+        "audio": audio,
+        "video": video,
+        "share": share,
+    }
 
 
 def _patterns() -> dict[str, URLPattern]:

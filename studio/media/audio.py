@@ -58,7 +58,7 @@ def probe_audio(path: Path) -> AudioInfo:
         stream = _audio_stream(container)
         fmt = _short_format(container.format.name)
         _first_frame(container, stream)
-        duration = _stated_duration(container, stream)
+        duration = stated_duration(container, stream)
         codec = stream.codec_context.codec.canonical_name
         sample_rate = stream.codec_context.sample_rate
         channels = stream.codec_context.channels
@@ -96,32 +96,38 @@ def convert_to_wav(src: Path, dst: Path) -> AudioInfo:
     """
     source = probe_audio(src)
     rate = next((r for r in _COMMON_RATES if r >= source.sample_rate), 48000)
+    with whole_file(dst) as partial, _open_input(src) as container:
+        stream = _audio_stream(container)
+        channels = stream.codec_context.channels
+        layout = stream.codec_context.layout.name or (
+            "mono" if channels == 1 else "stereo"
+        )
+        with av.open(str(partial), "w", format="wav") as out:
+            target = out.add_stream("pcm_s16le", rate=rate, layout=layout)
+            resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+            written = 0
+            try:
+                for pcm in resampled(container, stream, resampler):
+                    written = write_samples(out, target, pcm, written, rate)
+                out.mux(target.encode(None))
+            except av.FFmpegError as exc:
+                raise InputError(
+                    f"The audio file is damaged and cannot be decoded. {_HINT}",
+                    code=OPEN_ERROR,
+                ) from exc
+    return probe_audio(dst)
+
+
+@contextlib.contextmanager
+def whole_file(dst: Path) -> Iterator[Path]:
+    """A path to write `dst` at: it becomes `dst` only if the block completes."""
     partial = dst.with_name(dst.name + ".part")
     try:
-        with _open_input(src) as container:
-            stream = _audio_stream(container)
-            channels = stream.codec_context.channels
-            layout = stream.codec_context.layout.name or (
-                "mono" if channels == 1 else "stereo"
-            )
-            with av.open(str(partial), "w", format="wav") as out:
-                target = out.add_stream("pcm_s16le", rate=rate, layout=layout)
-                resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
-                written = 0
-                try:
-                    for pcm in resampled(container, stream, resampler):
-                        written = _write(out, target, pcm, written, rate)
-                    out.mux(target.encode(None))
-                except av.FFmpegError as exc:
-                    raise InputError(
-                        f"The audio file is damaged and cannot be decoded. {_HINT}",
-                        code=OPEN_ERROR,
-                    ) from exc
+        yield partial
         os.replace(partial, dst)
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    return probe_audio(dst)
 
 
 def resampled(
@@ -138,7 +144,7 @@ def resampled(
     yield from resampler.resample(None)
 
 
-def _write(
+def write_samples(
     out: av.container.OutputContainer,
     stream: av.AudioStream,
     frame: av.AudioFrame,
@@ -198,9 +204,10 @@ def _first_frame(
     )
 
 
-def _stated_duration(
-    container: av.container.InputContainer, stream: av.AudioStream
+def stated_duration(
+    container: av.container.InputContainer, stream: av.stream.Stream
 ) -> float | None:
+    """The length a file's header states for `stream` (else for the file), if any."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:

@@ -21,7 +21,10 @@ def make_poster(video: Path, poster: Path, *, at_seconds: float = 0.5) -> None:
                     break
             if chosen is None:
                 raise InputError("The video has no frames.", code="InvalidVideo")
-            chosen.to_image().save(poster, format="JPEG", quality=88)
+            image = chosen.to_image()
+            if chosen.rotation:  # shown turned (phone videos): so is the poster
+                image = image.rotate(chosen.rotation, expand=True)
+            image.save(poster, format="JPEG", quality=88)
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise InputError(
             "The video could not be decoded.", code="InvalidVideo"

@@ -21,7 +21,7 @@ from studio.formats import (
     content_type_for,
     format_of_suffix,
 )
-from studio.models import AudioClip, Portrait
+from studio.models import AudioClip, Portrait, VideoClip
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 CHUNK = 256 * 1024
@@ -82,7 +82,7 @@ def serve_file(
 
 def input_format(name: str) -> str:
     """The verified format recorded for a stored input; "" when none is known."""
-    for model in (Portrait, AudioClip):
+    for model in (Portrait, AudioClip, VideoClip):
         recorded = model.objects.filter(file=name).values_list("format", flat=True)
         if fmt := recorded.first():
             return fmt

@@ -1,6 +1,6 @@
 """The studio's models, one module per area; every model is importable from here.
 
-teams (users, teams, roles), inputs (portraits, audio, portrait checks), jobs
+teams (users, teams, roles), inputs (portraits, audio, videos, portrait checks), jobs
 (jobs and their provider tasks), money (prices, ledger, budgets, provider
 accounts, reconciliations), review (favourites, reviews, comments, shares),
 notifications, queue (the ORM broker's clusters and leases).
@@ -13,8 +13,10 @@ from .inputs import (
     FaceCheck,
     InputFile,
     Portrait,
+    VideoClip,
     audio_upload_to,
     portrait_upload_to,
+    video_upload_to,
 )
 from .jobs import GenerationJob, Task, result_upload_to
 from .money import (
@@ -53,7 +55,9 @@ __all__ = [
     "Task",
     "Team",
     "User",
+    "VideoClip",
     "audio_upload_to",
     "portrait_upload_to",
     "result_upload_to",
+    "video_upload_to",
 ]

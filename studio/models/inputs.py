@@ -1,4 +1,4 @@
-"""What a job is made from: portraits, audio clips, the cached portrait checks."""
+"""What a job is made from: portraits, audio clips, reference videos, portrait checks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from studio.formats import suffix_for
+from studio.formats import POSTER_FORMAT, VIDEO_FORMAT, suffix_for
 
 from .teams import Team
 
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def _upload_name(
-    folder: str, instance: Portrait | AudioClip | GenerationJob, suffix: str
+    folder: str,
+    instance: Portrait | AudioClip | VideoClip | GenerationJob,
+    suffix: str,
 ) -> str:
     # Random names: nothing about the user's file name leaks into storage paths.
     return f"teams/{instance.team.code}/{folder}/{uuid.uuid4().hex}{suffix}"
@@ -32,6 +34,19 @@ def portrait_upload_to(instance: Portrait, filename: str) -> str:
 
 def audio_upload_to(instance: AudioClip, filename: str) -> str:
     return _upload_name("audio", instance, suffix_for(instance.format))
+
+
+def video_upload_to(instance: VideoClip, filename: str) -> str:
+    return _upload_name("videos", instance, suffix_for(instance.format))
+
+
+# The poster and preview are made by the studio, so their formats are known.
+def video_poster_upload_to(instance: VideoClip, filename: str) -> str:
+    return _upload_name("videos", instance, suffix_for(POSTER_FORMAT))
+
+
+def video_preview_upload_to(instance: VideoClip, filename: str) -> str:
+    return _upload_name("videos", instance, suffix_for(VIDEO_FORMAT))
 
 
 class FaceCheck(models.Model):
@@ -60,7 +75,7 @@ class FaceCheck(models.Model):
 
 
 class InputFile(models.Model):
-    """What portraits and audio clips share: a team's upload, kept under a code."""
+    """What every input kind shares: a team's upload, kept under a code."""
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     original_name = models.CharField(max_length=255, blank=True)
@@ -114,6 +129,38 @@ class AudioClip(InputFile):
     channels = models.PositiveSmallIntegerField()
 
     url_name = "studio:audio-file"
+
+    @property
+    def converted(self) -> bool:
+        return self.original_format != self.format
+
+
+class VideoClip(InputFile):
+    """A reference video (the animate models' input), with a poster and a preview.
+
+    `file` is what every provider receives: the upload itself, or its MP4
+    conversion (`format` is the stored file's container, `original_format`
+    the upload's); `sha256` is of the upload as it arrived, so the same file
+    is recognised again.
+    """
+
+    team = models.ForeignKey(Team, models.CASCADE, related_name="video_clips")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.PROTECT, related_name="video_clips"
+    )
+    file = models.FileField(upload_to=video_upload_to, max_length=255)
+    original_format = models.CharField(max_length=16)
+    codec = models.CharField(max_length=32)
+    duration = models.FloatField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    fps = models.FloatField()
+    has_audio = models.BooleanField()
+    poster = models.FileField(upload_to=video_poster_upload_to, max_length=255)
+    # The first few seconds, small and silent, for the upload page to loop.
+    preview = models.FileField(upload_to=video_preview_upload_to, max_length=255)
+
+    url_name = "studio:video-file"
 
     @property
     def converted(self) -> bool:

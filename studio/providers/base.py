@@ -8,6 +8,7 @@ over HTTP. Views and services only ever see the types in this module.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,8 @@ from typing import IO, Protocol, runtime_checkable
 
 # Resolution tiers and the pixel area each one aims at (provider-api.md §3.1).
 RESOLUTION_AREAS: dict[str, int] = {"480P": 640 * 480, "720P": 1280 * 720}
+# An integer limit that never binds.
+UNBOUNDED = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,17 @@ class ProviderLimits:
     # at least 3 s. Under a second there is no syllable to lip-sync, so every
     # provider asks for at least 1 s rather than failing (or billing) later.
     audio_min_seconds: float = 1.0
+    # Reference videos (animate models). The defaults take no video at all, so
+    # offers of models without a video input need not mention them. Bounds
+    # are inclusive (provider-api.md §7.1: "2-30 s", "[200, 2048]", "<= 200 MB").
+    video_formats: frozenset[str] = frozenset()  # media.video names: {"mp4", ...}
+    video_min_seconds: float = 0.0
+    video_max_seconds: float = math.inf
+    video_min_side: int = 0
+    video_max_side: int = UNBOUNDED
+    video_max_bytes: int = UNBOUNDED
+    # The longer side over the shorter one: 3.0 takes 1:3 to 3:1.
+    video_aspect_max: float = math.inf
 
 
 class Reason(enum.StrEnum):

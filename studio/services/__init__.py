@@ -1,6 +1,6 @@
 """The studio's writes, one module per area; every public service is importable from here.
 
-errors (Rejected), inputs (uploads, portrait checks), jobs (create, retry, cancel,
+errors (Rejected), inputs (uploads, portrait checks, videos), jobs (create, retry, cancel,
 variants, the local render path), recovery (lost workers and messages), team,
 review, shares and gallery. Patch a name in the module that looks it up
 (studio.services.jobs.async_task), not here.
@@ -13,9 +13,12 @@ from .gallery import favourite_set, jobs_for_download
 from .inputs import (
     UPLOAD_AUDIO_FORMATS,
     UPLOAD_AUDIO_LABEL,
+    UPLOAD_VIDEO_FORMATS,
+    UPLOAD_VIDEO_LABEL,
     AudioOutcome,
     PortraitOutcome,
     ReusedInputs,
+    VideoOutcome,
     audio_problems,
     audio_submit,
     job_reuse,
@@ -23,6 +26,8 @@ from .inputs import (
     portrait_recheck,
     portrait_submit,
     portrait_verdict,
+    video_problems,
+    video_submit,
 )
 from .jobs import (
     NOTES_MAX,
@@ -77,11 +82,14 @@ __all__ = [
     "TITLE_MAX",
     "UPLOAD_AUDIO_FORMATS",
     "UPLOAD_AUDIO_LABEL",
+    "UPLOAD_VIDEO_FORMATS",
+    "UPLOAD_VIDEO_LABEL",
     "AudioOutcome",
     "CheckUnavailable",
     "PortraitOutcome",
     "Rejected",
     "ReusedInputs",
+    "VideoOutcome",
     "audio_problems",
     "audio_submit",
     "budget_update",
@@ -118,4 +126,6 @@ __all__ = [
     "share_token",
     "team_set_approval",
     "team_set_providers",
+    "video_problems",
+    "video_submit",
 ]

@@ -1,21 +1,36 @@
-"""Portraits and audio: uploads, the paid portrait check and its cache, 'Use again'."""
+"""Portraits, audio and videos: uploads, the paid portrait check and its cache,
+'Use again'."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+from django.conf import settings
 from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from studio import billing, catalog, scratch, selectors
 from studio.files import local_path, sha256_of, stored_path
 from studio.media.audio import AudioInfo, convert_to_wav, probe_audio
 from studio.media.images import ImageInfo, InputError, precheck_image, read_image_info
-from studio.models import AudioClip, FaceCheck, GenerationJob, Portrait, Team, User
+from studio.media.posters import make_poster
+from studio.media.video import ClipInfo, convert_to_mp4, make_preview, probe_clip
+from studio.models import (
+    AudioClip,
+    FaceCheck,
+    GenerationJob,
+    Portrait,
+    Team,
+    User,
+    VideoClip,
+)
 from studio.providers import get_provider
 from studio.providers.base import (
+    UNBOUNDED,
     InputFile,
     Provider,
     ProviderError,
@@ -377,6 +392,209 @@ def audio_problems(
             "or shorten it."
         )
     return problems
+
+
+# Containers users may upload (media.video refuses any other); WebM is stored
+# converted to MP4, which the providers that take video all take.
+UPLOAD_VIDEO_FORMATS = ("mp4", "mov", "avi", "webm")
+UPLOAD_VIDEO_LABEL = "MP4, MOV, AVI or WebM"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoOutcome:
+    """A probed video upload, what stops it from being used, and the stored clip."""
+
+    info: ClipInfo
+    problems: list[str] = field(default_factory=list)
+    clip: VideoClip | None = None
+    will_convert: bool = False
+
+
+def video_submit(
+    *,
+    team: Team,
+    user: User,
+    upload: File[bytes],
+    limits: ProviderLimits,
+    provider_label: str = "",
+) -> VideoOutcome:
+    """Probe an uploaded reference video, convert WebM to MP4, keep it if it fits.
+
+    `limits` are the page's (the widest of the offers the team may choose
+    from). The clip is kept with a poster and a short preview; on any failure
+    nothing is stored. Raises Rejected when the file is too large to take or
+    is not a video the studio takes.
+    """
+    cap = settings.S2V_MAX_VIDEO_MB
+    size = upload.size or 0
+    if size > cap * 1_000_000:
+        # Refused before its bytes are hashed or probed.
+        raise Rejected(
+            f"The video is {size / 1e6:.0f} MB; videos are limited to {cap} MB. "
+            "Trim it or export it at a lower bit rate.",
+            code="TooLarge",
+        )
+    sha256 = sha256_of(upload)
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    with local_path(upload, suffix=suffix) as path:
+        try:
+            info = probe_clip(path)
+        except InputError as exc:
+            raise Rejected(exc.message, code=exc.code) from exc
+        will_convert = info.format == "webm"
+        # Before converting, judge what conversion keeps (length, sides); the
+        # converted file's size is judged once it exists.
+        problems = video_problems(
+            info=replace(info, format="mp4", size=0) if will_convert else info,
+            limits=limits,
+            provider_label=provider_label,
+        )
+        if problems:
+            return VideoOutcome(info=info, problems=problems, will_convert=will_convert)
+
+        existing = VideoClip.objects.filter(team=team, sha256=sha256).first()
+        if existing is not None:
+            return VideoOutcome(info=info, clip=existing, will_convert=will_convert)
+
+        with scratch.folder("s2v-video") as tmp:
+            send_path, send_info = path, info
+            try:
+                if will_convert:
+                    send_path = Path(tmp) / "converted.mp4"
+                    send_info = convert_to_mp4(path, send_path)
+                    problems = video_problems(
+                        info=send_info, limits=limits, provider_label=provider_label
+                    )
+                    if problems:
+                        return VideoOutcome(
+                            info=info, problems=problems, will_convert=True
+                        )
+                poster, preview = Path(tmp) / "poster.jpg", Path(tmp) / "preview.mp4"
+                make_poster(
+                    send_path, poster, at_seconds=min(0.5, send_info.duration / 2)
+                )
+                make_preview(send_path, preview)
+            except InputError as exc:
+                raise Rejected(exc.message, code=exc.code) from exc
+            clip = VideoClip(
+                team=team,
+                uploaded_by=user,
+                original_name=(upload.name or "")[:255],
+                original_format=info.format,
+                format=send_info.format,
+                codec=send_info.codec,
+                sha256=sha256,
+                size=send_info.size,
+                duration=send_info.duration,
+                width=send_info.width,
+                height=send_info.height,
+                fps=send_info.fps,
+                has_audio=send_info.has_audio,
+            )
+            _store_clip(clip, video=send_path, poster=poster, preview=preview)
+    return VideoOutcome(info=info, clip=clip, will_convert=will_convert)
+
+
+def _store_clip(clip: VideoClip, *, video: Path, poster: Path, preview: Path) -> None:
+    """Store the three files, then the row; on any failure, remove what was stored."""
+    try:
+        # The upload_to functions name each file by its verified format.
+        for field_file, path in (
+            (clip.file, video),
+            (clip.poster, poster),
+            (clip.preview, preview),
+        ):
+            with path.open("rb") as fh:
+                field_file.save("video", File(fh), save=False)
+        clip.save()
+    except BaseException:
+        for name in (clip.file.name, clip.poster.name, clip.preview.name):
+            if name:
+                default_storage.delete(name)
+        raise
+
+
+def video_problems(
+    *, info: ClipInfo, limits: ProviderLimits, provider_label: str = ""
+) -> list[str]:
+    """Why a video does not fit the limits, each with by how much, in plain words.
+
+    The bounds are inclusive (provider-api.md §7.1 "2-30 s", "[200, 2048]",
+    "<= 200 MB"). `provider_label` names who sets them ("DashScope").
+    """
+    who = provider_label or "the provider"
+    problems = []
+    if not limits.video_formats:
+        return [f"{who[:1].upper()}{who[1:]} takes no video for this model."]
+    if info.format not in limits.video_formats:
+        names = [f.upper() for f in UPLOAD_VIDEO_FORMATS if f in limits.video_formats]
+        taken = (
+            names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        )
+        problems.append(
+            f"The video is {info.format.upper()}; {who} takes {taken}. "
+            "Export it as MP4."
+        )
+    low, high = limits.video_min_seconds, limits.video_max_seconds
+    span = _span(low, high, "s")
+    if info.duration < low:
+        problems.append(
+            f"The video is {_seconds(info.duration)} long; {who} takes {span}: "
+            f"use one at least {_up(low - info.duration)} s longer."
+        )
+    elif info.duration > high:
+        problems.append(
+            f"The video is {_seconds(info.duration)} long; {who} takes {span}: "
+            f"trim {_up(info.duration - high)} s."
+        )
+    sides = f"{info.width}×{info.height} px"
+    low_side, high_side = limits.video_min_side, limits.video_max_side
+    side_span = _span(low_side, high_side, "px")
+    short, long = min(info.width, info.height), max(info.width, info.height)
+    if short < low_side:
+        problems.append(
+            f"The video is {sides}; {who} takes sides of {side_span}: its shorter "
+            f"side is {low_side - short} px short. Use a larger video."
+        )
+    if long > high_side:
+        problems.append(
+            f"The video is {sides}; {who} takes sides of {side_span}: its longer "
+            f"side is {long - high_side} px over. Export it at a lower resolution."
+        )
+    aspect = limits.video_aspect_max
+    if short and long / short > aspect:
+        cut = long - math.floor(short * aspect)
+        which = "width" if info.width >= info.height else "height"
+        problems.append(
+            f"The video is {sides}, {long / short:.2f}:1; {who} takes 1:{aspect:g} "
+            f"to {aspect:g}:1: crop {cut} px off its {which}."
+        )
+    if info.size > limits.video_max_bytes:
+        top = limits.video_max_bytes / 1e6
+        over = _up((info.size - limits.video_max_bytes) / 1e6)
+        problems.append(
+            f"The file is {info.size / 1e6:.1f} MB; {who} takes up to {top:g} MB: "
+            f"{over} MB over. Export it at a lower bit rate or trim it."
+        )
+    return problems
+
+
+def _span(low: float, high: float, unit: str) -> str:
+    if math.isinf(high) or high >= UNBOUNDED:
+        return f"at least {low:g} {unit}"
+    if not low:
+        return f"up to {high:g} {unit}"
+    return f"{low:g}–{high:g} {unit}"
+
+
+def _seconds(value: float) -> str:
+    shown = f"{value:.1f} s"
+    return f"{shown} ({value / 60:.0f} min)" if value >= 120 else shown
+
+
+def _up(value: float) -> str:
+    """`value` rounded up to a tenth, so the advice is always enough."""
+    return f"{math.ceil(round(value * 10, 6)) / 10:.1f}"
 
 
 def portrait_checker(provider_name: str, model: str = catalog.S2V) -> Provider:

@@ -13,7 +13,14 @@ from django.views.decorators.http import require_GET
 
 from studio.formats import POSTER_FORMAT, VIDEO_FORMAT
 from studio.media.serving import input_format, serve_file
-from studio.models import AudioClip, GenerationJob, InputFile, Membership, Portrait
+from studio.models import (
+    AudioClip,
+    GenerationJob,
+    InputFile,
+    Membership,
+    Portrait,
+    VideoClip,
+)
 from studio.providers.staging import PUBLIC_LINK_MAX_AGE, PUBLIC_LINK_SALT
 
 from .common import _team_job
@@ -41,6 +48,22 @@ def _input_file(
 ) -> HttpResponseBase:
     upload = get_object_or_404(kind, code=code, team=membership.team)
     return serve_file(request, upload.file.name, fmt=upload.format)
+
+
+# A reference video's stored files: the video itself, its poster, its preview.
+_VIDEO_PARTS = {"file", "poster", "preview"}
+
+
+@team_required
+@require_GET
+def video_file(
+    request: HttpRequest, membership: Membership, code: UUID, part: str = "file"
+) -> HttpResponseBase:
+    clip = get_object_or_404(VideoClip, code=code, team=membership.team)
+    if part not in _VIDEO_PARTS:
+        raise Http404("No such file.")
+    fmt = {"file": clip.format, "poster": POSTER_FORMAT}.get(part, VIDEO_FORMAT)
+    return serve_file(request, getattr(clip, part).name, fmt=fmt)
 
 
 @team_required

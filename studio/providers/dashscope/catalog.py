@@ -7,10 +7,11 @@ from decimal import Decimal
 from django.conf import settings
 
 from studio.catalog import S2V, Billing, Offer, s2v_limits
+from studio.providers.base import ProviderLimits
 
 from .client import DETECT_MODEL, S2V_MODEL, STATES
 
-__all__ = ["PRICES", "STATES", "s2v_offer"]
+__all__ = ["PRICES", "STATES", "animate_video_limits", "s2v_offer"]
 
 # provider-api.md §2.3 and §3.3: the declared prices, which billing falls back
 # on when the price table has no line for them.
@@ -47,4 +48,31 @@ def s2v_offer(*, concurrency: int) -> Offer:
         billing=Billing(basis="output"),
         # §3.1 documents no prompt or seed for wan2.2-s2v.
         takes=frozenset(),
+    )
+
+
+def animate_video_limits() -> ProviderLimits:
+    """wan2.2-animate-move/-mix's input bounds (§7.1), for their offers to build on.
+
+    The reference video: MP4/AVI/MOV, 2-30 s, each side 200-2048 px, aspect
+    1:3 to 3:1, 200 MB (read as 10^6 bytes, the smaller reading); all bounds
+    inclusive. The character image: sides 200-4096 px. No audio is taken, and
+    one task runs at a time (§7.3). Tiers and prices are the offer's to add.
+    """
+    return ProviderLimits(
+        image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
+        image_min_side=200,
+        image_max_side=4096,
+        audio_formats=frozenset(),
+        audio_max_seconds=0.0,
+        audio_max_bytes=0,
+        resolutions=(),
+        concurrency=1,
+        video_formats=frozenset({"mp4", "avi", "mov"}),
+        video_min_seconds=2.0,
+        video_max_seconds=30.0,
+        video_min_side=200,
+        video_max_side=2048,
+        video_max_bytes=200_000_000,
+        video_aspect_max=3.0,
     )
