@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 
 from studio.catalog import S2V, Billing, Offer, s2v_limits
 
-from .client import DETECT_MODEL, S2V_MODEL, STATES
+from .client import (
+    ANIMATE_MIX_MODEL,
+    ANIMATE_MODELS,
+    ANIMATE_MOVE_MODEL,
+    ANIMATE_PRO,
+    ANIMATE_STANDARD,
+    DETECT_MODEL,
+    S2V_MODEL,
+    STATES,
+)
 
-__all__ = ["PRICES", "STATES", "s2v_offer"]
+__all__ = [
+    "ANIMATE_LIMITS",
+    "ANIMATE_MIX_MODEL",
+    "ANIMATE_MODELS",
+    "ANIMATE_MODES",
+    "ANIMATE_MOVE_MODEL",
+    "ANIMATE_PRICES",
+    "ANIMATE_PRO",
+    "ANIMATE_STANDARD",
+    "PRICES",
+    "STATES",
+    "AnimateLimits",
+    "s2v_offer",
+]
 
 # provider-api.md §2.3 and §3.3: the declared prices, which billing falls back
 # on when the price table has no line for them.
@@ -48,3 +71,49 @@ def s2v_offer(*, concurrency: int) -> Offer:
         # §3.1 documents no prompt or seed for wan2.2-s2v.
         takes=frozenset(),
     )
+
+
+# -- wan2.2-animate-move / -mix (§7); not offered yet: the catalog wiring comes next.
+
+# The studio's tiers as the provider's `parameters.mode` (§7.1). The price table
+# keys animate lines by this mode word in its `resolution` column, which is too
+# short for "professional" (migration 0018).
+ANIMATE_MODES = {"standard": ANIMATE_STANDARD, "professional": ANIMATE_PRO}
+
+# §7.3 per output second, CNY. Third-party figures, unconfirmed (§13.7): the
+# price table's lines (marked so in their source) are what admins correct.
+ANIMATE_PRICES = {
+    ANIMATE_MOVE_MODEL: {
+        ANIMATE_STANDARD: Decimal("0.40"),
+        ANIMATE_PRO: Decimal("0.60"),
+    },
+    ANIMATE_MIX_MODEL: {
+        ANIMATE_STANDARD: Decimal("0.60"),
+        ANIMATE_PRO: Decimal("1.20"),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AnimateLimits:
+    """What §7.1 accepts for a character image and a reference video.
+
+    Bounds are inclusive; the aspect bound applies both ways (1:3 to 3:1). MB
+    is read as 10^6 bytes, the smaller reading, as for s2v's audio.
+    """
+
+    image_formats: frozenset[str] = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
+    image_min_side: int = 200
+    image_max_side: int = 4096
+    image_max_bytes: int = 5_000_000
+    video_formats: frozenset[str] = frozenset({"mp4", "mov", "avi"})
+    video_min_seconds: float = 2.0
+    video_max_seconds: float = 30.0
+    video_min_side: int = 200
+    video_max_side: int = 2048
+    video_max_bytes: int = 200_000_000
+    max_aspect: float = 3.0
+    concurrency: int = 1  # §7.3, per model, in both regions
+
+
+ANIMATE_LIMITS = AnimateLimits()
