@@ -164,8 +164,9 @@ seconds on the provider clock:
                    "cancels"},  (a count that is absent is 0)
         "tasks": [{"id" (= "task_id"), "status", "model", "api_key", "resolution",
                    "submit_time", "start_time", "end_time", "audio_duration",
-                   "video_duration", "width", "height", "code", "message",
-                   "result_expires", "expired"}]}}}
+                   "mode", "reference_duration" (animate), "video_duration",
+                   "width", "height", "code", "message", "result_expires",
+                   "expired"}]}}}
 """
 
 from __future__ import annotations
