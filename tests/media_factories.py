@@ -244,6 +244,35 @@ def make_portrait(
     return path
 
 
+def make_reference_mp4(
+    path: Path,
+    seconds: float = 2.5,
+    *,
+    size: tuple[int, int] = (320, 240),
+    fps: int = 10,
+) -> Path:
+    """A small H.264 MP4 with a square moving across: an animate reference video."""
+    width, height = size
+    frames = max(1, round(seconds * fps))
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        side = min(width, height) // 4
+        for index in range(frames):
+            rgb = np.full((height, width, 3), 40, dtype=np.uint8)
+            x = (width - side) * index // max(1, frames - 1)
+            rgb[height // 2 - side // 2 : height // 2 + side // 2, x : x + side] = 220
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+    return path
+
+
 def make_deep_grey(path: Path, *, mode: str = "I;16", fmt: str = "PNG") -> Path:
     """The astronaut in greyscale with more than 8 bits a pixel.
 

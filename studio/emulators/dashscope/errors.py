@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+
+def image_resolution(low: int, high: int) -> str:
+    """§6 InvalidFile.Resolution with a model's own bounds (s2v: 400 and 7000)."""
+    return (
+        "The image resolution is invalid, please make sure that the largest length "
+        f"of image is smaller than {high}, and the smallest length of image is "
+        f"larger than {low}."
+    )
+
+
 # code -> (HTTP status, message), verbatim from provider-api.md §6 / §5.5.
 KNOWN: dict[str, tuple[int, str]] = {
     "InvalidParameter": (
@@ -25,12 +35,7 @@ KNOWN: dict[str, tuple[int, str]] = {
         "Invalid file format，the request file format is one of the following "
         "types: MP4, AVI, MOV, MP3, WAV, AAC, JPEG, JPG, PNG, BMP, and WEBP.",
     ),
-    "InvalidFile.Resolution": (
-        400,
-        "The image resolution is invalid, please make sure that the largest length "
-        "of image is smaller than 7000, and the smallest length of image is larger "
-        "than 400.",
-    ),
+    "InvalidFile.Resolution": (400, image_resolution(400, 7000)),
     "InvalidFile.NoHuman": (
         400,
         "The input image has no human body. Please upload other image with single "
@@ -59,6 +64,11 @@ KNOWN: dict[str, tuple[int, str]] = {
     "InvalidFile.Value": (
         400,
         "The value of the image is invalid, please upload other clearer image.",
+    ),
+    "InvalidFile.AspectRatio": (
+        400,
+        "Invalid file ratio. The file aspect ratio (height/width) must be between "
+        "3:1 and 1:3.",
     ),
     "InvalidImage.NoHumanFace": (400, "No human face detected."),
     "DataInspectionFailed": (400, "Input data may contain inappropriate content."),
@@ -148,6 +158,29 @@ def missing(field: str) -> str:
         f"Required parameter({field}) missing or invalid, please check the request "
         "parameters."
     )
+
+
+def video_resolution(low: int, high: int) -> str:
+    """InvalidFile.Resolution for a video. §6 words it only for images; this
+    follows the same form with §7.1's video bounds."""
+    return (
+        "The video resolution is invalid, please make sure that the largest length "
+        f"of video is smaller than {high}, and the smallest length of video is "
+        f"larger than {low}."
+    )
+
+
+def file_size(max_bytes: int) -> str:
+    """§6 InvalidFile.Size, "xxx" filled in."""
+    return (
+        "Invalid file size. The video/audio/image file size must be less than "
+        f"{max_bytes / 1e6:g}MB."
+    )
+
+
+def file_duration(low: float, high: float) -> str:
+    """§6 InvalidFile.Duration, "xxx s ~ yyy s" filled in."""
+    return f"Invalid file duration. The file duration must be {low:g} s ~ {high:g} s."
 
 
 def method_not_supported(method: str) -> str:

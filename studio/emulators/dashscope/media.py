@@ -122,15 +122,24 @@ class ImageCheck:
     face_box: tuple[int, int, int, int] | None = None
 
 
-def inspect_image(path: Path, *, for_task: bool = False) -> ImageCheck:
+def inspect_image(
+    path: Path,
+    *,
+    for_task: bool = False,
+    limits: ProviderLimits = IMAGE_LIMITS,
+    faces: bool = True,
+) -> ImageCheck:
     """Format, size and face, as wan2.2-s2v-detect judges them (§2.1).
 
     `for_task` picks the code an s2v task fails with for a wrong format
-    (InvalidURL, §6) instead of the detect API's InvalidFile.Format.
+    (InvalidURL, §6) instead of the detect API's InvalidFile.Format. Animate
+    passes its own `limits` (§7.1) and skips the face check when told to.
     """
     try:
         info = read_image_info(path)
-        verdict = precheck_image(info, IMAGE_LIMITS)
+        verdict = precheck_image(info, limits)
+        if verdict is None and not faces:
+            return ImageCheck(ok=True, humanoid=True)
         if verdict is None:
             with FACE_LOCK:
                 verdict = check_face(path)
@@ -144,11 +153,14 @@ def inspect_image(path: Path, *, for_task: bool = False) -> ImageCheck:
         return ImageCheck(
             ok=False, humanoid=False, code="InvalidURL", message=errors.IMAGE_TYPE
         )
+    message = _message(code)
+    if code == "InvalidFile.Resolution":
+        message = errors.image_resolution(limits.image_min_side, limits.image_max_side)
     return ImageCheck(
         ok=False,
         humanoid=verdict.humanoid,
         code=code,
-        message=_message(code),
+        message=message,
         face_box=verdict.face_box,
     )
 

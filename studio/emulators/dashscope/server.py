@@ -1,4 +1,4 @@
-"""A local emulator of DashScope's wan2.2-s2v APIs, over real HTTP.
+"""A local emulator of DashScope's wan2.2-s2v and animate APIs, over real HTTP.
 
 The contract is /work/shared/docs/provider-api.md (cited as §n below). Start
 it with `python manage.py dashscope_emulator --port 8765`, or in tests:
@@ -9,7 +9,8 @@ it with `python manage.py dashscope_emulator --port 8765`, or in tests:
 Routes, each under `/api/v1` and under `/qwen/api/v1` (§10, §12.1):
 
     POST /services/aigc/image2video/face-detect          wan2.2-s2v-detect (§2)
-    POST /services/aigc/image2video/video-synthesis[/]   wan2.2-s2v (§3)
+    POST /services/aigc/image2video/video-synthesis[/]   wan2.2-s2v (§3),
+                                                         wan2.2-animate-move/-mix (§7)
     GET  /tasks/{task_id}                                task object (§1.6)
     POST /tasks/{task_id}/cancel                         PENDING only
     GET  /tasks?page_no&page_size&status&model_name&start_time&end_time
@@ -70,7 +71,22 @@ Choices where the contract is silent (§13):
   15,000,000 bytes, the smaller reading of "15 MB", is refused), image
   problems as for detect (wrong image format: `InvalidURL` with the image
   format message); `sync` answers the same codes as HTTP 400 at submit.
-* Concurrency (§13.3): per account at most `concurrency` tasks RUNNING;
+* Animate (§7): both models in both regions. Submit refuses, as 400: no
+  `parameters` (`BadRequest.EmptyParameters`), `mode` missing or not
+  wan-std/wan-pro, `check_image` or `input.watermark` not a boolean
+  (`InvalidParameter` naming it). Media checks follow `input_errors` as for
+  s2v: image JPEG/PNG/BMP/WebP, sides 200-4096 (`InvalidFile.Resolution`),
+  <= 5 MB (`InvalidFile.Size`), 1:3-3:1 (`InvalidFile.AspectRatio`), a face
+  check only with check_image; video MP4/MOV/AVI (`InvalidFile.Format`),
+  2-30 s (`InvalidFile.Duration`), sides 200-2048, 1:3-3:1, <= 200 MB;
+  undecodable `InvalidFile.Openerror`. MB = 10^6 bytes. A task runs
+  `run_seconds_base + run_seconds_per_video_second * reference seconds`; its
+  result is a stand-in (see animate.py) exactly as long as the reference
+  video, at 15 fps (wan-std) or 25 fps (wan-pro), and usage is
+  `{"video_duration": reference seconds, "video_ratio": "standard"|"pro"}`.
+  The watermark is accepted but not drawn.
+* Concurrency (§13.3, §7.3): per account and model at most `concurrency`
+  tasks RUNNING;
   `overflow=queue` keeps the rest PENDING (FIFO), `overflow=reject` answers
   429 `Throttling.RateQuota` (code, message, status configurable).
 * Rate limits per account, sliding one-second windows of accepted requests:
@@ -148,8 +164,9 @@ seconds on the provider clock:
                    "cancels"},  (a count that is absent is 0)
         "tasks": [{"id" (= "task_id"), "status", "model", "api_key", "resolution",
                    "submit_time", "start_time", "end_time", "audio_duration",
-                   "video_duration", "width", "height", "code", "message",
-                   "result_expires", "expired"}]}}}
+                   "mode", "reference_duration" (animate), "video_duration",
+                   "width", "height", "code", "message", "result_expires",
+                   "expired"}]}}}
 """
 
 from __future__ import annotations
@@ -167,7 +184,7 @@ from xml.sax.saxutils import escape
 from studio.emulators import common, multipart
 from studio.emulators.common import BodyTooLarge, Response
 
-from . import errors, media
+from . import animate, errors, media
 from .errors import ApiError, OssError
 from .faults import API_ROUTES
 from .state import (
@@ -359,29 +376,40 @@ class _App(common.BaseApp[Store, Config]):
             output.update(code=check.code, message=check.message)
         return {"output": output, "usage": {"image_count": 1}}
 
-    # §3.1: wan2.2-s2v submit; X-DashScope-Async: enable is required.
+    # §3.1 wan2.2-s2v and §7.1 wan2.2-animate-move/-mix submit; X-DashScope-Async:
+    # enable is required.
     def submit(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
         if not req.flag("X-DashScope-Async"):
             raise ApiError(403, "AccessDenied", errors.ASYNC_ONLY)
         body = req.json()
         model = self.store.check_model(body.get("model"), "submit")
         data = _input_of(body)
-        parameters = _parameters_of(body)
-        resolution = parameters.get("resolution", "480P")
-        if resolution not in ("480P", "720P"):
-            raise ApiError(400, "InvalidParameter", errors.missing("resolution"))
-        # parameters.style (§13.4) is accepted and ignored.
+        resolution = mode = ""
+        check_image = True
+        if model in animate.MODELS:
+            mode, check_image = _animate_parameters(body, data)
+            driver_field = "video_url"
+        else:
+            resolution = _parameters_of(body).get("resolution", "480P")
+            if resolution not in ("480P", "720P"):
+                raise ApiError(400, "InvalidParameter", errors.missing("resolution"))
+            # parameters.style (§13.4) is accepted and ignored.
+            driver_field = "audio_url"
         self.store.count(key.account, "submit_requests")
         self.store.check_rate(key.account, "submit", self.cfg.submit_rps)
         resolve = req.flag("X-DashScope-OssResourceResolve")
         image = media.parse_url(data.get("image_url"), "image_url", resolve_oss=resolve)
-        audio = media.parse_url(data.get("audio_url"), "audio_url", resolve_oss=resolve)
-        for source in (image, audio):
+        driver = media.parse_url(
+            data.get(driver_field), driver_field, resolve_oss=resolve
+        )
+        for source in (image, driver):
             if source.oss_key is not None:
                 self.store.resolve_oss(source.oss_key, key.account, model)
         prepared = None
         if self.cfg.input_errors == "sync":
-            prepared = self.store.prepare(key, model, image, audio)
+            prepared = self.store.prepare(
+                key, model, image, driver, check_image=check_image
+            )
         try:
             task = self.store.submit(
                 request_id=req.request_id,
@@ -389,8 +417,10 @@ class _App(common.BaseApp[Store, Config]):
                 model=model,
                 resolution=resolution,
                 image=image,
-                audio=audio,
+                driver=driver,
                 prepared=prepared,
+                mode=mode,
+                check_image=check_image,
             )
         except ApiError:
             if prepared is not None:
@@ -634,6 +664,31 @@ def _parameters_of(body: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(parameters, dict):
         raise ApiError(400, "InvalidParameter", errors.missing("parameters"))
     return parameters
+
+
+def _animate_parameters(
+    body: Mapping[str, Any], data: Mapping[str, Any]
+) -> tuple[str, bool]:
+    """§7.1: `parameters` is required, with `mode` wan-std or wan-pro;
+    `check_image` and `input.watermark` are optional booleans."""
+    parameters = body.get("parameters")
+    if parameters is None:
+        raise ApiError(
+            400,
+            "BadRequest.EmptyParameters",
+            'Required parameter "parameters" missing from request.',
+        )
+    parameters = _parameters_of(body)
+    mode = parameters.get("mode")
+    if mode not in animate.SERVICE_MODES:
+        raise ApiError(400, "InvalidParameter", errors.missing("mode"))
+    check_image = parameters.get("check_image", True)
+    if not isinstance(check_image, bool):
+        raise ApiError(400, "InvalidParameter", errors.missing("check_image"))
+    # The watermark is checked, not drawn: the result is a stand-in anyway.
+    if not isinstance(data.get("watermark", False), bool):
+        raise ApiError(400, "InvalidParameter", errors.missing("watermark"))
+    return str(mode), check_image
 
 
 def _endpoint_of(model: str) -> str:

@@ -2,8 +2,9 @@
 
 `Store` holds API keys, accounts, tasks, uploaded objects and faults behind
 one lock, and runs each task in a daemon worker thread: fetch and check the
-inputs, really render the MP4 with `studio.media.render`, wait out the
-configured run time, finish. Nothing here knows HTTP; the server calls in.
+inputs, really render the MP4 (s2v with `studio.media.render`, animate with
+`animate.render`), wait out the configured run time, finish. Nothing here
+knows HTTP; the server calls in.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from studio.emulators import common
 from studio.emulators.multipart import Part
 from studio.media.images import InputError
 
-from . import errors, faults, media
+from . import animate, errors, faults, media
 from .errors import ApiError, OssError
 
 # DashScope periods in seconds, before --time-scale (§1.6, §3.3, §5.1, §5.4).
@@ -47,9 +48,14 @@ STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED")
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 
 # The emulated models and the endpoint each belongs to (§1.2, §12.4).
-MODELS: dict[str, str] = {"wan2.2-s2v": "submit", "wan2.2-s2v-detect": "detect"}
-# §1.1: wan2.2-s2v and its detector exist in China (Beijing) only.
-BEIJING_ONLY = frozenset(MODELS)
+MODELS: dict[str, str] = {
+    "wan2.2-s2v": "submit",
+    "wan2.2-s2v-detect": "detect",
+    **dict.fromkeys(animate.MODELS, "submit"),
+}
+# §1.1: wan2.2-s2v and its detector exist in China (Beijing) only; animate
+# exists in Singapore too.
+BEIJING_ONLY = frozenset({"wan2.2-s2v", "wan2.2-s2v-detect"})
 
 OSS_BUCKET = "dashscope-file-emulator"
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # §5.4: 1 GB overall
@@ -94,6 +100,7 @@ class Config:
     pending_seconds: float = 0.0  # least time a task stays PENDING, slot free or not
     run_seconds_base: float = 0.5
     run_seconds_per_audio_second: float = 0.0
+    run_seconds_per_video_second: float = 0.0  # animate: of the reference video
     input_errors: str = "async"  # §13.2: media problems at submit (sync) or as FAILED
     usage_field: str = "duration"  # §13.5: duration, video_duration or both
     submit_rps: float = 5.0  # §3.3
@@ -128,6 +135,7 @@ class Config:
             min(
                 self.run_seconds_base,
                 self.run_seconds_per_audio_second,
+                self.run_seconds_per_video_second,
                 self.pending_seconds,
             )
             < 0
@@ -190,12 +198,15 @@ class RateWindow:
 
 @dataclass
 class Prepared:
-    """Inputs fetched and checked: local paths, the face box, the audio length."""
+    """Inputs fetched and checked: local paths, the face box, the driver's length.
+
+    The driver is what moves the image: s2v's audio, animate's reference video.
+    """
 
     image: Path
-    audio: Path
+    driver: Path
     face_box: tuple[int, int, int, int] | None
-    audio_duration: float
+    driver_seconds: float
     owned: list[Path] = field(default_factory=list)  # downloads to delete after
 
     def discard(self) -> None:
@@ -210,11 +221,13 @@ class Task:
     account: str
     api_key: str
     model: str
-    resolution: str
+    resolution: str  # s2v; "" for animate
     image: media.Source
-    audio: media.Source
+    driver: media.Source  # s2v's audio_url, animate's video_url
     submit_time: float
     generation: int
+    mode: str = ""  # animate's wan-std or wan-pro (§7.1)
+    check_image: bool = True  # animate's parameters.check_image
     submitted: float = field(default_factory=time.monotonic)
     status: str = "PENDING"
     scheduled_time: float | None = None
@@ -224,6 +237,7 @@ class Task:
     forced: tuple[str, str] | None = None  # fail_task / moderation fault
     prepared: Prepared | None = None
     audio_duration: float | None = None
+    reference_duration: float | None = None  # animate's reference video
     video_duration: float | None = None
     width: int | None = None
     height: int | None = None
@@ -252,6 +266,8 @@ class Account:
     tasks: list[str] = field(default_factory=list)
     pending: deque[Task] = field(default_factory=deque)
     running: int = 0
+    # Slots are per model (§3.3, §7.3 each give their own concurrency).
+    running_by_model: Counter[str] = field(default_factory=Counter)
     max_running: int = 0
     freed: list[float] = field(default_factory=list)  # slot free since
     idle_gaps: list[tuple[float, float]] = field(default_factory=list)
@@ -263,6 +279,7 @@ class Account:
         self.tasks.clear()
         self.pending.clear()
         self.running = self.max_running = 0
+        self.running_by_model.clear()
         self.freed.clear()
         self.idle_gaps.clear()
         self.counts.clear()
@@ -542,33 +559,53 @@ class Store(common.BaseStore[faults.Fault, Config]):
         return path
 
     def prepare(
-        self, key: ApiKey, model: str, image: media.Source, audio: media.Source
+        self,
+        key: ApiKey,
+        model: str,
+        image: media.Source,
+        driver: media.Source,
+        *,
+        check_image: bool = True,
     ) -> Prepared:
-        """Fetch and check an s2v task's image and audio; raise ApiError (§3.1)."""
+        """Fetch and check a task's image and its audio (s2v, §3.1) or reference
+        video (animate, §7.1); raise ApiError."""
         owned: list[Path] = []
         try:
             image_path = self.materialize(image, key, model, owned)
-            verdict = media.inspect_image(image_path, for_task=True)
+            if model in animate.MODELS:
+                verdict = animate.inspect_image(image_path, check_image=check_image)
+            else:
+                verdict = media.inspect_image(image_path, for_task=True)
             if not verdict.ok:
                 raise ApiError(400, verdict.code, verdict.message)
-            audio_path = self.materialize(audio, key, model, owned)
-            sound = media.inspect_audio(
-                audio_path,
-                max_seconds=self.config.audio_max_seconds,
-                max_bytes=self.config.audio_max_bytes,
-            )
-            if not sound.ok:
-                raise ApiError(400, sound.code, sound.message)
+            driver_path = self.materialize(driver, key, model, owned)
+            seconds = self._driver_seconds(model, driver_path)
         except BaseException:
             Prepared(Path(), Path(), None, 0.0, owned).discard()
             raise
         return Prepared(
             image=image_path,
-            audio=audio_path,
+            driver=driver_path,
             face_box=verdict.face_box,
-            audio_duration=sound.duration,
+            driver_seconds=seconds,
             owned=owned,
         )
+
+    def _driver_seconds(self, model: str, path: Path) -> float:
+        """The audio's or reference video's length once it passes; raise ApiError."""
+        if model in animate.MODELS:
+            video = animate.inspect_video(path)
+            if not video.ok:
+                raise ApiError(400, video.code, video.message)
+            return video.duration
+        sound = media.inspect_audio(
+            path,
+            max_seconds=self.config.audio_max_seconds,
+            max_bytes=self.config.audio_max_bytes,
+        )
+        if not sound.ok:
+            raise ApiError(400, sound.code, sound.message)
+        return sound.duration
 
     # Tasks (§3, §12.7)
 
@@ -579,15 +616,20 @@ class Store(common.BaseStore[faults.Fault, Config]):
         model: str,
         resolution: str,
         image: media.Source,
-        audio: media.Source,
+        driver: media.Source,
         prepared: Prepared | None,
         request_id: str = "",
+        mode: str = "",
+        check_image: bool = True,
     ) -> Task:
         cfg = self.config
         with self.lock:
             account = self.account(key.account)
+            waiting = sum(
+                1 for t in account.pending if t.model == model and t.status == "PENDING"
+            )
             if cfg.overflow == "reject" and (
-                account.running + len(account.pending) >= cfg.concurrency
+                account.running_by_model[model] + waiting >= cfg.concurrency
             ):
                 account.counts["submit_rejected_busy"] += 1
                 raise ApiError(
@@ -600,7 +642,9 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 model=model,
                 resolution=resolution,
                 image=image,
-                audio=audio,
+                driver=driver,
+                mode=mode,
+                check_image=check_image,
                 submit_time=self.now(),
                 generation=self.generation,
                 prepared=prepared,
@@ -619,20 +663,23 @@ class Store(common.BaseStore[faults.Fault, Config]):
             return task
 
     def _pump(self, account: Account) -> None:
-        """Start PENDING tasks, oldest first, while the account has free slots."""
-        while account.running < self.config.concurrency and account.pending:
-            task = account.pending[0]
+        """Start PENDING tasks, oldest first, while their model has a free slot."""
+        for task in list(account.pending):
             if task.status != "PENDING":
-                account.pending.popleft()
+                account.pending.remove(task)
+                continue
+            if account.running_by_model[task.model] >= self.config.concurrency:
                 continue
             wait = task.submitted + self.config.pending_seconds - time.monotonic()
             if wait > 0:
+                # Later tasks were submitted later: none of them is due sooner.
                 self._wake_later(account, wait)
                 return
-            account.pending.popleft()
+            account.pending.remove(task)
             task.status = "RUNNING"
             task.scheduled_time = self.now()
             account.running += 1
+            account.running_by_model[task.model] += 1
             account.max_running = max(account.max_running, account.running)
             if account.freed:
                 account.idle_gaps.append((account.freed.pop(0), task.scheduled_time))
@@ -670,29 +717,48 @@ class Store(common.BaseStore[faults.Fault, Config]):
             key = self.keys.get(task.api_key) or ApiKey(task.api_key, task.account)
             if prepared is None:
                 try:
-                    prepared = self.prepare(key, task.model, task.image, task.audio)
+                    prepared = self.prepare(
+                        key,
+                        task.model,
+                        task.image,
+                        task.driver,
+                        check_image=task.check_image,
+                    )
                 except ApiError as err:
                     self._finish(task, "FAILED", err.code, err.message)
                     return
-            task.audio_duration = prepared.audio_duration
+            is_animate = task.model in animate.MODELS
             cfg = self.config
-            run_for = (
-                cfg.run_seconds_base
-                + cfg.run_seconds_per_audio_second * prepared.audio_duration
-            )
+            if is_animate:
+                task.reference_duration = prepared.driver_seconds
+                per_second = cfg.run_seconds_per_video_second
+            else:
+                task.audio_duration = prepared.driver_seconds
+                per_second = cfg.run_seconds_per_audio_second
+            run_for = cfg.run_seconds_base + per_second * prepared.driver_seconds
             if task.forced is not None:
                 self._wait_until(started + run_for)
                 self._finish(task, "FAILED", *task.forced)
                 return
             out = self.data_dir / "results" / f"{task.id}.mp4"
             try:
-                info = common.render(
-                    portrait=prepared.image,
-                    audio=prepared.audio,
-                    resolution=task.resolution,
-                    face_box=prepared.face_box,
-                    out=out,
-                )
+                if is_animate:
+                    info = animate.render(
+                        image=prepared.image,
+                        video=prepared.driver,
+                        model=task.model,
+                        mode=task.mode,
+                        duration=prepared.driver_seconds,
+                        out=out,
+                    )
+                else:
+                    info = common.render(
+                        portrait=prepared.image,
+                        audio=prepared.driver,
+                        resolution=task.resolution,
+                        face_box=prepared.face_box,
+                        out=out,
+                    )
             except InputError as exc:
                 code = exc.code if exc.code in errors.KNOWN else "InvalidFile.Openerror"
                 self._finish(task, "FAILED", code, errors.known_message(code))
@@ -703,7 +769,9 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 task,
                 "SUCCEEDED",
                 video=out,
-                duration=info.duration,
+                # Animate bills the reference's length (§7.2), which the
+                # result matches to a frame.
+                duration=prepared.driver_seconds if is_animate else info.duration,
                 size=(info.width, info.height),
             )
         except Exception as exc:  # a bug or a full disk must not kill the slot
@@ -747,6 +815,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 task.result_url = self._result_url(task.id, expires)
             account = self.account(task.account)
             account.running -= 1
+            account.running_by_model[task.model] -= 1
             account.freed.append(task.end_time)
             self._pump(account)
 
@@ -782,6 +851,10 @@ class Store(common.BaseStore[faults.Fault, Config]):
             if task.status == "SUCCEEDED":
                 output["results"] = {"video_url": task.result_url}
                 seconds = round(task.video_duration or 0.0, 2)
+                if task.model in animate.MODELS:
+                    # §7.2: video_ratio is the service mode, not an aspect ratio.
+                    mode = animate.SERVICE_MODES[task.mode]
+                    return output, {"video_duration": seconds, "video_ratio": mode}
                 usage = {}
                 if self.config.usage_field in ("duration", "both"):
                     usage["duration"] = seconds
@@ -939,6 +1012,8 @@ class Store(common.BaseStore[faults.Fault, Config]):
             "start_time": task.scheduled_time,
             "end_time": task.end_time,
             "audio_duration": task.audio_duration,
+            "mode": task.mode or None,
+            "reference_duration": task.reference_duration,
             "video_duration": task.video_duration,
             "width": task.width,
             "height": task.height,

@@ -9,9 +9,30 @@ from django.conf import settings
 from studio.catalog import S2V, Billing, Offer, s2v_limits
 from studio.providers.base import ProviderLimits
 
-from .client import DETECT_MODEL, S2V_MODEL, STATES
+from .client import (
+    ANIMATE_MIX_MODEL,
+    ANIMATE_MODELS,
+    ANIMATE_MOVE_MODEL,
+    ANIMATE_PRO,
+    ANIMATE_STANDARD,
+    DETECT_MODEL,
+    S2V_MODEL,
+    STATES,
+)
 
-__all__ = ["PRICES", "STATES", "animate_video_limits", "s2v_offer"]
+__all__ = [
+    "ANIMATE_MIX_MODEL",
+    "ANIMATE_MODELS",
+    "ANIMATE_MODES",
+    "ANIMATE_MOVE_MODEL",
+    "ANIMATE_PRICES",
+    "ANIMATE_PRO",
+    "ANIMATE_STANDARD",
+    "PRICES",
+    "STATES",
+    "animate_video_limits",
+    "s2v_offer",
+]
 
 # provider-api.md §2.3 and §3.3: the declared prices, which billing falls back
 # on when the price table has no line for them.
@@ -51,13 +72,35 @@ def s2v_offer(*, concurrency: int) -> Offer:
     )
 
 
+# -- wan2.2-animate-move / -mix (§7); not offered yet: the catalog wiring comes next.
+
+# The studio's tiers as the provider's `parameters.mode` (§7.1). The price table
+# keys animate lines by this mode word in its `resolution` column, which is too
+# short for "professional" (migration 0019).
+ANIMATE_MODES = {"standard": ANIMATE_STANDARD, "professional": ANIMATE_PRO}
+
+# §7.3 per output second, CNY. Third-party figures, unconfirmed (§13.7): the
+# price table's lines (marked so in their source) are what admins correct.
+ANIMATE_PRICES = {
+    ANIMATE_MOVE_MODEL: {
+        ANIMATE_STANDARD: Decimal("0.40"),
+        ANIMATE_PRO: Decimal("0.60"),
+    },
+    ANIMATE_MIX_MODEL: {
+        ANIMATE_STANDARD: Decimal("0.60"),
+        ANIMATE_PRO: Decimal("1.20"),
+    },
+}
+
+
 def animate_video_limits() -> ProviderLimits:
     """wan2.2-animate-move/-mix's input bounds (§7.1), for their offers to build on.
 
     The reference video: MP4/AVI/MOV, 2-30 s, each side 200-2048 px, aspect
     1:3 to 3:1, 200 MB (read as 10^6 bytes, the smaller reading); all bounds
-    inclusive. The character image: sides 200-4096 px. No audio is taken, and
-    one task runs at a time (§7.3). Tiers and prices are the offer's to add.
+    inclusive. The character image: sides 200-4096 px (its 5 MB cap has no
+    field in ProviderLimits yet). No audio is taken, and one task runs at a
+    time (§7.3). Tiers and prices are the offer's to add.
     """
     return ProviderLimits(
         image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),

@@ -1,4 +1,4 @@
-"""HTTP client for DashScope's wan2.2-s2v, wan2.2-s2v-detect and temporary upload.
+"""HTTP client for DashScope's wan2.2-s2v, -detect, animate-move/-mix and temporary upload.
 
 The only module that knows DashScope's JSON. Every request goes through
 `_send`, which turns responses and transport errors into `DashScopeError`s
@@ -23,6 +23,15 @@ from studio.providers.base import ListedTask, TaskState
 
 DETECT_MODEL = "wan2.2-s2v-detect"
 S2V_MODEL = "wan2.2-s2v"
+# provider-api.md §7: one request schema for both; move animates the character
+# with the reference video's moves, mix puts the character into that video.
+ANIMATE_MOVE_MODEL = "wan2.2-animate-move"
+ANIMATE_MIX_MODEL = "wan2.2-animate-mix"
+ANIMATE_MODELS = (ANIMATE_MOVE_MODEL, ANIMATE_MIX_MODEL)
+# §7.1 parameters.mode, and the word usage.video_ratio answers with for it (§7.2).
+ANIMATE_STANDARD = "wan-std"
+ANIMATE_PRO = "wan-pro"
+ANIMATE_SERVICE_MODES = {ANIMATE_STANDARD: "standard", ANIMATE_PRO: "pro"}
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 # DashScope timestamps are UTC+8 without an offset (provider-api.md §1.6).
 PROVIDER_TZ = timezone(timedelta(hours=8))
@@ -131,6 +140,19 @@ class RemoteTask:
     scheduled_at: datetime | None = None
     ended_at: datetime | None = None
     resolution: str = ""  # "480P" or "720P", from usage.SR (§3.2)
+    # Animate's service mode, "standard" or "pro", from usage.video_ratio (§7.2):
+    # despite its name that field is not an aspect ratio.
+    service_mode: str = ""
+
+    def failure(self) -> DashScopeError | None:
+        """A FAILED task's code as an error classified like a refused request (§6):
+        moderation (DataInspectionFailed, IPInfringementSuspect) is the input's fault."""
+        if self.status != "FAILED":
+            return None
+        code = self.code or "Unknown"
+        return DashScopeError(
+            self.message or code, code=code, kind=classify(code, self.message)
+        )
 
 
 # The provider's task words (§1.6) as the studio's states. UNKNOWN is a task
@@ -216,22 +238,57 @@ class DashScopeClient:
     def submit(
         self, *, image_url: str, audio_url: str, resolution: str, style: str = ""
     ) -> RemoteTask:
-        # provider-api.md §3.1. Without X-DashScope-Async the API answers 403.
+        # provider-api.md §3.1.
         parameters: dict[str, str] = {"resolution": resolution}
         if style:
             parameters["style"] = style  # seen once in the docs (§3.1): opt-in
-        data = self._send(
-            "POST",
-            "/services/aigc/image2video/video-synthesis",
-            json={
+        return self._submit_task(
+            {
                 "model": S2V_MODEL,
                 "input": {"image_url": image_url, "audio_url": audio_url},
                 "parameters": parameters,
             },
-            headers={
-                "X-DashScope-Async": "enable",
-                **_oss_header(image_url, audio_url),
+            image_url,
+            audio_url,
+        )
+
+    def submit_animate(
+        self,
+        image_url: str,
+        video_url: str,
+        *,
+        model: str,
+        mode: str,
+        check_image: bool = True,
+        watermark: bool = False,
+    ) -> RemoteTask:
+        """A wan2.2-animate-move or -mix task (§7.1): a character image and a
+        reference video. `mode` is wan-std or wan-pro; `watermark` goes in `input`."""
+        if model not in ANIMATE_MODELS:
+            raise ValueError(f"{model!r} is not an animate model")
+        if mode not in ANIMATE_SERVICE_MODES:
+            raise ValueError(f"{mode!r} is not an animate mode")
+        return self._submit_task(
+            {
+                "model": model,
+                "input": {
+                    "image_url": image_url,
+                    "video_url": video_url,
+                    "watermark": watermark,
+                },
+                "parameters": {"mode": mode, "check_image": check_image},
             },
+            image_url,
+            video_url,
+        )
+
+    def _submit_task(self, body: dict[str, Any], *urls: str) -> RemoteTask:
+        # §1.2 video-synthesis. Without X-DashScope-Async the API answers 403.
+        data = self._send(
+            "POST",
+            "/services/aigc/image2video/video-synthesis",
+            json=body,
+            headers={"X-DashScope-Async": "enable", **_oss_header(*urls)},
         )
         try:
             return _parse_task(data)
@@ -436,9 +493,11 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         raise DashScopeError("The task answer lacked task_id or task_status.")
     usage = data["usage"] if isinstance(data.get("usage"), dict) else {}
     # The docs name the billed seconds both ways (§3.2): prefer `duration`.
+    # Animate has only `video_duration` (§7.2).
     seconds = usage.get("duration", usage.get("video_duration"))
     results = output["results"] if isinstance(output.get("results"), dict) else {}
     tier = usage.get("SR")
+    ratio = usage.get("video_ratio")
     return RemoteTask(
         task_id=task_id,
         status=status,
@@ -450,6 +509,8 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         scheduled_at=parse_time(output.get("scheduled_time")),
         ended_at=parse_time(output.get("end_time")),
         resolution=f"{tier}P" if isinstance(tier, int) and tier > 0 else "",
+        # EMO's video_ratio is an aspect ratio (§8.2): only animate's words count.
+        service_mode=str(ratio) if ratio in ANIMATE_SERVICE_MODES.values() else "",
     )
 
 

@@ -25,6 +25,7 @@ from studio.providers.base import (
 from studio.providers.remote import RemoteProviderBase, required_key
 
 from .client import (
+    ANIMATE_MODELS,
     DETECT_MODEL,
     S2V_MODEL,
     STATES,
@@ -62,6 +63,18 @@ _MESSAGES = {
     "InvalidParameter.DataInspection": "The provider could not read the input file. Upload it again; if it keeps failing, re-export it as JPEG/PNG and WAV/MP3.",
     "ResultExpired": "The provider's result link expired before the video was saved.",
     "InvalidVideo": "The provider returned something that is not a playable video.",
+}
+# Animate takes a character image and a reference video (§7.1): its own limits,
+# and no audio to blame.
+_ANIMATE_MESSAGES = {
+    "DataInspectionFailed": "The provider's content check refused the input or the result. Use another character image or reference video.",
+    "data_inspection_failed": "The provider's content check refused the input or the result. Use another character image or reference video.",
+    "IPInfringementSuspect": "The provider suspects the character image or reference video infringes someone's rights (for example a celebrity or a copyrighted character). Use material you own.",
+    "InvalidFile.Resolution": "Each side of the character image must be 200 to 4096 px, and of the reference video 200 to 2048 px.",
+    "InvalidFile.Size": "The file is too large for the provider: the character image must be at most 5 MB, the reference video at most 200 MB.",
+    "InvalidFile.Duration": "The reference video must be 2 to 30 seconds long.",
+    "InvalidFile.AspectRatio": "The picture is too tall or too wide: keep the image and video between 1:3 and 3:1.",
+    "InvalidFile.Format": "The provider does not accept this file format. Use a JPEG, PNG, BMP or WebP image and an MP4, MOV or AVI video.",
 }
 _REASONS = {
     "InvalidFile.NoHuman": Reason.NO_FACE,
@@ -102,14 +115,21 @@ def _clause(message: str) -> str:
     return tidy(message).rstrip(".!?,;: ")
 
 
-def user_message(code: str, message: str) -> str:
+def user_message(code: str, message: str, *, model: str = S2V_MODEL) -> str:
     """A plain-words message for a provider failure, keeping its own words when useful."""
+    if model in ANIMATE_MODELS and code in _ANIMATE_MESSAGES:
+        return _ANIMATE_MESSAGES[code]
     if code in _MESSAGES:
         return _MESSAGES[code]
     said = _clause(message)
+    inputs = (
+        "character image and reference video"
+        if model in ANIMATE_MODELS
+        else "portrait and audio"
+    )
     for prefix in ("InvalidFile", "InvalidURL", "InvalidParameter"):
         if code.startswith(prefix):
-            return f"The provider refused the input: {said or code}. Check the portrait and audio and try again."
+            return f"The provider refused the input: {said or code}. Check the {inputs} and try again."
     if code.startswith(
         ("InternalError", "SystemError", "ModelServingError", "ModelUnavailable")
     ):
