@@ -1,4 +1,4 @@
-"""HTTP client for DashScope's wan2.2-s2v, -detect, animate-move/-mix and temporary upload.
+"""HTTP client for DashScope's s2v, animate and EMO models, their checks and temp upload.
 
 The only module that knows DashScope's JSON. Every request goes through
 `_send`, which turns responses and transport errors into `DashScopeError`s
@@ -8,6 +8,7 @@ classified by what the caller should do (provider-api.md §6).
 from __future__ import annotations
 
 import enum
+import math
 import mimetypes
 import uuid
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ ANIMATE_MODELS = (ANIMATE_MOVE_MODEL, ANIMATE_MIX_MODEL)
 ANIMATE_STANDARD = "wan-std"
 ANIMATE_PRO = "wan-pro"
 ANIMATE_SERVICE_MODES = {ANIMATE_STANDARD: "standard", ANIMATE_PRO: "pro"}
+# provider-api.md §8: EMO's check and its model. The check answers with the two
+# boxes the model needs; usage.video_ratio is then an aspect ratio.
+EMO_DETECT_MODEL = "emo-detect-v1"
+EMO_MODEL = "emo-v1"
+EMO_RATIOS = ("1:1", "3:4")  # head shot (the default), half body
+EMO_STYLE_LEVELS = ("normal", "calm", "active")
 DEFAULT_BASE_URL = "https://dashscope.aliyuncs.com/api/v1"
 # DashScope timestamps are UTC+8 without an offset (provider-api.md §1.6).
 PROVIDER_TZ = timezone(timedelta(hours=8))
@@ -126,6 +133,20 @@ class DetectResult:
     request_id: str
 
 
+# [x1, y1, x2, y2] in image pixels, as emo-detect-v1 answers and emo-v1 takes (§8).
+BBox = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class EmoDetectResult:
+    check_pass: bool
+    face_bbox: BBox | None  # the face
+    ext_bbox: BBox | None  # the region that moves, in the requested ratio
+    code: str
+    message: str
+    request_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteTask:
     task_id: str
@@ -143,6 +164,8 @@ class RemoteTask:
     # Animate's service mode, "standard" or "pro", from usage.video_ratio (§7.2):
     # despite its name that field is not an aspect ratio.
     service_mode: str = ""
+    # EMO's aspect ratio, "1:1" or "3:4", from the same usage.video_ratio (§8.2).
+    aspect_ratio: str = ""
 
     def failure(self) -> DashScopeError | None:
         """A FAILED task's code as an error classified like a refused request (§6):
@@ -214,19 +237,7 @@ class DashScopeClient:
 
     def detect(self, *, image_url: str, fresh: bool = False) -> DetectResult:
         """The portrait check. `fresh` sends it on a new connection, for a retry."""
-        # provider-api.md §2: synchronous, so no X-DashScope-Async header.
-        data = self._send(
-            "POST",
-            "/services/aigc/image2video/face-detect",
-            fresh=fresh,
-            json={
-                "model": DETECT_MODEL,
-                "input": {"image_url": image_url},
-                "parameters": {},
-            },
-            headers=_oss_header(image_url),
-        )
-        output = _output(data)
+        data, output = self._face_detect(DETECT_MODEL, image_url, {}, fresh=fresh)
         return DetectResult(
             check_pass=bool(output.get("check_pass")),
             humanoid=output.get("humanoid"),
@@ -234,6 +245,42 @@ class DashScopeClient:
             message=str(output.get("message") or ""),
             request_id=str(data.get("request_id", "")),
         )
+
+    def detect_emo(
+        self, image_url: str, *, ratio: str, fresh: bool = False
+    ) -> EmoDetectResult:
+        """EMO's check (§8.1): whether the image suits emo-v1 at `ratio` ("1:1"
+        head shot, "3:4" half body), with the face and the region to animate."""
+        if ratio not in EMO_RATIOS:
+            raise ValueError(f"{ratio!r} is not an EMO ratio")
+        data, output = self._face_detect(
+            EMO_DETECT_MODEL, image_url, {"ratio": ratio}, fresh=fresh
+        )
+        return EmoDetectResult(
+            check_pass=bool(output.get("check_pass")),
+            face_bbox=_bbox(output.get("face_bbox")),
+            ext_bbox=_bbox(output.get("ext_bbox")),
+            code=str(output.get("code") or ""),
+            message=str(output.get("message") or ""),
+            request_id=str(data.get("request_id", "")),
+        )
+
+    def _face_detect(
+        self, model: str, image_url: str, parameters: dict[str, str], *, fresh: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # provider-api.md §2 and §8.1: synchronous, so no X-DashScope-Async header.
+        data = self._send(
+            "POST",
+            "/services/aigc/image2video/face-detect",
+            fresh=fresh,
+            json={
+                "model": model,
+                "input": {"image_url": image_url},
+                "parameters": parameters,
+            },
+            headers=_oss_header(image_url),
+        )
+        return data, _output(data)
 
     def submit(
         self, *, image_url: str, audio_url: str, resolution: str, style: str = ""
@@ -280,6 +327,34 @@ class DashScopeClient:
             },
             image_url,
             video_url,
+        )
+
+    def submit_emo(
+        self,
+        image_url: str,
+        audio_url: str,
+        *,
+        face_bbox: BBox,
+        ext_bbox: BBox,
+        style_level: str = "normal",
+    ) -> RemoteTask:
+        """An emo-v1 task (§8.2): the image that passed emo-detect-v1, its two
+        boxes as the check gave them, and the audio (wav/mp3, < 15 MB, < 60 s)."""
+        if style_level not in EMO_STYLE_LEVELS:
+            raise ValueError(f"{style_level!r} is not an EMO style level")
+        return self._submit_task(
+            {
+                "model": EMO_MODEL,
+                "input": {
+                    "image_url": image_url,
+                    "audio_url": audio_url,
+                    "face_bbox": list(face_bbox),
+                    "ext_bbox": list(ext_bbox),
+                },
+                "parameters": {"style_level": style_level},
+            },
+            image_url,
+            audio_url,
         )
 
     def _submit_task(self, body: dict[str, Any], *urls: str) -> RemoteTask:
@@ -493,7 +568,7 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         raise DashScopeError("The task answer lacked task_id or task_status.")
     usage = data["usage"] if isinstance(data.get("usage"), dict) else {}
     # The docs name the billed seconds both ways (§3.2): prefer `duration`.
-    # Animate has only `video_duration` (§7.2).
+    # Animate and EMO have only `video_duration` (§7.2, §8.2).
     seconds = usage.get("duration", usage.get("video_duration"))
     results = output["results"] if isinstance(output.get("results"), dict) else {}
     tier = usage.get("SR")
@@ -509,9 +584,28 @@ def _parse_task(data: dict[str, Any]) -> RemoteTask:
         scheduled_at=parse_time(output.get("scheduled_time")),
         ended_at=parse_time(output.get("end_time")),
         resolution=f"{tier}P" if isinstance(tier, int) and tier > 0 else "",
-        # EMO's video_ratio is an aspect ratio (§8.2): only animate's words count.
+        # One field, two meanings: animate's service mode (§7.2), EMO's aspect
+        # ratio (§8.2). Each is read only from its own words.
         service_mode=str(ratio) if ratio in ANIMATE_SERVICE_MODES.values() else "",
+        aspect_ratio=str(ratio) if ratio in EMO_RATIOS else "",
     )
+
+
+def _bbox(value: object) -> BBox | None:
+    """A box of four whole pixel numbers (§8.1); None when absent or malformed."""
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        return None
+    numbers: list[int] = []
+    for n in value:
+        if (
+            isinstance(n, bool)
+            or not isinstance(n, int | float)
+            or not math.isfinite(n)
+        ):
+            return None
+        numbers.append(round(n))
+    x1, y1, x2, y2 = numbers
+    return (x1, y1, x2, y2) if x1 < x2 and y1 < y2 else None
 
 
 def _parse_listed(row: object) -> ListedTask:
