@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -16,6 +18,10 @@ from .client import (
     ANIMATE_PRO,
     ANIMATE_STANDARD,
     DETECT_MODEL,
+    EMO_DETECT_MODEL,
+    EMO_MODEL,
+    EMO_RATIOS,
+    EMO_STYLE_LEVELS,
     S2V_MODEL,
     STATES,
 )
@@ -28,10 +34,22 @@ __all__ = [
     "ANIMATE_PRICES",
     "ANIMATE_PRO",
     "ANIMATE_STANDARD",
+    "BEIJING",
+    "EMO_DETECT_MODEL",
+    "EMO_MODEL",
+    "EMO_PRICES",
+    "EMO_RATIOS",
+    "EMO_SIZES",
+    "EMO_STYLE_LEVELS",
+    "MODEL_REGIONS",
     "PRICES",
+    "SINGAPORE",
     "STATES",
     "animate_video_limits",
+    "emo_limits",
+    "region_of",
     "s2v_offer",
+    "serves",
 ]
 
 # provider-api.md §2.3 and §3.3: the declared prices, which billing falls back
@@ -119,3 +137,75 @@ def animate_video_limits() -> ProviderLimits:
         video_max_bytes=200_000_000,
         video_aspect_max=3.0,
     )
+
+
+# -- EMO (§8): emo-detect-v1 checks a portrait for a ratio and answers with the
+# face and the region to animate; emo-v1 animates that region. Not offered yet:
+# the catalog wiring comes next.
+
+# §8 per image (the check) and per output second by ratio. CNY is documented;
+# USD is converted at the rate Alibaba's own s2v prices imply (§3.3: 0.071677
+# USD for 0.5 CNY), and the check as §2.3 prices the same CNY 0.004 check.
+EMO_PRICES = {
+    "CNY": {
+        "check": Decimal("0.004"),
+        "1:1": Decimal("0.08"),
+        "3:4": Decimal("0.16"),
+    },
+    "USD": {
+        "check": Decimal("0.000574"),
+        "1:1": Decimal("0.011468"),
+        "3:4": Decimal("0.022937"),
+    },
+}
+# §8.2: 1:1 makes 512×512, 3:4 makes 512×704 (width × height).
+EMO_SIZES = {"1:1": (512, 512), "3:4": (512, 704)}
+EMO_AUDIO_MAX_SECONDS = 60.0  # §8.2 "< 60 s", exclusive
+
+
+def emo_limits() -> ProviderLimits:
+    """emo-v1's input bounds (§8), for its offer to build on: s2v's portrait
+    bounds and audio formats, audio under 60 s and 15 MB (read as 10^6 bytes),
+    one task at a time. The ratios stand where tiers do: they set the output
+    size and the price."""
+    limits = s2v_limits(
+        audio_max_seconds=EMO_AUDIO_MAX_SECONDS,
+        audio_max_bytes=AUDIO_MAX_BYTES,
+        concurrency=1,
+    )
+    return replace(limits, resolutions=EMO_RATIOS)
+
+
+# -- Regions (§1.1). The studio configures DashScope by its base URL
+# (S2V_DASHSCOPE_BASE_URL), so the region is read from the host.
+
+BEIJING = "cn-beijing"
+SINGAPORE = "ap-southeast-1"
+MODEL_REGIONS: dict[str, frozenset[str]] = {
+    S2V_MODEL: frozenset({BEIJING}),
+    DETECT_MODEL: frozenset({BEIJING}),
+    EMO_MODEL: frozenset({BEIJING}),
+    EMO_DETECT_MODEL: frozenset({BEIJING}),
+    **dict.fromkeys(ANIMATE_MODELS, frozenset({BEIJING, SINGAPORE})),
+}
+_HOSTS = {"dashscope.aliyuncs.com": BEIJING, "dashscope-intl.aliyuncs.com": SINGAPORE}
+
+
+def region_of(base_url: str) -> str:
+    """The DashScope region a base URL reaches; "" when the host does not say
+    (an aggregator's prefix, §10, or an emulator)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host in _HOSTS:
+        return _HOSTS[host]
+    # Workspace domains: {WorkspaceId}.{region}.maas.aliyuncs.com (§1.1).
+    parts = host.split(".")
+    if len(parts) == 5 and parts[2:] == ["maas", "aliyuncs", "com"]:
+        return parts[1]
+    return ""
+
+
+def serves(model: str, *, base_url: str) -> bool:
+    """Whether `model` exists where `base_url` points. An unknown region is
+    given the benefit of the doubt: the provider's own ModelNotFound decides."""
+    region = region_of(base_url)
+    return not region or region in MODEL_REGIONS.get(model, frozenset())
