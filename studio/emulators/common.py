@@ -142,8 +142,10 @@ def render(
     resolution: str,
     face_box: tuple[int, int, int, int] | None,
     out: Path,
+    size: tuple[int, int] | None = None,
 ) -> RenderInfo:
-    """A real talking-portrait MP4 (and its JPEG poster next to it).
+    """A real talking-portrait MP4 (and its JPEG poster next to it), at
+    `resolution`'s area or at a fixed `size`.
 
     Without a face box `render_video` runs the face check itself, which must
     hold FACE_LOCK. Raises `studio.media.images.InputError` for unreadable inputs.
@@ -157,6 +159,7 @@ def render(
             face_box=face_box,
             out=out,
             poster=out.with_suffix(".jpg"),
+            size=size,
         )
 
 

@@ -75,16 +75,19 @@ def render_video(
     poster: Path,
     progress: Callable[[float], None] | None = None,
     fps: int = 25,
+    size: tuple[int, int] | None = None,
 ) -> RenderInfo:
     """Render `out` (H.264 + AAC MP4, faststart) and `poster` (JPEG).
 
     `face_box` is in the portrait's upright pixels, as `check_face` gives it;
-    None means detect it here (or assume a centred face). Raise InputError when
-    the portrait or the audio cannot be read.
+    None means detect it here (or assume a centred face). `size` (width,
+    height, even) is a model's fixed output size, instead of the tier's area
+    at the portrait's aspect. Raise InputError when the portrait or the audio
+    cannot be read.
     """
     sound = probe_audio(audio)
     info = read_image_info(portrait)
-    width, height = output_size(info.width, info.height, resolution)
+    width, height = size or output_size(info.width, info.height, resolution)
     base = _base_frame(portrait, width, height)
     if face_box is None:
         face_box = check_face(portrait).face_box
