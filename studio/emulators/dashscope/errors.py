@@ -150,6 +150,9 @@ IMAGE_TYPE = (
     "WEBP."
 )
 AUDIO_TYPE = "File type is not supported. Allowed types are: .wav, .mp3."
+# EMO's parameters (§6, §8.2).
+STYLE_LEVEL = "The style_level is invalid."
+EXT_BBOX = "Invalid ext_bbox."
 
 
 def missing(field: str) -> str:

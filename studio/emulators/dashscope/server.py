@@ -1,4 +1,4 @@
-"""A local emulator of DashScope's wan2.2-s2v and animate APIs, over real HTTP.
+"""A local emulator of DashScope's wan2.2-s2v, animate and EMO APIs, over real HTTP.
 
 The contract is /work/shared/docs/provider-api.md (cited as §n below). Start
 it with `python manage.py dashscope_emulator --port 8765`, or in tests:
@@ -8,9 +8,11 @@ it with `python manage.py dashscope_emulator --port 8765`, or in tests:
 
 Routes, each under `/api/v1` and under `/qwen/api/v1` (§10, §12.1):
 
-    POST /services/aigc/image2video/face-detect          wan2.2-s2v-detect (§2)
+    POST /services/aigc/image2video/face-detect          wan2.2-s2v-detect (§2),
+                                                         emo-detect-v1 (§8.1)
     POST /services/aigc/image2video/video-synthesis[/]   wan2.2-s2v (§3),
-                                                         wan2.2-animate-move/-mix (§7)
+                                                         wan2.2-animate-move/-mix (§7),
+                                                         emo-v1 (§8.2)
     GET  /tasks/{task_id}                                task object (§1.6)
     POST /tasks/{task_id}/cancel                         PENDING only
     GET  /tasks?page_no&page_size&status&model_name&start_time&end_time
@@ -44,8 +46,8 @@ Choices where the contract is silent (§13):
   missing or invalid field: 400 `InvalidParameter` "Required parameter(NAME)
   missing or invalid, please check the request parameters." (§6 variant).
 * Region: keys carry a region; a key of the other region answers 401
-  `InvalidApiKey` "Invalid API-key provided.". wan2.2-s2v and -detect are
-  Beijing-only, so on an `ap-southeast-1` server they (and getPolicy for
+  `InvalidApiKey` "Invalid API-key provided.". wan2.2-s2v, EMO and their
+  detectors are Beijing-only, so on an `ap-southeast-1` server they (and getPolicy for
   them) answer 404 `ModelNotFound`.
 * oss:// URLs without `X-DashScope-OssResourceResolve: enable`: 400
   `InvalidParameter` "The provided URL does not appear to be valid...". An
@@ -85,6 +87,22 @@ Choices where the contract is silent (§13):
   video, at 15 fps (wan-std) or 25 fps (wan-pro), and usage is
   `{"video_duration": reference seconds, "video_ratio": "standard"|"pro"}`.
   The watermark is accepted but not drawn.
+* EMO (§8). emo-detect-v1 takes `parameters.ratio` "1:1" (default) or
+  "3:4" (else 400 `InvalidParameter` naming it) and judges the image as the
+  s2v check does (sides 400-7000, one face); a pass answers `check_pass`,
+  `face_bbox` and `ext_bbox` (`[x1, y1, x2, y2]`; ext_bbox exactly at the
+  ratio, 2.5 face widths wide, clamped to the image), a failure `check_pass:
+  false`, `code` and the §6 `message` (no boxes); usage `{"image_count": 1}`,
+  billed like the s2v check. emo-v1 refuses at submit, as 400
+  `InvalidParameter`: `style_level` not normal/calm/active ("The style_level
+  is invalid."), `face_bbox` missing or not four whole numbers x1<x2, y1<y2
+  (the message naming it), `ext_bbox` so, or not 1:1 or 3:4 within 3 %, or
+  not holding the face ("Invalid ext_bbox."). Boxes outside the image and the
+  audio (wav/mp3, < 60 s, < 15 MB: the s2v messages with 60s) follow
+  `input_errors`. The result is the image cropped to ext_bbox, rendered as
+  s2v's is at 512×512 (1:1) or 512×704 (3:4), as long as the audio; usage
+  `{"video_duration", "video_ratio": "1:1"|"3:4"}`. style_level is kept
+  (state `style_level`), not drawn. One task at a time, the rest queue.
 * Concurrency (§13.3, §7.3): per account and model at most `concurrency`
   tasks RUNNING;
   `overflow=queue` keeps the rest PENDING (FIFO), `overflow=reject` answers
@@ -164,7 +182,8 @@ seconds on the provider clock:
                    "cancels"},  (a count that is absent is 0)
         "tasks": [{"id" (= "task_id"), "status", "model", "api_key", "resolution",
                    "submit_time", "start_time", "end_time", "audio_duration",
-                   "mode", "reference_duration" (animate), "video_duration",
+                   "mode", "reference_duration" (animate), "ratio",
+                   "style_level" (EMO), "video_duration",
                    "width", "height", "code", "message", "result_expires",
                    "expired"}]}}}
 """
@@ -184,7 +203,7 @@ from xml.sax.saxutils import escape
 from studio.emulators import common, multipart
 from studio.emulators.common import BodyTooLarge, Response
 
-from . import animate, errors, media
+from . import animate, emo, errors, media
 from .errors import ApiError, OssError
 from .faults import API_ROUTES
 from .state import (
@@ -347,14 +366,16 @@ class _App(common.BaseApp[Store, Config]):
         payload = handler(req, key, task_id)
         return json_response(200, payload, request_id)
 
-    # §2: wan2.2-s2v-detect, synchronous; must not carry X-DashScope-Async.
+    # §2 wan2.2-s2v-detect and §8.1 emo-detect-v1, synchronous; must not carry
+    # X-DashScope-Async.
     def detect(self, req: Request, key: ApiKey, _: str) -> dict[str, Any]:
         if req.flag("X-DashScope-Async"):
             raise ApiError(403, "AccessDenied", errors.SYNC_ONLY)
         body = req.json()
         model = self.store.check_model(body.get("model"), "detect")
         data = _input_of(body)
-        _parameters_of(body)
+        parameters = _parameters_of(body)
+        ratio = emo.ratio_parameter(parameters) if model == emo.DETECT else ""
         self.store.count(key.account, "detect_requests")
         self.store.check_rate(key.account, "detect", self.cfg.detect_rps)
         source = media.parse_url(
@@ -365,15 +386,12 @@ class _App(common.BaseApp[Store, Config]):
         owned: list[Path] = []
         try:
             path = self.store.materialize(source, key, model, owned)
-            check = media.inspect_image(path)
+            output = emo.detect(path, ratio) if ratio else _s2v_detect(path)
         finally:
             for path in owned:
                 path.unlink(missing_ok=True)
-        # §2.3: every 200 is billed, whether the image passes or not.
+        # §2.3, §8: every 200 is billed, whether the image passes or not.
         self.store.count(key.account, "detect_calls")
-        output: dict[str, Any] = {"check_pass": check.ok, "humanoid": check.humanoid}
-        if not check.ok:
-            output.update(code=check.code, message=check.message)
         return {"output": output, "usage": {"image_count": 1}}
 
     # §3.1 wan2.2-s2v and §7.1 wan2.2-animate-move/-mix submit; X-DashScope-Async:
@@ -386,9 +404,13 @@ class _App(common.BaseApp[Store, Config]):
         data = _input_of(body)
         resolution = mode = ""
         check_image = True
+        emo_input = None
         if model in animate.MODELS:
             mode, check_image = _animate_parameters(body, data)
             driver_field = "video_url"
+        elif model == emo.MODEL:
+            emo_input = emo.task_input(_parameters_of(body), data)
+            driver_field = "audio_url"
         else:
             resolution = _parameters_of(body).get("resolution", "480P")
             if resolution not in ("480P", "720P"):
@@ -408,7 +430,12 @@ class _App(common.BaseApp[Store, Config]):
         prepared = None
         if self.cfg.input_errors == "sync":
             prepared = self.store.prepare(
-                key, model, image, driver, check_image=check_image
+                key,
+                model,
+                image,
+                driver,
+                check_image=check_image,
+                emo_input=emo_input,
             )
         try:
             task = self.store.submit(
@@ -421,6 +448,7 @@ class _App(common.BaseApp[Store, Config]):
                 prepared=prepared,
                 mode=mode,
                 check_image=check_image,
+                emo_input=emo_input,
             )
         except ApiError:
             if prepared is not None:
@@ -644,6 +672,15 @@ class _App(common.BaseApp[Store, Config]):
         status = "dropped" if response.drop else str(response.status)
         code = f" {response.code}" if response.code else ""
         log_line(f'{req.client} "{req.method} {req.path}" {status}{code} {ms:.0f}ms')
+
+
+def _s2v_detect(path: Path) -> dict[str, Any]:
+    """wan2.2-s2v-detect's `output` (§2.2): code and message only on a failure."""
+    check = media.inspect_image(path)
+    output: dict[str, Any] = {"check_pass": check.ok, "humanoid": check.humanoid}
+    if not check.ok:
+        output.update(code=check.code, message=check.message)
+    return output
 
 
 def _input_of(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 `Store` holds API keys, accounts, tasks, uploaded objects and faults behind
 one lock, and runs each task in a daemon worker thread: fetch and check the
 inputs, really render the MP4 (s2v with `studio.media.render`, animate with
-`animate.render`), wait out the configured run time, finish. Nothing here
+`animate.render`, EMO with `emo.render`), wait out the configured run time, finish. Nothing here
 knows HTTP; the server calls in.
 """
 
@@ -33,7 +33,7 @@ from studio.emulators import common
 from studio.emulators.multipart import Part
 from studio.media.images import InputError
 
-from . import animate, errors, faults, media
+from . import animate, emo, errors, faults, media
 from .errors import ApiError, OssError
 
 # DashScope periods in seconds, before --time-scale (§1.6, §3.3, §5.1, §5.4).
@@ -52,10 +52,12 @@ MODELS: dict[str, str] = {
     "wan2.2-s2v": "submit",
     "wan2.2-s2v-detect": "detect",
     **dict.fromkeys(animate.MODELS, "submit"),
+    emo.DETECT: "detect",
+    emo.MODEL: "submit",
 }
-# §1.1: wan2.2-s2v and its detector exist in China (Beijing) only; animate
-# exists in Singapore too.
-BEIJING_ONLY = frozenset({"wan2.2-s2v", "wan2.2-s2v-detect"})
+# §1.1: wan2.2-s2v, EMO and their detectors exist in China (Beijing) only;
+# animate exists in Singapore too.
+BEIJING_ONLY = frozenset({"wan2.2-s2v", "wan2.2-s2v-detect", *emo.MODELS})
 
 OSS_BUCKET = "dashscope-file-emulator"
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024  # §5.4: 1 GB overall
@@ -228,6 +230,7 @@ class Task:
     generation: int
     mode: str = ""  # animate's wan-std or wan-pro (§7.1)
     check_image: bool = True  # animate's parameters.check_image
+    emo_input: emo.EmoInput | None = None  # emo-v1's boxes and style (§8.2)
     submitted: float = field(default_factory=time.monotonic)
     status: str = "PENDING"
     scheduled_time: float | None = None
@@ -566,14 +569,17 @@ class Store(common.BaseStore[faults.Fault, Config]):
         driver: media.Source,
         *,
         check_image: bool = True,
+        emo_input: emo.EmoInput | None = None,
     ) -> Prepared:
-        """Fetch and check a task's image and its audio (s2v, §3.1) or reference
-        video (animate, §7.1); raise ApiError."""
+        """Fetch and check a task's image and its audio (s2v, §3.1; EMO, §8.2)
+        or reference video (animate, §7.1); raise ApiError."""
         owned: list[Path] = []
         try:
             image_path = self.materialize(image, key, model, owned)
             if model in animate.MODELS:
                 verdict = animate.inspect_image(image_path, check_image=check_image)
+            elif emo_input is not None:
+                verdict = emo.inspect_image(image_path, emo_input)
             else:
                 verdict = media.inspect_image(image_path, for_task=True)
             if not verdict.ok:
@@ -598,11 +604,11 @@ class Store(common.BaseStore[faults.Fault, Config]):
             if not video.ok:
                 raise ApiError(400, video.code, video.message)
             return video.duration
-        sound = media.inspect_audio(
-            path,
-            max_seconds=self.config.audio_max_seconds,
-            max_bytes=self.config.audio_max_bytes,
-        )
+        if model == emo.MODEL:
+            limits = (emo.AUDIO_MAX_SECONDS, emo.AUDIO_MAX_BYTES)
+        else:
+            limits = (self.config.audio_max_seconds, self.config.audio_max_bytes)
+        sound = media.inspect_audio(path, max_seconds=limits[0], max_bytes=limits[1])
         if not sound.ok:
             raise ApiError(400, sound.code, sound.message)
         return sound.duration
@@ -621,6 +627,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
         request_id: str = "",
         mode: str = "",
         check_image: bool = True,
+        emo_input: emo.EmoInput | None = None,
     ) -> Task:
         cfg = self.config
         with self.lock:
@@ -645,6 +652,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 driver=driver,
                 mode=mode,
                 check_image=check_image,
+                emo_input=emo_input,
                 submit_time=self.now(),
                 generation=self.generation,
                 prepared=prepared,
@@ -723,6 +731,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
                         task.image,
                         task.driver,
                         check_image=task.check_image,
+                        emo_input=task.emo_input,
                     )
                 except ApiError as err:
                     self._finish(task, "FAILED", err.code, err.message)
@@ -749,6 +758,13 @@ class Store(common.BaseStore[faults.Fault, Config]):
                         model=task.model,
                         mode=task.mode,
                         duration=prepared.driver_seconds,
+                        out=out,
+                    )
+                elif task.emo_input is not None:
+                    info = emo.render(
+                        image=prepared.image,
+                        audio=prepared.driver,
+                        given=task.emo_input,
                         out=out,
                     )
                 else:
@@ -855,6 +871,10 @@ class Store(common.BaseStore[faults.Fault, Config]):
                     # §7.2: video_ratio is the service mode, not an aspect ratio.
                     mode = animate.SERVICE_MODES[task.mode]
                     return output, {"video_duration": seconds, "video_ratio": mode}
+                if task.emo_input is not None:
+                    # §8.2: here video_ratio is the aspect ratio.
+                    ratio = task.emo_input.ratio
+                    return output, {"video_duration": seconds, "video_ratio": ratio}
                 usage = {}
                 if self.config.usage_field in ("duration", "both"):
                     usage["duration"] = seconds
@@ -1014,6 +1034,8 @@ class Store(common.BaseStore[faults.Fault, Config]):
             "audio_duration": task.audio_duration,
             "mode": task.mode or None,
             "reference_duration": task.reference_duration,
+            "ratio": task.emo_input.ratio if task.emo_input else None,
+            "style_level": task.emo_input.style_level if task.emo_input else None,
             "video_duration": task.video_duration,
             "width": task.width,
             "height": task.height,
