@@ -12,6 +12,7 @@ from django.test import Client
 
 from studio.models import Membership, Team, User
 from tests import media_factories
+from tests.loopback import Hook, receive_hooks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASTRONAUT = FIXTURES / "astronaut.png"
@@ -183,3 +184,15 @@ def ws_emu(wavespeed_emulator: Any, settings: Any) -> Any:
     settings.S2V_PUBLIC_BASE_URL = ""
     settings.S2V_CURRENCY = "USD"
     return wavespeed_emulator
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    """A webhook receiver on loopback: `hook.url`, `hook.wait(n)`, `hook.fail`."""
+    yield from receive_hooks()
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Path:
+    """A 2.5 s, 320×240, 10 fps H.264 MP4: an animate model's reference video."""
+    return media_factories.make_reference_mp4(tmp_path / "dance.mp4", 2.5)

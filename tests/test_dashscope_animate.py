@@ -39,11 +39,6 @@ def client(emu: Any) -> Any:
     dashscope.close()
 
 
-@pytest.fixture
-def reference(tmp_path: Path) -> Path:
-    return media_factories.make_reference_mp4(tmp_path / "dance.mp4", 2.5)
-
-
 def uploaded(client: DashScopeClient, path: Path, model: str) -> str:
     """The §5 flow: an oss:// URL for `path`, bound to `model`."""
     return client.upload(policy=client.upload_policy(model=model), path=path)

@@ -452,3 +452,48 @@ def test_the_key_never_appears_in_errors():
     with pytest.raises(WaveSpeedError) as caught:
         client_for(handler).result("x")
     assert KEY not in str(caught.value) and KEY not in repr(caught.value.args)
+
+
+# wan-2.2-animate (§9.6)
+
+
+def test_submit_animate_posts_a_flat_body_to_the_animate_model():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=SUBMITTED)
+
+    client = client_for(handler)
+    prediction = client.submit_animate(
+        "https://cdn/p.png",
+        "https://cdn/v.mp4",
+        mode="replace",
+        resolution="720p",
+        webhook="https://studio.example/hooks/wavespeed/",
+    )
+    client.submit_animate(
+        "i", "v", mode="animate", resolution="480p", prompt="dance", seed=7
+    )
+
+    assert str(seen[0].url).startswith(f"{BASE}/api/v3/wavespeed-ai/wan-2.2-animate?")
+    assert seen[0].url.params["webhook"] == "https://studio.example/hooks/wavespeed/"
+    assert json.loads(seen[0].content) == {
+        "image": "https://cdn/p.png",
+        "video": "https://cdn/v.mp4",
+        "mode": "replace",
+        "prompt": "",
+        "resolution": "720p",
+    }
+    assert json.loads(seen[1].content)["seed"] == 7
+    assert "webhook" not in seen[1].url.params
+    assert prediction.id == "pred_abc123"
+
+
+@pytest.mark.parametrize(
+    ("mode", "resolution"), [("move", "480p"), ("animate", "1080p")]
+)
+def test_submit_animate_refuses_words_wavespeed_does_not_take(mode, resolution):
+    client = client_for(lambda request: httpx.Response(500))
+    with pytest.raises(ValueError):
+        client.submit_animate("i", "v", mode=mode, resolution=resolution)

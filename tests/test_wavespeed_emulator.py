@@ -16,9 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import (
-    BaseHTTPRequestHandler,
     SimpleHTTPRequestHandler,
-    ThreadingHTTPServer,
 )
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from studio.emulators.wavespeed import WaveSpeedEmulator
 from studio.emulators.wavespeed.faults import parse_flag
 from studio.media.render import output_size
 from tests import media_factories
+from tests.loopback import Hook, serve
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASTRONAUT = FIXTURES / "astronaut.png"
@@ -82,15 +81,6 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
-def _serve(handler: Any) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    ).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """A loopback file server: astronaut.png, voice.wav (2 s), notes.txt."""
@@ -99,58 +89,8 @@ def served(tmp_path: Path) -> Iterator[str]:
     shutil.copy(ASTRONAUT, root / "astronaut.png")
     media_factories.make_wav(root / "voice.wav", 2.0)
     media_factories.make_text_file(root / "notes.txt")
-    server, url = _serve(functools.partial(_QuietFiles, directory=str(root)))
+    server, url = serve(functools.partial(_QuietFiles, directory=str(root)))
     yield url
-    server.shutdown()
-    server.server_close()
-
-
-class Hook:
-    """A webhook receiver: records every POST, answers `fail` 500s first."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.fail = 0
-        self.cond = threading.Condition()
-        self.url = ""
-
-    def wait(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-        with self.cond:
-            self.cond.wait_for(lambda: len(self.received) >= count, timeout)
-            assert len(self.received) >= count, self.received
-            return list(self.received)
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    state = Hook()
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with state.cond:
-                failing = state.fail > 0
-                state.fail -= 1 if failing else 0
-                state.received.append(
-                    {
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "raw": raw,
-                        "at": time.monotonic(),
-                        "path": self.path,
-                        "answered": 500 if failing else 200,
-                    }
-                )
-                state.cond.notify_all()
-            self.send_response(500 if failing else 200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server, url = _serve(Receiver)
-    state.url = url + "/hooks/wavespeed"
-    yield state
     server.shutdown()
     server.server_close()
 

@@ -1,4 +1,4 @@
-"""A local emulator of WaveSpeedAI's wan-2.2 speech-to-video API, over real HTTP.
+"""A local emulator of WaveSpeedAI's wan-2.2 speech-to-video and animate, over HTTP.
 
 The contract is /work/shared/docs/provider-api.md §9 (cited as §n below).
 Start it with `python manage.py wavespeed_emulator --port 8766`, or in tests:
@@ -10,6 +10,7 @@ Start it with `python manage.py wavespeed_emulator --port 8766`, or in tests:
 real service. Routes (Authorization: Bearer KEY on every /api/v3 route):
 
     POST /api/v3/wavespeed-ai/wan-2.2/speech-to-video[?webhook=URL]   submit (§9.2)
+    POST /api/v3/wavespeed-ai/wan-2.2-animate[?webhook=URL]           submit (§9.6)
     GET  /api/v3/predictions/{id}/result, GET /api/v3/predictions/{id}  (§9.3)
     GET  /api/v3/predictions?page=1&page_size=20      this key's, newest first
     POST /api/v3/media/upload/binary                  multipart `file` (§9.4)
@@ -33,6 +34,11 @@ Pinned with the client (a shared decision, not all in §9):
   (ms)}`. Completed: `outputs: ["<base>/media/outputs/<id>.mp4"]`, a real MP4
   from `studio.media.render` at the resolution, as long as the audio, and
   `has_nsfw_contents: [false]`.
+* Animate (§9.6) is submitted the same way with `image`, `video` (URLs,
+  required), `mode` (animate | replace, default animate), `prompt`,
+  `resolution`, `seed`. Its result is the emulators' stand-in
+  (`studio.emulators.animate`: the character composited over the reference
+  video, 16 fps, at the resolution's area), as long as the reference video.
 * §9.6: retention 7 days (scaled) for predictions, outputs and uploads;
   webhooks signed `v3,<hex HMAC-SHA256>` over `{webhook-id}.{timestamp}.{body}`
   with the secret minus `whsec_` as raw UTF-8 bytes; Bronze tier 3 concurrent
@@ -45,13 +51,16 @@ Choices where §9 and the pinned list are silent:
   Only accepted submits count towards the per-minute limit. Retry-After is
   the seconds until the oldest submit leaves the window (at least 1), or
   `busy_retry_after` (1) over the concurrent limit.
-* 400 messages: "Invalid JSON body", "image is required" (also audio),
-  "prompt must be a string", "resolution must be one of 480p, 720p", "seed
-  must be an integer", "enable_sync_mode is not supported for this model"
-  (§9.6), "Invalid image URL: ..." (neither an own upload nor a loopback
+* 400 messages: "Invalid JSON body", "image is required" (also audio,
+  video), "prompt must be a string", "resolution must be one of 480p,
+  720p", "seed must be an integer", "enable_sync_mode is not supported for
+  this model" (§9.6), "mode must be one of animate, replace", "Invalid image
+  URL: ..." (also audio, video: neither an own upload nor a loopback
   http(s) URL), "Failed to download image: URL (HTTP 404 | refused |
   timeout...)", "image is not a valid image file", "audio is not a valid
   audio file", "audio is longer than 600 seconds" (§9.5, the newer page),
+  "video is not a valid video file" (no length: a still picture too),
+  "video is longer than 120 seconds" (§9.6),
   "Invalid webhook URL: ...", "page must be a positive integer",
   "page_size must be between 1 and 100", "Missing multipart field: file",
   "Unsupported file type: ...", "File too large: image files may be at most
@@ -81,7 +90,7 @@ Choices where §9 and the pinned list are silent:
   keeps them), `whsec_` + base64 of 24 random bytes (so a client that
   base64-decodes it signs with the wrong key).
 * Tiers: bronze 3/5, silver 100/60 (§9.6), unlimited 0/0 (no limits), or
-  explicit `max_concurrent`/`per_minute`. Default key `ws-emulator`, bronze.
+  explicit `max_concurrent`/`per_minute`; both models count together. Default key `ws-emulator`, bronze.
 * Retention deletes the records: afterwards the prediction is 404, absent
   from the listing, and its output and upload URLs are 404.
 
@@ -132,7 +141,9 @@ ones only by a prediction that has a webhook).
 State JSON: {"now", "clock_offset", "config", "retention_seconds",
 "minute_seconds", "keys": {key: {tier, max_concurrent, per_minute, balance,
 active}}, "predictions": [prediction + key, resolution, webhook,
-audio_duration, video_duration, width, height, created, finished, queries
+mode (animate's, else null), audio_duration (s2v's), reference_duration
+(animate's reference video), video_duration, width, height, created,
+finished, queries
 (result GETs answered), expires],
 "uploads": [...], "deliveries": [{id, prediction_id, url, status, body,
 duplicate, bad_signature, late_ms, state (pending | delivered | failed |
@@ -154,6 +165,9 @@ from studio.emulators import common, multipart
 from studio.emulators.common import BodyTooLarge, Response
 
 from .state import (
+    ANIMATE_MODEL,
+    ANIMATE_MODES,
+    MODEL,
     RESOLUTIONS,
     ApiError,
     ApiKey,
@@ -165,7 +179,8 @@ from .state import (
 )
 
 DEFAULT_KEY = "ws-emulator"
-SUBMIT_PATH = "/api/v3/wavespeed-ai/wan-2.2/speech-to-video"
+SUBMIT_PATH = f"/api/v3/{MODEL}"
+ANIMATE_PATH = f"/api/v3/{ANIMATE_MODEL}"
 JSON_LIMIT = 10 * 1024 * 1024
 
 _PREDICTION = re.compile(r"/api/v3/predictions/([^/]+?)(/result)?")
@@ -207,7 +222,9 @@ def classify(path: str) -> tuple[str, tuple[str, ...]] | None:
     """(route name, path arguments) for a request path, None when unknown."""
     path = path.rstrip("/") or "/"
     if path == SUBMIT_PATH:
-        return "submit", ()
+        return "submit", (MODEL,)
+    if path == ANIMATE_PATH:
+        return "submit", (ANIMATE_MODEL,)
     if path == "/api/v3/predictions":
         return "list", ()
     if match := _PREDICTION.fullmatch(path):
@@ -267,7 +284,7 @@ class _App(common.BaseApp[Store, Config]):
     def api(self, req: common.Request, route: str, args: tuple[str, ...]) -> Any:
         key = self.store.authenticate(req.header("Authorization"))
         if route == "submit":
-            return self.submit(req, key)
+            return self.submit(req, key, args[0])
         if route == "result":
             return self.store.to_json(self.store.get(key, args[0]))
         if route == "list":
@@ -277,7 +294,9 @@ class _App(common.BaseApp[Store, Config]):
         return {"secret": self.store.webhook_secret(key.key)}
 
     # §9.2
-    def submit(self, req: common.Request, key: ApiKey) -> dict[str, Any]:
+    def submit(self, req: common.Request, key: ApiKey, model: str) -> dict[str, Any]:
+        animated = model == ANIMATE_MODEL
+        driver = "video" if animated else "audio"
         if not key.balance:
             raise ApiError(402, "Insufficient balance, please top up")
         try:
@@ -286,10 +305,13 @@ class _App(common.BaseApp[Store, Config]):
             raise ApiError(400, "Invalid JSON body") from None
         if not isinstance(body, dict):
             raise ApiError(400, "Invalid JSON body")
-        for name in ("image", "audio"):
+        for name in ("image", driver):
             value = body.get(name)
             if not isinstance(value, str) or not value.strip():
                 raise ApiError(400, f"{name} is required")
+        mode = body.get("mode", "animate") if animated else ""
+        if mode not in ("", *ANIMATE_MODES):
+            raise ApiError(400, "mode must be one of animate, replace")
         prompt = body.get("prompt", "")
         if not isinstance(prompt, str):
             raise ApiError(400, "prompt must be a string")
@@ -307,16 +329,18 @@ class _App(common.BaseApp[Store, Config]):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ApiError(400, f"Invalid webhook URL: {webhook}")
         self.store.check_limits(key)  # before the (slow) fetches; again at creation
-        image, audio, seconds = self.store.prepare(
-            body["image"].strip(), body["audio"].strip()
+        image, driven_by, seconds = self.store.prepare(
+            body["image"].strip(), body[driver].strip(), field=driver
         )
         _, answer = self.store.submit(
             key=key,
+            model=model,
+            mode=mode,
             body=body,
             resolution=resolution,
             image=image,
-            audio=audio,
-            audio_duration=seconds,
+            driver=driven_by,
+            driver_seconds=seconds,
             webhook=webhook,
         )
         return answer
@@ -503,6 +527,10 @@ class WaveSpeedEmulator(common.BaseEmulator[Store, ApiKey]):
     @property
     def submit_url(self) -> str:
         return self.url + SUBMIT_PATH
+
+    @property
+    def animate_url(self) -> str:
+        return self.url + ANIMATE_PATH
 
     # Test helpers (the same as the control API, without HTTP); `advance_clock`
     # moves created_at, retention and the rate window.

@@ -2,8 +2,9 @@
 
 `Store` holds API keys, predictions, uploads, faults and webhook deliveries
 behind one lock. Each prediction runs in a daemon thread: wait in `created`,
-move to `processing`, really render the MP4 with the studio's renderer, wait
-out the configured time, finish; then webhooks go out from their own thread.
+move to `processing`, really render the MP4 (speech-to-video with the studio's
+renderer, animate with the emulators' stand-in), wait out the configured
+time, finish; then webhooks go out from their own thread.
 Nothing here knows HTTP requests; the server calls in.
 """
 
@@ -36,13 +37,20 @@ from urllib.parse import quote, unquote, urlsplit
 import av
 import httpx
 
-from studio.emulators import common
+from studio.emulators import animate, common
 from studio.media.audio import probe_audio
 from studio.media.images import InputError, read_image_info
+from studio.media.render import RenderInfo, output_size
+from studio.media.video import probe_video
 
 from . import faults
 
 MODEL = "wavespeed-ai/wan-2.2/speech-to-video"
+ANIMATE_MODEL = "wavespeed-ai/wan-2.2-animate"
+# §9.6: animate moves the character like the video, replace puts it into it.
+ANIMATE_MODES = ("animate", "replace")
+# The animate result's frame rate is undocumented: Wan 2.2's 16 fps [I].
+ANIMATE_FPS = 16
 STATUSES = ("created", "processing", "completed", "failed")
 ACTIVE = ("created", "processing")
 RESOLUTIONS = ("480p", "720p")
@@ -159,6 +167,7 @@ class Config:
     audio_max_mb: float = 50.0
     video_max_mb: float = 100.0
     audio_max_seconds: float = 600.0  # §9.5, the newer page's 10 minutes
+    video_max_seconds: float = 120.0  # §9.6: animate's output is at most 120 s
     fetch_timeout: float = 30.0
     webhook_timeout: float = 5.0
     webhook_retries: int = 2  # further attempts after a failed delivery
@@ -222,11 +231,12 @@ class Upload:
 class Prediction:
     id: str
     key: str
+    model: str
     input: dict[str, Any]
     resolution: str
     image: Path
-    audio: Path
-    audio_duration: float
+    driver: Path  # what moves the image: s2v's audio, animate's reference video
+    driver_seconds: float
     created: float  # provider clock
     seq: int
     generation: int
@@ -242,6 +252,7 @@ class Prediction:
     queries: int = 0  # result GETs answered for it (the dispatch benchmark's count)
     forced: tuple[str, str] | None = None  # (kind, message): fail_task / nsfw
     nsfw_mode: str = "completed"
+    mode: str = ""  # animate's animate | replace
     webhook_faults: list[faults.Fault] = field(default_factory=list)
     target: str | None = None  # control API: where to move next
     target_error: str = ""
@@ -472,8 +483,11 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 400, f"Failed to download {field}: {url} ({detail})"
             ) from None
 
-    def prepare(self, image_url: str, audio_url: str) -> tuple[Path, Path, float]:
-        """Fetch and check both inputs; (image, audio, audio seconds) or ApiError."""
+    def prepare(
+        self, image_url: str, driver_url: str, *, field: str = "audio"
+    ) -> tuple[Path, Path, float]:
+        """Fetch and check the image and the driver (`field`: s2v's audio or
+        animate's video); (image, driver, driver seconds) or ApiError."""
         owned: list[Path] = []
         try:
             image = self.fetch_input(image_url, "image")
@@ -482,22 +496,29 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 read_image_info(image)
             except (InputError, OSError):
                 raise ApiError(400, "image is not a valid image file") from None
-            audio = self.fetch_input(audio_url, "audio")
-            owned.append(audio)
+            driver = self.fetch_input(driver_url, field)
+            owned.append(driver)
+            probe = probe_video if field == "video" else probe_audio
             try:
-                duration = probe_audio(audio).duration
+                duration = probe(driver).duration
             except (InputError, OSError):
-                raise ApiError(400, "audio is not a valid audio file") from None
-            limit = self.config.audio_max_seconds
+                duration = 0.0
+            if duration <= 0:  # a still picture opens as a video of no length
+                raise ApiError(400, f"{field} is not a valid {field} file")
+            limit = (
+                self.config.video_max_seconds
+                if field == "video"
+                else self.config.audio_max_seconds
+            )
             if duration > limit:
                 raise ApiError(
-                    400, f"audio is longer than {common.number(limit)} seconds"
+                    400, f"{field} is longer than {common.number(limit)} seconds"
                 ) from None
         except BaseException:
             for path in owned:
                 common.discard(path)
             raise
-        return image, audio, duration
+        return image, driver, duration
 
     # Predictions (§9.2, §9.3)
 
@@ -505,12 +526,14 @@ class Store(common.BaseStore[faults.Fault, Config]):
         self,
         *,
         key: ApiKey,
+        model: str,
         body: dict[str, Any],
         resolution: str,
         image: Path,
-        audio: Path,
-        audio_duration: float,
+        driver: Path,
+        driver_seconds: float,
         webhook: str | None,
+        mode: str = "",
     ) -> tuple[Prediction, dict[str, Any]]:
         """A new prediction, started, and its submit answer (status `created`).
 
@@ -523,16 +546,18 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 self.check_limits(key)
             except ApiError:
                 common.discard(image)
-                common.discard(audio)
+                common.discard(driver)
                 raise
             prediction = Prediction(
                 id=uuid.uuid4().hex,
                 key=key.key,
+                model=model,
+                mode=mode,
                 input=body,
                 resolution=resolution,
                 image=image,
-                audio=audio,
-                audio_duration=audio_duration,
+                driver=driver,
+                driver_seconds=driver_seconds,
                 created=self.now(),
                 seq=next(self._seq),
                 generation=self.generation,
@@ -574,7 +599,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 if now > prediction.created + retention:
                     del self.predictions[pid]
                     prediction.wake.set()
-                    for path in (prediction.video, prediction.image, prediction.audio):
+                    for path in (prediction.video, prediction.image, prediction.driver):
                         if path is not None:
                             common.discard(path)
                             common.discard(path.with_suffix(".jpg"))
@@ -610,7 +635,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
         with self.lock:
             return {
                 "id": prediction.id,
-                "model": MODEL,
+                "model": prediction.model,
                 "input": dict(prediction.input),
                 "outputs": list(prediction.outputs),
                 "urls": {
@@ -707,13 +732,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
                 return
             out = self.data_dir / "outputs" / f"{prediction.id}.mp4"
             try:
-                info = common.render(
-                    portrait=prediction.image,
-                    audio=prediction.audio,
-                    resolution=prediction.resolution.upper(),
-                    face_box=None,
-                    out=out,
-                )
+                info = self._render(prediction, out)
             except InputError as exc:
                 self._finish(prediction, "failed", exc.message)
                 return
@@ -739,6 +758,27 @@ class Store(common.BaseStore[faults.Fault, Config]):
             self._finish(prediction, "failed", "Internal server error")
         finally:
             self._workers.discard(threading.current_thread())
+
+    def _render(self, prediction: Prediction, out: Path) -> RenderInfo:
+        tier = prediction.resolution.upper()
+        if prediction.model != ANIMATE_MODEL:
+            return common.render(
+                portrait=prediction.image,
+                audio=prediction.driver,
+                resolution=tier,
+                face_box=None,
+                out=out,
+            )
+        # As long as the reference (§9.6 bills the output), at the tier's area.
+        return animate.render(
+            image=prediction.image,
+            video=prediction.driver,
+            mix=prediction.mode == "replace",
+            fps=ANIMATE_FPS,
+            duration=prediction.driver_seconds,
+            out=out,
+            size_for=lambda width, height: output_size(width, height, tier),
+        )
 
     def _finish(
         self,
@@ -768,7 +808,7 @@ class Store(common.BaseStore[faults.Fault, Config]):
             elif nsfw:
                 prediction.nsfw = [True]
             self.totals[f"predictions_{status}"] += 1
-            for path in (prediction.image, prediction.audio):
+            for path in (prediction.image, prediction.driver):
                 common.discard(path)
             if prediction.webhook is not None:
                 self._send_webhooks(prediction)
@@ -912,13 +952,16 @@ class Store(common.BaseStore[faults.Fault, Config]):
             }
 
     def prediction_state(self, prediction: Prediction) -> dict[str, Any]:
+        animated = prediction.model == ANIMATE_MODEL
         with self.lock:
             return {
                 **self.to_json(prediction),
                 "key": prediction.key,
                 "resolution": prediction.resolution,
                 "webhook": prediction.webhook,
-                "audio_duration": prediction.audio_duration,
+                "mode": prediction.mode or None,
+                "audio_duration": None if animated else prediction.driver_seconds,
+                "reference_duration": prediction.driver_seconds if animated else None,
                 "video_duration": prediction.video_duration,
                 "width": prediction.width,
                 "height": prediction.height,

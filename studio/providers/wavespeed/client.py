@@ -1,4 +1,4 @@
-"""HTTP client for WaveSpeedAI's wan-2.2 speech-to-video, media upload and predictions.
+"""HTTP client for WaveSpeedAI's wan-2.2 speech-to-video and animate, uploads, predictions.
 
 The only module that knows WaveSpeed's JSON (provider-api.md §9). Every API
 request goes through `_send`, which unwraps the `{code, message, data}`
@@ -23,7 +23,7 @@ import httpx
 
 from studio.providers import http
 
-from .catalog import S2V_MODEL
+from .catalog import ANIMATE_MODEL, ANIMATE_MODES, ANIMATE_RESOLUTIONS, S2V_MODEL
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 CLIENT_NAME = "s2v-studio"
@@ -95,6 +95,8 @@ class Prediction:
     get_url: str = ""
     # The submitted body's `resolution` ("480p"), when the answer echoes `input`.
     resolution: str = ""
+    # The submitted body's animate `mode` (animate | replace), likewise.
+    mode: str = ""
 
     @property
     def nsfw(self) -> bool:
@@ -155,19 +157,52 @@ class WaveSpeedClient:
         Never sent twice: a dropped connection, a read timeout, a 5xx or an
         answer without an id raise with `unanswered` set, since the task may exist.
         """
-        params = {"webhook": webhook} if webhook else None
-        data = self._send(
-            "POST",
-            f"/api/v3/{S2V_MODEL}",
-            json={
+        return self._submit(
+            S2V_MODEL,
+            {
                 "image": image_url,
                 "audio": audio_url,
                 "prompt": prompt,
                 "resolution": resolution,
                 "seed": seed,
             },
-            params=params,
+            webhook,
         )
+
+    def submit_animate(
+        self,
+        image_url: str,
+        video_url: str,
+        *,
+        mode: str,
+        resolution: str,
+        prompt: str = "",
+        seed: int | None = None,
+        webhook: str | None = None,
+    ) -> Prediction:
+        """POST a wan-2.2-animate task (§9.6): a character image and a reference
+        video; `mode` animate or replace. Sent once, as `submit` is."""
+        if mode not in ANIMATE_MODES.values():
+            raise ValueError(f"{mode!r} is not an animate mode")
+        if resolution not in ANIMATE_RESOLUTIONS:
+            raise ValueError(f"{resolution!r} is not an animate resolution")
+        body: dict[str, Any] = {
+            "image": image_url,
+            "video": video_url,
+            "mode": mode,
+            "prompt": prompt,
+            "resolution": resolution,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        return self._submit(ANIMATE_MODEL, body, webhook)
+
+    def _submit(
+        self, model: str, body: dict[str, Any], webhook: str | None
+    ) -> Prediction:
+        # §9.2: the SDK posts the flat input to /api/v3/{model}.
+        params = {"webhook": webhook} if webhook else None
+        data = self._send("POST", f"/api/v3/{model}", json=body, params=params)
         try:
             return parse_prediction(data)
         except WaveSpeedError as exc:
@@ -315,7 +350,9 @@ def parse_prediction(data: object) -> Prediction:
     timings = data.get("timings")
     error = data.get("error")
     sent = data.get("input")
-    tier = sent.get("resolution") if isinstance(sent, dict) else None
+    sent = sent if isinstance(sent, dict) else {}
+    tier = sent.get("resolution")
+    mode = sent.get("mode")
     return Prediction(
         id=prediction_id,
         status=status.strip().lower(),
@@ -333,6 +370,7 @@ def parse_prediction(data: object) -> Prediction:
         else None,
         get_url=str(urls.get("get") or "") if isinstance(urls, dict) else "",
         resolution=tier.strip().lower() if isinstance(tier, str) else "",
+        mode=mode.strip().lower() if isinstance(mode, str) else "",
     )
 
 
