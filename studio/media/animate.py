@@ -462,9 +462,9 @@ class _Label:
             thickness,
             cv2.LINE_AA,
         )
-        # Dark backing at 60 %, white letters fully opaque: legible on any video.
+        # Dark backing at 70 %, white letters fully opaque: legible on any video.
         letters = tag.max(axis=2, keepdims=True).astype(np.float32) / 255.0
-        self.alpha = np.maximum(0.6, letters)
+        self.alpha = np.maximum(0.7, letters)
         self.tag = tag.astype(np.float32)
 
     def stamp(self, frame: Image) -> Image:
