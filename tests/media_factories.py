@@ -304,7 +304,10 @@ def make_panning_video(
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
-        sound = out.add_stream("aac", rate=48000, layout="mono") if audio else None
+        sound = None
+        if audio:
+            sound = out.add_stream("aac", rate=48000, layout="mono")
+            assert isinstance(sound, av.AudioStream)
         for index in range(frames):
             # The window slides against the motion, so the content moves with it.
             x, y = margin_x - vx * index, margin_y - vy * index
@@ -315,7 +318,6 @@ def make_panning_video(
             out.mux(stream.encode(frame.reformat(format="yuv420p")))
         out.mux(stream.encode(None))
         if sound is not None:
-            assert isinstance(sound, av.AudioStream)
             mono = speech_like(seconds, sample_rate=48000)
             _mux_sound(out, sound, mono[np.newaxis, :])
     return path
