@@ -255,11 +255,7 @@ def make_reference_mp4(
     width, height = size
     frames = max(1, round(seconds * fps))
     with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
-        assert isinstance(stream, av.VideoStream)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
+        stream = _h264_stream(out, width, height, fps)
         side = min(width, height) // 4
         for index in range(frames):
             rgb = np.full((height, width, 3), 40, dtype=np.uint8)
@@ -271,6 +267,17 @@ def make_reference_mp4(
             out.mux(stream.encode(frame.reformat(format="yuv420p")))
         out.mux(stream.encode(None))
     return path
+
+
+def _h264_stream(
+    out: av.container.OutputContainer, width: int, height: int, fps: int
+) -> av.VideoStream:
+    stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+    assert isinstance(stream, av.VideoStream)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = Fraction(1, fps)
+    return stream
 
 
 def make_panning_video(
@@ -299,11 +306,7 @@ def make_panning_video(
         Image.fromarray(noise.astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))
     )
     with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
-        assert isinstance(stream, av.VideoStream)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
+        stream = _h264_stream(out, width, height, fps)
         sound = None
         if audio:
             sound = out.add_stream("aac", rate=48000, layout="mono")

@@ -7,8 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from studio.media.animate import AnimateInfo, render_animate
+from studio.media.animate import render_animate
 from studio.media.images import InputError
+from studio.media.render import RenderInfo
 from studio.media.video import probe_clip
 from tests.media_factories import (
     ASTRONAUT,
@@ -59,9 +60,7 @@ def test_preview_lasts_as_long_as_the_reference_with_its_sound(tmp_path, mode, a
     assert abs(clip.duration - probe_clip(reference).duration) <= 1 / 10
     assert clip.has_audio is audio
     assert (clip.codec, clip.width, clip.height) == ("h264", 320, 240)
-    assert info == AnimateInfo(
-        duration=2.0, width=320, height=240, frames=20, fps=10.0, has_audio=audio
-    )
+    assert info == RenderInfo(duration=2.0, width=320, height=240, frames=20, fps=10.0)
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 20
         if audio:

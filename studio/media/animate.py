@@ -28,7 +28,7 @@ from studio.providers.base import RESOLUTION_AREAS
 
 from .audio import OPEN_ERROR, whole_file
 from .images import InputError, check_face, load_rgb, read_image_info
-from .render import encode_mp4
+from .render import RenderInfo, encode_mp4
 from .video import probe_clip
 
 Mode = Literal["move", "mix"]
@@ -50,16 +50,6 @@ _MAX_TURN = 30.0  # degrees
 _MAX_ZOOM = 0.4  # natural log: x1.5 either way
 _MOVE_ZOOM = 1.1  # the portrait is drawn a little larger, so edges show less
 _MIX_HEIGHT = 0.45  # the pasted face region's height, as a share of the frame
-
-
-@dataclass(frozen=True, slots=True)
-class AnimateInfo:
-    duration: float  # seconds of video (frames / fps)
-    width: int
-    height: int
-    frames: int
-    fps: float
-    has_audio: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +83,7 @@ def render_animate(
     tier: Tier,
     progress: Callable[[float], None] | None = None,
     face_box: tuple[int, int, int, int] | None = None,
-) -> AnimateInfo:
+) -> RenderInfo:
     """Render the preview MP4 (H.264, plus AAC when the reference has sound).
 
     It lasts as long as the reference, at its frame rate and aspect within
@@ -135,13 +125,12 @@ def render_animate(
         )
     if progress is not None:
         progress(1.0)
-    return AnimateInfo(
+    return RenderInfo(
         duration=float(count / fps),
         width=width,
         height=height,
         frames=count,
         fps=float(fps),
-        has_audio=clip.has_audio,
     )
 
 

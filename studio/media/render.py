@@ -50,7 +50,7 @@ class RenderInfo:
     width: int
     height: int
     frames: int
-    fps: int
+    fps: float  # whole for s2v; the reference's (say 30000/1001) for animate
 
 
 def output_size(width: int, height: int, resolution: str) -> tuple[int, int]:
