@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -7,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from studio.media.animate import render_animate
+from studio.media.animate import animate_fps, render_animate
 from studio.media.images import InputError
 from studio.media.render import RenderInfo
 from studio.media.video import probe_clip
@@ -170,3 +171,42 @@ def test_a_reference_that_is_no_video_is_refused(tmp_path):
         )
 
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("reference_fps", "tier", "expected"),
+    [
+        (29.97, "professional", Fraction(30000, 1001)),
+        (23.976, "standard", Fraction(15)),
+        (23.976, "professional", Fraction(24000, 1001)),
+        (60.0, "professional", Fraction(30)),
+        (12.5, "standard", Fraction(25, 2)),
+    ],
+)
+def test_frame_rate_keeps_the_references_exact_rate_under_the_cap(
+    reference_fps, tier, expected
+):
+    assert animate_fps(reference_fps, tier) == expected
+
+
+def test_a_phone_video_stored_sideways_comes_out_upright(tmp_path):
+    reference = make_video(
+        tmp_path / "ref.mp4", seconds=1.0, size=(320, 240), rotation=90
+    )
+
+    info = render_animate(
+        ASTRONAUT, reference, tmp_path / "out.mp4", mode="mix", tier="standard"
+    )
+
+    assert (info.width, info.height) == (240, 320)
+    clip = probe_clip(tmp_path / "out.mp4")
+    assert (clip.width, clip.height) == (240, 320)
+
+
+def test_an_unknown_mode_is_a_programming_error(tmp_path):
+    reference = make_video(tmp_path / "ref.mp4", seconds=1.0)
+
+    with pytest.raises(ValueError, match="replace"):
+        render_animate(
+            ASTRONAUT, reference, tmp_path / "out.mp4", mode="replace", tier="standard"
+        )

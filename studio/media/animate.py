@@ -71,6 +71,10 @@ def animate_size(width: int, height: int, tier: Tier) -> tuple[int, int]:
 def animate_fps(reference_fps: float, tier: Tier) -> Fraction:
     """The reference's frame rate, capped by the tier (29.97 stays 30000/1001)."""
     rate = Fraction(reference_fps).limit_denominator(1001)
+    # probe_clip rounds to 3 decimals; NTSC rates are whole rates x 1000/1001.
+    ntsc = Fraction(round(reference_fps * 1.001) * 1000, 1001)
+    if ntsc.denominator == 1001 and abs(float(ntsc) - reference_fps) < 0.0006:
+        rate = ntsc
     return max(Fraction(1), min(rate, Fraction(_TIER_FPS[tier])))
 
 
@@ -91,6 +95,8 @@ def render_animate(
     detect it here). Raise InputError when either input cannot be read;
     whatever `progress` raises stops the render and leaves no file at `out`.
     """
+    if mode not in ("move", "mix") or tier not in _TIER_AREA:
+        raise ValueError(f"Unknown animate mode {mode!r} or tier {tier!r}")
     clip = probe_clip(reference)
     width, height = animate_size(clip.width, clip.height, tier)
     fps = animate_fps(clip.fps, tier)
@@ -380,15 +386,33 @@ class _Mixer(_Painter):
         self.canvas[top : top + fit_h, left : left + fit_w] = sprite[:fit_h, :fit_w]
         self.mask[top : top + fit_h, left : left + fit_w] = alpha[:fit_h, :fit_w]
         self.centre = (left + fit_w / 2.0, top + fit_h / 2.0)
+        right, bottom = left + fit_w, top + fit_h
+        self.corners = np.array(
+            [[left, top, 1], [right, top, 1], [left, bottom, 1], [right, bottom, 1]],
+            dtype=np.float64,
+        )
 
     def paint(self, pose: Pose, background: Image) -> Image:
         width, height = self.size
         matrix = _pose_matrix(pose, self.centre, width, height, 1.0)
-        fg = cv2.warpAffine(self.canvas, matrix, self.size, flags=cv2.INTER_LINEAR)
-        mask = cv2.warpAffine(self.mask, matrix, self.size, flags=cv2.INTER_LINEAR)
+        # Warp and blend only the box the moved face covers: at 720p the
+        # whole-frame float blend took as long as everything else together.
+        placed = self.corners @ matrix.T
+        x0, y0 = np.floor(placed.min(axis=0)).astype(int) - 1
+        x1, y1 = np.ceil(placed.max(axis=0)).astype(int) + 1
+        x0, y0 = max(0, int(x0)), max(0, int(y0))
+        x1, y1 = min(width, int(x1)), min(height, int(y1))
+        if x1 <= x0 or y1 <= y0:
+            return background
+        matrix[:, 2] -= (x0, y0)
+        box = (x1 - x0, y1 - y0)
+        fg = cv2.warpAffine(self.canvas, matrix, box, flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(self.mask, matrix, box, flags=cv2.INTER_LINEAR)
         alpha = mask[..., np.newaxis]
-        mixed = background * (1.0 - alpha) + fg * alpha
-        return np.asarray(mixed, dtype=np.uint8)
+        region = background[y0:y1, x0:x1]
+        mixed = background.copy()
+        mixed[y0:y1, x0:x1] = region * (1.0 - alpha) + fg * alpha
+        return mixed
 
 
 def _cover_window(
