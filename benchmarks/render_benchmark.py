@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from studio.media.animate import render_animate  # noqa: E402
 from studio.media.images import check_face  # noqa: E402
 from studio.media.render import RenderInfo, render_video  # noqa: E402
 from tests.media_factories import (  # noqa: E402
     ASTRONAUT,
+    make_panning_video,
     make_twelve_megapixel_jpeg,
     make_wav,
 )
@@ -98,6 +100,29 @@ def render_once(
     return info, elapsed, memory.growth_mib
 
 
+def animate_once(workdir: Path, *, seconds: float, tier: str) -> tuple[float, float]:
+    """Render time / clip length and peak RSS growth of one "move" animate preview."""
+    reference = make_panning_video(
+        workdir / f"ref-{seconds:g}.mp4",
+        seconds,
+        size=(1280, 720),
+        fps=25,
+        speed=(2, 0),
+        audio=True,
+    )
+    with PeakRss() as memory:
+        started = time.perf_counter()
+        info = render_animate(
+            ASTRONAUT,
+            reference,
+            workdir / f"animate-{seconds:g}.mp4",
+            mode="move",
+            tier=tier,  # type: ignore[arg-type]
+        )
+        elapsed = time.perf_counter() - started
+    return elapsed / info.duration, memory.growth_mib
+
+
 def time_face_check(path: Path, *, repeat: int = 3) -> float:
     check_face(path)  # loads the cascades once
     best = float("inf")
@@ -135,6 +160,18 @@ def main() -> int:
         print(f"frames per second    {info.frames / elapsed:.1f}")
         print(f"peak RSS growth      {short:g} s clip: {short_peak:.1f} MiB")
         print(f"peak RSS growth      {args.seconds:g} s clip: {long_peak:.1f} MiB")
+
+        # The animate preview from a 720p 25 fps reference with sound, at the
+        # tier that matches --resolution.
+        tier = "standard" if args.resolution == "480P" else "professional"
+        animate_once(workdir, seconds=1.0, tier=tier)  # warm-up
+        _, animate_short = animate_once(workdir, seconds=short, tier=tier)
+        animate_ratio, animate_long = animate_once(
+            workdir, seconds=args.seconds, tier=tier
+        )
+        print(f"animate / clip       {animate_ratio:.3f} ({tier}, move)")
+        print(f"animate RSS growth   {short:g} s clip: {animate_short:.1f} MiB")
+        print(f"animate RSS growth   {args.seconds:g} s clip: {animate_long:.1f} MiB")
 
         big = make_twelve_megapixel_jpeg(workdir / "12mp.jpg")
         print(f"face check astronaut {time_face_check(ASTRONAUT) * 1000:.0f} ms")

@@ -255,11 +255,7 @@ def make_reference_mp4(
     width, height = size
     frames = max(1, round(seconds * fps))
     with av.open(str(path), "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
-        assert isinstance(stream, av.VideoStream)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.time_base = Fraction(1, fps)
+        stream = _h264_stream(out, width, height, fps)
         side = min(width, height) // 4
         for index in range(frames):
             rgb = np.full((height, width, 3), 40, dtype=np.uint8)
@@ -270,6 +266,63 @@ def make_reference_mp4(
             frame.time_base = Fraction(1, fps)
             out.mux(stream.encode(frame.reformat(format="yuv420p")))
         out.mux(stream.encode(None))
+    return path
+
+
+def _h264_stream(
+    out: av.container.OutputContainer, width: int, height: int, fps: int
+) -> av.VideoStream:
+    stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+    assert isinstance(stream, av.VideoStream)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = Fraction(1, fps)
+    return stream
+
+
+def make_panning_video(
+    path: Path,
+    seconds: float = 3.0,
+    *,
+    size: tuple[int, int] = (320, 240),
+    fps: int = 10,
+    speed: tuple[int, int] = (3, 0),
+    audio: bool = False,
+) -> Path:
+    """An H.264 MP4 of a textured scene whose content moves `speed` px a frame.
+
+    (3, 0) is content sliding right 3 px per frame, as when the camera pans
+    left (or the subject walks right): a known global motion.
+    """
+    width, height = size
+    frames = max(1, round(seconds * fps))
+    vx, vy = speed
+    margin_x, margin_y = abs(vx) * frames + 1, abs(vy) * frames + 1
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, (height + 2 * margin_y, width + 2 * margin_x, 3))
+    # Blurred noise: corners everywhere, but no pixel-sized speckle that
+    # H.264 would smear.
+    scene = np.asarray(
+        Image.fromarray(noise.astype(np.uint8)).filter(ImageFilter.GaussianBlur(2))
+    )
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = _h264_stream(out, width, height, fps)
+        sound = None
+        if audio:
+            sound = out.add_stream("aac", rate=48000, layout="mono")
+            assert isinstance(sound, av.AudioStream)
+        for index in range(frames):
+            # The window slides against the motion, so the content moves with it.
+            x, y = margin_x - vx * index, margin_y - vy * index
+            rgb = np.ascontiguousarray(scene[y : y + height, x : x + width])
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        out.mux(stream.encode(None))
+        if sound is not None:
+            mono = speech_like(seconds, sample_rate=48000)
+            _mux_sound(out, sound, mono[np.newaxis, :])
     return path
 
 

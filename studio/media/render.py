@@ -50,7 +50,7 @@ class RenderInfo:
     width: int
     height: int
     frames: int
-    fps: int
+    fps: float  # whole for s2v; the reference's (say 30000/1001) for animate
 
 
 def output_size(width: int, height: int, resolution: str) -> tuple[int, int]:
@@ -106,7 +106,7 @@ def render_video(
 
     partial = out.with_name(out.name + ".part")
     try:
-        _encode(
+        encode_mp4(
             partial,
             audio=audio,
             frames=(animator.frame(mouth[i], head[i], i / fps) for i in range(frames)),
@@ -320,69 +320,104 @@ def _smoothstep(values: FloatArray, start: float, end: float) -> FloatArray:
 # Encoding
 
 
-def _encode(
+def encode_mp4(
     path: Path,
     *,
-    audio: Path,
+    audio: Path | None,
     frames: Iterator[NDArray[np.uint8]],
     count: int,
     width: int,
     height: int,
-    fps: int,
+    fps: int | Fraction,
     progress: Callable[[float], None] | None,
 ) -> None:
-    """Mux frames and the re-encoded audio, interleaved, into an MP4 at `path`."""
-    with (
-        av.open(str(audio), "r", metadata_errors="ignore") as source,
-        av.open(
-            str(path), "w", format="mp4", container_options={"movflags": "+faststart"}
-        ) as container,
-    ):
+    """Mux RGB frames and `audio`'s first sound track (re-encoded AAC) into an MP4.
+
+    `audio` may be any file with a sound track (a WAV, a reference video), or
+    None for a silent video. Audio is muxed as the frames go, so the file
+    interleaves; `count` (the frames expected) only scales progress, which
+    may raise to cancel.
+    """
+    with contextlib.ExitStack() as stack:
+        container = stack.enter_context(
+            av.open(
+                str(path),
+                "w",
+                format="mp4",
+                container_options={"movflags": "+faststart"},
+            )
+        )
         video = container.add_stream(
             "libx264", rate=fps, options={"preset": "veryfast", "crf": "23"}
         )
         video.width, video.height = width, height
         video.pix_fmt = "yuv420p"
-        video.codec_context.time_base = Fraction(1, fps)
+        video.codec_context.time_base = 1 / Fraction(fps)
         # 0 = x264 picks one thread per core (plus lookahead), so encoding runs
         # on both cores while Python draws the next frame.
         video.codec_context.thread_type = "AUTO"
         video.codec_context.thread_count = 0
-
-        in_stream = source.streams.audio[0]
-        layout = "mono" if in_stream.codec_context.channels == 1 else "stereo"
-        rate = in_stream.codec_context.sample_rate
-        rate = rate if rate in _AAC_RATES else 48000
-        sound = container.add_stream("aac", rate=rate, layout=layout)
-        sound.codec_context.time_base = Fraction(1, rate)
-        chunks = _audio_frames(source, in_stream, layout=layout, rate=rate)
-        written = 0  # audio samples muxed so far
+        sound = _sound_track(stack, container, audio)
 
         for index, rgb in enumerate(frames):
             yuv = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
             frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             frame.pts = index
-            frame.time_base = Fraction(1, fps)
+            frame.time_base = video.codec_context.time_base
             container.mux(video.encode(frame))
-            # Keep audio up to the end of this frame, so the file interleaves.
-            until = (index + 1) * rate / fps
-            while written < until:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                chunk.pts = written
-                chunk.time_base = Fraction(1, rate)
-                written += chunk.samples
-                container.mux(sound.encode(chunk))
+            if sound is not None:
+                # Keep audio up to the end of this frame, so the file interleaves.
+                sound.mux_until((index + 1) / Fraction(fps))
             if progress is not None and index % _PROGRESS_EVERY == 0:
                 progress(min(0.99, index / count))
-        for chunk in chunks:
-            chunk.pts = written
-            chunk.time_base = Fraction(1, rate)
-            written += chunk.samples
-            container.mux(sound.encode(chunk))
+        if sound is not None:
+            sound.mux_until(None)
         container.mux(video.encode(None))
-        container.mux(sound.encode(None))
+
+
+class _SoundTrack:
+    """A source's sound, resampled for AAC, encoded into `container` on demand."""
+
+    def __init__(
+        self,
+        container: av.container.OutputContainer,
+        source: av.container.InputContainer,
+    ) -> None:
+        in_stream = source.streams.audio[0]
+        layout = "mono" if in_stream.codec_context.channels == 1 else "stereo"
+        rate = in_stream.codec_context.sample_rate
+        self.rate = rate if rate in _AAC_RATES else 48000
+        self.container = container
+        self.stream = container.add_stream("aac", rate=self.rate, layout=layout)
+        self.stream.codec_context.time_base = Fraction(1, self.rate)
+        self.chunks = _audio_frames(source, in_stream, layout=layout, rate=self.rate)
+        self.written = 0  # samples muxed so far
+
+    def mux_until(self, seconds: Fraction | None) -> None:
+        """Encode samples up to `seconds`; None = all that is left, then flush."""
+        while seconds is None or self.written < seconds * self.rate:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            chunk.pts = self.written
+            chunk.time_base = Fraction(1, self.rate)
+            self.written += chunk.samples
+            self.container.mux(self.stream.encode(chunk))
+        if seconds is None:
+            self.container.mux(self.stream.encode(None))
+
+
+def _sound_track(
+    stack: contextlib.ExitStack,
+    container: av.container.OutputContainer,
+    audio: Path | None,
+) -> _SoundTrack | None:
+    if audio is None:
+        return None
+    source = stack.enter_context(av.open(str(audio), "r", metadata_errors="ignore"))
+    if not source.streams.audio:
+        return None
+    return _SoundTrack(container, source)
 
 
 def _audio_frames(
