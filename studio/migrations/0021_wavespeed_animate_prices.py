@@ -40,5 +40,5 @@ def unseed(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("studio", "0019_animate_prices")]
+    dependencies = [("studio", "0020_emo_prices")]
     operations = [migrations.RunPython(seed, unseed)]
