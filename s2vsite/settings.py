@@ -390,6 +390,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 S2V_MAX_UPLOAD_MB = env_int("S2V_MAX_UPLOAD_MB", 60)
 # Reference videos are larger (DashScope's animate models take up to 200 MB,
 # provider-api.md §7.1); MB here is 10^6 bytes, as in the providers' limits.
+# The largest video the video check keeps; S2V_MAX_UPLOAD_MB still caps every
+# request until the video upload's own route is given this cap.
 S2V_MAX_VIDEO_MB = env_int("S2V_MAX_VIDEO_MB", 200)
 
 # django-q2: the ORM broker, or Redis with S2V_REDIS_URL. `retry` must exceed

@@ -458,11 +458,13 @@ def make_video(
     audio: bool = False,
     faststart: bool = False,
     rotation: int = 0,
+    starts_at: float = 0.0,
 ) -> Path:
     """A moving gradient (a bar crossing it) as `fmt`, with speech-like sound if `audio`.
 
     `rotation` (MP4/MOV) stores the pictures as they are plus a turn players
-    apply, degrees counter-clockwise, as phones do.
+    apply, degrees counter-clockwise, as phones do. `starts_at` gives the
+    first picture that time, as a cut from a longer recording may have.
     """
     container_format, video_codec, audio_codec = _VIDEO_FORMATS[fmt]
     width, height = size
@@ -490,7 +492,7 @@ def make_video(
             bar = (i * 7) % width
             picture[:, bar : bar + 8] = (255, 40, 40)
             frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-            frame.pts = i
+            frame.pts = i + round(starts_at * fps)
             frame.time_base = Fraction(1, fps)
             out.mux(video.encode(frame))
         out.mux(video.encode(None))

@@ -329,14 +329,23 @@ def test_animate_prices_are_seeded_per_model_and_mode_and_marked_unconfirmed():
 
     for provider in ("dashscope", "emulator"):
         rows = Price.objects.filter(
-            provider=provider, model__startswith="wan2.2-animate", currency="CNY"
+            provider=provider, model__startswith="wan2.2-animate"
         )
-        seeded = {(row.model, row.resolution): row.unit_price for row in rows}
+        seeded = {
+            (row.currency, row.model, row.resolution): row.unit_price for row in rows
+        }
         assert seeded == {
-            (model, mode): price
-            for model, prices in ANIMATE_PRICES.items()
+            (currency, model, mode): price
+            for currency, models in ANIMATE_PRICES.items()
+            for model, prices in models.items()
             for mode, price in prices.items()
         }
         assert all("unconfirmed" in row.source and row.unit == "second" for row in rows)
+    # The studio's default currency is priced too, converted at the s2v rate.
+    usd, cny = ANIMATE_PRICES["USD"], ANIMATE_PRICES["CNY"]
+    rate = Decimal("0.071677") / Decimal("0.5")
+    for model, prices in cny.items():
+        for mode, price in prices.items():
+            assert usd[model][mode] == (price * rate).quantize(Decimal("0.000001"))
     # Every studio tier has a price line under its mode word.
-    assert set(ANIMATE_MODES.values()) == {mode for _, mode in seeded}
+    assert set(ANIMATE_MODES.values()) == {mode for _, _, mode in seeded}

@@ -210,6 +210,16 @@ def test_the_preview_is_the_first_seconds_small_and_silent(tmp_path):
     assert not preview.has_audio
 
 
+def test_a_video_whose_pictures_start_late_is_previewed_from_its_first(tmp_path):
+    # Cut from a longer recording: the first picture is at 6 s, not 0.
+    src = mf.make_video(tmp_path / "cut.mp4", seconds=8, starts_at=6.0)
+
+    make_preview(src, tmp_path / "preview.mp4")
+
+    preview = probe_clip(tmp_path / "preview.mp4")
+    assert preview.duration == pytest.approx(PREVIEW_SECONDS, abs=0.11)
+
+
 # Limits
 
 

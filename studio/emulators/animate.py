@@ -11,7 +11,6 @@ long as the reference video to a frame, which is what animate bills.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -19,8 +18,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from studio.media.audio import whole_file
 from studio.media.images import InputError, load_rgb
-from studio.media.render import RenderInfo
+from studio.media.render import RenderInfo, encode_mp4
 
 Frame = NDArray[np.uint8]
 
@@ -54,7 +54,17 @@ def render(
                 character,
                 mix=mix,
             )
-            _encode(out, frames, width=width, height=height, fps=fps)
+            with whole_file(out) as partial:  # no half-written result on failure
+                encode_mp4(
+                    partial,
+                    audio=None,
+                    frames=frames,
+                    count=count,
+                    width=width,
+                    height=height,
+                    fps=fps,
+                    progress=None,
+                )
     except (av.FFmpegError, IndexError) as exc:
         raise InputError(
             "The reference video does not decode.", code="InvalidVideo"
@@ -136,23 +146,3 @@ def _composited(
             inset = _fit(frame, width // 3, height // 3)
             _paste(out, inset, width - inset.shape[1], height - inset.shape[0])
         yield out
-
-
-def _encode(
-    path: Path, frames: Iterator[Frame], *, width: int, height: int, fps: int
-) -> None:
-    with av.open(
-        str(path), "w", format="mp4", container_options={"movflags": "+faststart"}
-    ) as container:
-        video = container.add_stream(
-            "libx264", rate=fps, options={"preset": "veryfast", "crf": "26"}
-        )
-        video.width, video.height = width, height
-        video.pix_fmt = "yuv420p"
-        video.codec_context.time_base = Fraction(1, fps)
-        for index, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = index
-            frame.time_base = Fraction(1, fps)
-            container.mux(video.encode(frame.reformat(format="yuv420p")))
-        container.mux(video.encode(None))

@@ -186,7 +186,9 @@ def _transcode(
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=48000)
         streams = [s for s in (in_video, in_audio) if s is not None]
         written = 0  # audio samples muxed so far
-        last_pts = -1
+        last_pts: int | None = None
+        # Times counted from the first picture: a file may start at any time.
+        start: float | None = None
         past_end = False
         try:
             for packet in source.demux(streams):
@@ -195,12 +197,15 @@ def _transcode(
                 for frame in packet.decode():
                     if isinstance(frame, av.VideoFrame):
                         at = frame.time if frame.time is not None else 0.0
-                        if seconds is not None and at >= seconds:
+                        start = at if start is None else start
+                        if seconds is not None and at - start >= seconds:
                             past_end = True
                             continue
-                        pts = frame.pts if frame.pts is not None else last_pts + 1
-                        if pts <= last_pts:  # H.264 in MP4 needs rising times
-                            continue
+                        pts = frame.pts
+                        if pts is None:
+                            pts = 0 if last_pts is None else last_pts + 1
+                        if last_pts is not None and pts <= last_pts:
+                            continue  # H.264 in MP4 needs rising times
                         last_pts = pts
                         picture = frame.reformat(width, height, format="yuv420p")
                         picture.pts, picture.time_base = pts, time_base
@@ -214,6 +219,11 @@ def _transcode(
                     written = write_samples(out, sound, chunk, written, 48000)
                 out.mux(sound.encode(None))
             out.mux(video.encode(None))
+            if last_pts is None:
+                raise InputError(
+                    f"The video has no picture that can be decoded. {_VIDEO_HINT}",
+                    code=OPEN_ERROR,
+                )
         except av.FFmpegError as exc:
             raise InputError(
                 f"The video is damaged and cannot be decoded. {_VIDEO_HINT}",

@@ -2,7 +2,8 @@
 
 USD per output second by resolution, as 0016 seeded speech-to-video's, for
 WaveSpeed and for its emulator (priced like the real provider, as in 0016).
-Billing's rule (at least 5 s, at most 120 s) is the catalog's, not the table's.
+Billing's rule (at least 5 s; references over 120 s are refused) is the
+catalog's, not the table's.
 """
 
 from datetime import UTC, datetime

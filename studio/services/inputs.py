@@ -428,7 +428,8 @@ def video_submit(
     cap = settings.S2V_MAX_VIDEO_MB
     size = upload.size or 0
     if size > cap * 1_000_000:
-        # Refused before its bytes are hashed or probed.
+        # Refused before its bytes are hashed or probed (the request itself
+        # was already received: the upload middleware's cap comes first).
         raise Rejected(
             f"The video is {size / 1e6:.0f} MB; videos are limited to {cap} MB. "
             "Trim it or export it at a lower bit rate.",

@@ -310,7 +310,7 @@ class _App(common.BaseApp[Store, Config]):
             if not isinstance(value, str) or not value.strip():
                 raise ApiError(400, f"{name} is required")
         mode = body.get("mode", "animate") if animated else ""
-        if mode not in ("", *ANIMATE_MODES):
+        if animated and mode not in ANIMATE_MODES:
             raise ApiError(400, "mode must be one of animate, replace")
         prompt = body.get("prompt", "")
         if not isinstance(prompt, str):

@@ -97,16 +97,30 @@ def s2v_offer(*, concurrency: int) -> Offer:
 # short for "professional" (migration 0019).
 ANIMATE_MODES = {"standard": ANIMATE_STANDARD, "professional": ANIMATE_PRO}
 
-# §7.3 per output second, CNY. Third-party figures, unconfirmed (§13.7): the
-# price table's lines (marked so in their source) are what admins correct.
+# §7.3 per output second, by currency. The CNY figures are third-party and
+# unconfirmed (§13.7); USD is not published and is converted at the rate
+# Alibaba's own s2v prices imply (§3.3: 0.071677 USD for 0.5 CNY). The price
+# table's lines (marked so in their source) are what admins correct.
 ANIMATE_PRICES = {
-    ANIMATE_MOVE_MODEL: {
-        ANIMATE_STANDARD: Decimal("0.40"),
-        ANIMATE_PRO: Decimal("0.60"),
+    "CNY": {
+        ANIMATE_MOVE_MODEL: {
+            ANIMATE_STANDARD: Decimal("0.40"),
+            ANIMATE_PRO: Decimal("0.60"),
+        },
+        ANIMATE_MIX_MODEL: {
+            ANIMATE_STANDARD: Decimal("0.60"),
+            ANIMATE_PRO: Decimal("1.20"),
+        },
     },
-    ANIMATE_MIX_MODEL: {
-        ANIMATE_STANDARD: Decimal("0.60"),
-        ANIMATE_PRO: Decimal("1.20"),
+    "USD": {
+        ANIMATE_MOVE_MODEL: {
+            ANIMATE_STANDARD: Decimal("0.057342"),
+            ANIMATE_PRO: Decimal("0.086012"),
+        },
+        ANIMATE_MIX_MODEL: {
+            ANIMATE_STANDARD: Decimal("0.086012"),
+            ANIMATE_PRO: Decimal("0.172025"),
+        },
     },
 }
 

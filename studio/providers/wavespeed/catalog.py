@@ -70,14 +70,15 @@ ANIMATE_MODEL = "wavespeed-ai/wan-2.2-animate"
 ANIMATE_MODES = {"move": "animate", "mix": "replace"}
 # The body's `resolution`: the studio's tier in lower case, as for s2v.
 ANIMATE_RESOLUTIONS = ("480p", "720p")
-# §9.6, USD per output second; the price table's rows (0020) win.
+# §9.6, USD per output second; the price table's rows (0021) win.
 ANIMATE_PRICES = {"480P": Decimal("0.04"), "720P": Decimal("0.08")}
 # §9.6: the output is at most 120 s, billed on 5 to 120 s. Billing needs no
 # maximum: a longer reference video is refused, so no output is longer.
 ANIMATE_MAX_SECONDS = 120.0
 ANIMATE_BILLING = Billing(basis="output", min_seconds=5)
-# §9.4's upload page (low confidence): videos up to 100 MB (read as 2^20
-# bytes, as the emulator reads it), of which formats the studio takes these.
+# §9.4's upload page (low confidence): videos up to 100 MB, read as 10^6
+# bytes (the smaller reading, as for DashScope), of which formats the studio
+# takes these.
 # No side or aspect bounds are documented.
-ANIMATE_VIDEO_MAX_BYTES = 100 * 1024 * 1024
+ANIMATE_VIDEO_MAX_BYTES = 100_000_000
 ANIMATE_VIDEO_FORMATS = frozenset({"mp4", "mov", "avi", "webm"})
