@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -71,13 +73,9 @@ def portrait_submit(
 ) -> PortraitOutcome:
     """Check an uploaded image and keep it when it passes. Raises Rejected for non-images."""
     provider = provider or get_provider()
-    sha256 = sha256_of(upload)
-    suffix = PurePosixPath(upload.name or "").suffix.lower()
-    with local_path(upload, suffix=suffix) as path:
-        try:
+    with _received(upload) as (sha256, path):
+        with _refusing():
             info = read_image_info(path)
-        except InputError as exc:
-            raise Rejected(exc.message, code=exc.code) from exc
         check = _cached_check(sha256=sha256, provider=provider)
         if check is None:
             verdict = precheck_image(info, provider.limits)
@@ -169,10 +167,8 @@ def _check(provider: Provider, image: InputFile, *, team: Team, user: User) -> V
     ledger, and refused when the team's budget has no room for it.
     """
     if not provider.remote:
-        try:
+        with _refusing():
             return provider.check_portrait(image)
-        except InputError as exc:
-            raise Rejected(exc.message, code=exc.code) from exc
     fee = billing.estimate(
         provider=provider.name, resolution="480P", audio_seconds=0, needs_check=True
     ).check
@@ -285,13 +281,9 @@ def audio_submit(
     """
     if limits is None:
         limits = (provider or get_provider()).limits
-    sha256 = sha256_of(upload)
-    suffix = PurePosixPath(upload.name or "").suffix.lower()
-    with local_path(upload, suffix=suffix) as path:
-        try:
+    with _received(upload) as (sha256, path):
+        with _refusing():
             info = probe_audio(path)
-        except InputError as exc:
-            raise Rejected(exc.message, code=exc.code) from exc
         if info.format not in UPLOAD_AUDIO_FORMATS:
             return AudioOutcome(
                 info=info,
@@ -318,10 +310,8 @@ def audio_submit(
             send_path, send_info = path, info
             if will_convert:
                 send_path = Path(tmp) / "converted.wav"
-                try:
+                with _refusing():
                     send_info = convert_to_wav(path, send_path)
-                except InputError as exc:
-                    raise Rejected(exc.message, code=exc.code) from exc
                 problems = audio_problems(
                     duration=send_info.duration, size=send_info.size, limits=limits
                 )
@@ -435,13 +425,9 @@ def video_submit(
             "Trim it or export it at a lower bit rate.",
             code="TooLarge",
         )
-    sha256 = sha256_of(upload)
-    suffix = PurePosixPath(upload.name or "").suffix.lower()
-    with local_path(upload, suffix=suffix) as path:
-        try:
+    with _received(upload) as (sha256, path):
+        with _refusing():
             info = probe_clip(path)
-        except InputError as exc:
-            raise Rejected(exc.message, code=exc.code) from exc
         will_convert = info.format == "webm"
         # Before converting, judge what conversion keeps (length, sides); the
         # converted file's size is judged once it exists.
@@ -459,7 +445,7 @@ def video_submit(
 
         with scratch.folder("s2v-video") as tmp:
             send_path, send_info = path, info
-            try:
+            with _refusing():
                 if will_convert:
                     send_path = Path(tmp) / "converted.mp4"
                     send_info = convert_to_mp4(path, send_path)
@@ -475,8 +461,6 @@ def video_submit(
                     send_path, poster, at_seconds=min(0.5, send_info.duration / 2)
                 )
                 make_preview(send_path, preview)
-            except InputError as exc:
-                raise Rejected(exc.message, code=exc.code) from exc
             clip = VideoClip(
                 team=team,
                 uploaded_by=user,
@@ -655,3 +639,21 @@ def job_reuse(
             will_convert=clip.converted,
         ),
     )
+
+
+@contextlib.contextmanager
+def _refusing() -> Iterator[None]:
+    """An input the media code cannot use becomes the Rejected the pages show."""
+    try:
+        yield
+    except InputError as exc:
+        raise Rejected(exc.message, code=exc.code) from exc
+
+
+@contextlib.contextmanager
+def _received(upload: File[bytes]) -> Iterator[tuple[str, Path]]:
+    """The upload's hash and a local path to read it at (its suffix kept for probes)."""
+    sha256 = sha256_of(upload)
+    suffix = PurePosixPath(upload.name or "").suffix.lower()
+    with local_path(upload, suffix=suffix) as path:
+        yield sha256, path
