@@ -48,8 +48,11 @@ def fitting(**changes: object) -> ClipInfo:
 
 
 def stored_videos(team) -> list[str]:
-    folder = f"teams/{team.code}/videos"
-    return default_storage.listdir(folder)[1] if default_storage.exists(folder) else []
+    # Object storage has no folders to ask about: list the prefix instead.
+    try:
+        return default_storage.listdir(f"teams/{team.code}/videos")[1]
+    except FileNotFoundError:
+        return []
 
 
 # Probing
