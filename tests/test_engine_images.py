@@ -16,6 +16,7 @@ from studio.media.images import (
     read_image_info,
 )
 from studio.providers.base import ProviderLimits, Reason
+from studio.providers.dashscope.catalog import animate_video_limits, s2v_offer
 from tests.media_factories import (
     ASTRONAUT,
     ASTRONAUT_FACE,
@@ -56,8 +57,12 @@ def assert_on_astronaut_face(box: tuple[int, int, int, int] | None) -> None:
 
 
 def test_read_image_info_gives_format_and_size():
-    assert read_image_info(ASTRONAUT) == ImageInfo(format="PNG", width=512, height=512)
-    assert read_image_info(NO_FACE) == ImageInfo(format="JPEG", width=640, height=427)
+    assert read_image_info(ASTRONAUT) == ImageInfo(
+        format="PNG", width=512, height=512, size=ASTRONAUT.stat().st_size
+    )
+    assert read_image_info(NO_FACE) == ImageInfo(
+        format="JPEG", width=640, height=427, size=NO_FACE.stat().st_size
+    )
 
 
 def test_astronaut_passes_with_a_box_around_her_face():
@@ -120,6 +125,78 @@ def test_unsupported_format_fails_precheck_naming_the_accepted_ones(
 
 def test_good_image_passes_precheck():
     assert precheck_image(read_image_info(ASTRONAUT), LIMITS) is None
+
+
+# DashScope's animate character image (provider-api.md §7.1): 1:3 to 3:1, <= 5 MB.
+ANIMATE = animate_video_limits()
+
+
+@pytest.mark.parametrize("sides", [(3000, 1000), (1000, 3000)])
+def test_animate_image_at_exactly_3_to_1_passes_precheck(sides: tuple[int, int]):
+    info = ImageInfo(format="JPEG", width=sides[0], height=sides[1], size=1_000_000)
+
+    assert precheck_image(info, ANIMATE) is None
+
+
+@pytest.mark.parametrize(
+    ("sides", "message"),
+    [
+        (
+            (3001, 1000),
+            "The image is 3001×1000 px (3.00:1); it must be between 1:3 and 3:1. "
+            "Crop 1 px off its width.",
+        ),
+        (
+            (1000, 4000),
+            "The image is 1000×4000 px (1:4.00); it must be between 1:3 and 3:1. "
+            "Crop 1000 px off its height.",
+        ),
+    ],
+)
+def test_animate_image_beyond_3_to_1_fails_saying_how_much_to_crop(
+    sides: tuple[int, int], message: str
+):
+    info = ImageInfo(format="JPEG", width=sides[0], height=sides[1], size=1_000_000)
+    verdict = precheck_image(info, ANIMATE)
+
+    assert verdict is not None and verdict.reason is Reason.ASPECT
+    assert verdict.message == message
+
+
+def test_animate_image_of_exactly_5_mb_passes_precheck():
+    info = ImageInfo(format="JPEG", width=1000, height=1000, size=5_000_000)
+
+    assert precheck_image(info, ANIMATE) is None
+
+
+def test_animate_image_one_byte_over_5_mb_fails_in_bytes():
+    info = ImageInfo(format="JPEG", width=1000, height=1000, size=5_000_001)
+    verdict = precheck_image(info, ANIMATE)
+
+    assert verdict is not None and verdict.reason is Reason.TOO_LARGE
+    assert verdict.message == (
+        "The image is 5,000,001 bytes, 1 byte over the 5 MB limit. "
+        "Save it as a JPEG at a lower quality, or with fewer pixels."
+    )
+
+
+def test_animate_image_of_6_2_mb_fails_saying_how_much_over(tmp_path: Path):
+    path = make_image(tmp_path / "big.png", size=(1000, 1000), fmt="PNG")
+    with path.open("ab") as fh:  # after IEND: Pillow still reads the header
+        fh.truncate(6_200_000)
+    verdict = precheck_image(read_image_info(path), ANIMATE)
+
+    assert verdict is not None and verdict.reason is Reason.TOO_LARGE
+    assert verdict.message == (
+        "The image is 6.2 MB, 1.2 MB over the 5 MB limit. "
+        "Save it as a JPEG at a lower quality, or with fewer pixels."
+    )
+
+
+def test_s2v_offer_still_takes_a_4_to_1_image_of_6_mb():
+    info = ImageInfo(format="JPEG", width=4000, height=1000, size=6_000_000)
+
+    assert precheck_image(info, s2v_offer(concurrency=1).limits) is None
 
 
 def test_transparent_png_portrait_passes(tmp_path: Path):
@@ -227,7 +304,9 @@ def test_exif_rotated_portrait_passes_with_box_in_upright_pixels(tmp_path: Path)
 
     verdict = check_face(path)
 
-    assert read_image_info(path) == ImageInfo(format="JPEG", width=512, height=440)
+    assert read_image_info(path) == ImageInfo(
+        format="JPEG", width=512, height=440, size=path.stat().st_size
+    )
     assert verdict.check_pass
     assert_on_astronaut_face(verdict.face_box)
 
@@ -291,4 +370,6 @@ def test_16_bit_greyscale_portrait_passes_like_its_8_bit_version(tmp_path: Path)
 
     assert verdict.check_pass, verdict.message
     assert_on_astronaut_face(verdict.face_box)
-    assert read_image_info(path) == ImageInfo(format="PNG", width=512, height=512)
+    assert read_image_info(path) == ImageInfo(
+        format="PNG", width=512, height=512, size=path.stat().st_size
+    )

@@ -8,6 +8,7 @@ no model is downloaded.
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import warnings
@@ -63,11 +64,13 @@ class ImageInfo:
     format: str  # Pillow format name, e.g. "JPEG"
     width: int
     height: int
+    size: int  # bytes
 
 
 def read_image_info(path: Path) -> ImageInfo:
-    """Read format and size from the header; raise InputError if it is no image."""
-    if path.stat().st_size == 0:
+    """Read format and sides from the header; raise InputError if it is no image."""
+    size = path.stat().st_size
+    if size == 0:
         raise InputError(
             f"The image file is empty. {_ACCEPTED_HINT}", code=Reason.NOT_IMAGE
         )
@@ -79,11 +82,14 @@ def read_image_info(path: Path) -> ImageInfo:
         # EXIF rotation swaps what the viewer sees; the limits apply to that.
         if _exif_swaps_sides(im):
             width, height = height, width
-    return ImageInfo(format=fmt, width=width, height=height)
+    return ImageInfo(format=fmt, width=width, height=height, size=size)
 
 
 def precheck_image(info: ImageInfo, limits: ProviderLimits) -> Verdict | None:
-    """Return a failing Verdict for format or size problems, None when all pass."""
+    """Return a failing Verdict for format, side, aspect or file size problems.
+
+    None when all pass.
+    """
     if info.format not in limits.image_formats:
         accepted = ", ".join(sorted(limits.image_formats))
         shown = info.format or "This"
@@ -98,6 +104,32 @@ def precheck_image(info: ImageInfo, limits: ProviderLimits) -> Verdict | None:
         return _fail(Reason.TOO_LARGE, f"{size}; {bounds}. Use a smaller photo.")
     if min(info.width, info.height) < low:
         return _fail(Reason.TOO_SMALL, f"{size}; {bounds}. Use a larger photo.")
+    short, long = min(info.width, info.height), max(info.width, info.height)
+    aspect = limits.image_aspect_max
+    if aspect is not None and short and long / short > aspect:
+        wide = info.width >= info.height
+        ratio = f"{long / short:.2f}:1" if wide else f"1:{long / short:.2f}"
+        cut = long - math.floor(short * aspect)
+        return _fail(
+            Reason.ASPECT,
+            f"{size} ({ratio}); it must be between 1:{aspect:g} and {aspect:g}:1. "
+            f"Crop {cut} px off its {'width' if wide else 'height'}.",
+        )
+    top = limits.image_max_bytes
+    if top is not None and info.size > top:
+        over = info.size - top
+        # MB as 10^6 bytes, the reading the limit uses; bytes when a tenth of
+        # an MB would hide the difference.
+        if over >= 100_000:
+            shown = f"{info.size / 1e6:.1f} MB, {math.ceil(over / 1e5) / 10:.1f} MB"
+        else:
+            unit = "byte" if over == 1 else "bytes"
+            shown = f"{info.size:,} bytes, {over:,} {unit}"
+        return _fail(
+            Reason.TOO_LARGE,
+            f"The image is {shown} over the {top / 1e6:g} MB limit. "
+            "Save it as a JPEG at a lower quality, or with fewer pixels.",
+        )
     return None
 
 

@@ -39,6 +39,10 @@ class ProviderLimits:
     price_per_second: dict[str, Decimal] = field(default_factory=dict)
     price_per_check: Decimal = Decimal("0")
     currency: str = "USD"
+    # The image file's bytes and its longer side over its shorter one, both
+    # inclusive (provider-api.md §7.1: "<= 5 MB", "1:3 - 3:1"); None: no bound.
+    image_max_bytes: int | None = None
+    image_aspect_max: float | None = None
     # provider-api.md states no shortest clip for wan2.2-s2v; WaveSpeed bills
     # at least 3 s. Under a second there is no syllable to lip-sync, so every
     # provider asks for at least 1 s rather than failing (or billing) later.
@@ -63,6 +67,8 @@ class Reason(enum.StrEnum):
     FORMAT = "InvalidFile.Format"
     TOO_SMALL = "InvalidFile.Resolution.TooSmall"
     TOO_LARGE = "InvalidFile.Resolution.TooLarge"
+    # Too wide or too tall whatever its size, which neither TOO_* says.
+    ASPECT = "InvalidFile.AspectRatio"
     NO_FACE = "InvalidFile.NoHuman"
     MULTIPLE_FACES = "InvalidFile.MultiHuman"
     FACE_TOO_SMALL = "InvalidFile.BodyProportion"

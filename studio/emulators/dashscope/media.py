@@ -40,6 +40,7 @@ _REASON_CODES: dict[str, str] = {
     Reason.FORMAT: "InvalidFile.Format",
     Reason.TOO_SMALL: "InvalidFile.Resolution",
     Reason.TOO_LARGE: "InvalidFile.Resolution",
+    Reason.ASPECT: "InvalidFile.AspectRatio",
     Reason.NO_FACE: "InvalidFile.NoHuman",
     Reason.MULTIPLE_FACES: "InvalidFile.MultiHuman",
     Reason.FACE_TOO_SMALL: "InvalidFile.BodyProportion",

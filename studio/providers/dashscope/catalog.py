@@ -130,14 +130,16 @@ def animate_video_limits() -> ProviderLimits:
 
     The reference video: MP4/AVI/MOV, 2-30 s, each side 200-2048 px, aspect
     1:3 to 3:1, 200 MB (read as 10^6 bytes, the smaller reading); all bounds
-    inclusive. The character image: sides 200-4096 px (its 5 MB cap has no
-    field in ProviderLimits yet). No audio is taken, and one task runs at a
-    time (§7.3). Tiers and prices are the offer's to add.
+    inclusive. The character image: sides 200-4096 px, aspect 1:3 to 3:1,
+    5 MB (10^6 bytes again). No audio is taken, and one task runs at a time
+    (§7.3). Tiers and prices are the offer's to add.
     """
     return ProviderLimits(
         image_formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}),
         image_min_side=200,
         image_max_side=4096,
+        image_max_bytes=5_000_000,
+        image_aspect_max=3.0,
         audio_formats=frozenset(),
         audio_max_seconds=0.0,
         audio_max_bytes=0,

@@ -87,6 +87,7 @@ _REASONS = {
     "InvalidFile.FrontBody": Reason.FACE_POSE,
     "InvalidFile.Value": Reason.BLURRY,
     "InvalidFile.Resolution": Reason.TOO_SMALL,
+    "InvalidFile.AspectRatio": Reason.ASPECT,
     "InvalidFile.Format": Reason.FORMAT,
     "InvalidFile.Openerror": Reason.NOT_IMAGE,
 }
