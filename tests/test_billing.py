@@ -67,7 +67,13 @@ def test_the_price_table_is_seeded_from_the_provider_docs(settings):
     assert billing.price_for(provider="dashscope", unit="image").unit_price == Decimal(
         "0.004"
     )
-    assert Price.objects.filter(provider="wavespeed").count() == 2
+    # WaveSpeed's speech-to-video at both resolutions (its animate has its own).
+    assert (
+        Price.objects.filter(
+            provider="wavespeed", model="wavespeed-ai/wan-2.2/speech-to-video"
+        ).count()
+        == 2
+    )
 
 
 def test_money_is_rounded_once_half_up_to_six_places():
