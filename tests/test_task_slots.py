@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from studio import lifecycle, services, tasks
 from studio.models import GenerationJob, Task
-from studio.queue import poll, recovery, slots, submit, tick
+from studio.queue import poll, recovery, slots, submit, tick, timing
 from tests.test_lost_submits import (  # noqa: F401 (the inputs fixture is used by name)
     WorkerKilled,
     inputs,
@@ -122,7 +122,10 @@ def test_a_refused_submit_ends_its_task_on_record_and_the_next_waits_longer(
     inputs,  # noqa: F811 (the fixture)
     alice,
     team,
+    monkeypatch,
 ):
+    # The backoff's jitter at its top, so that a wait that did not grow fails.
+    monkeypatch.setattr(timing.random, "uniform", lambda low, high: high)
     emu.faults(kind="throttle", route="submit", count=2)
     job = new_job(alice, team, inputs)
 
@@ -139,8 +142,9 @@ def test_a_refused_submit_ends_its_task_on_record_and_the_next_waits_longer(
     assert [(t.state, t.remote_id, t.error_code) for t in refused] == [
         ("failed", "", "Throttling.RateQuota")
     ] * 2
-    # Backoff with jitter: 1-2 s after the first refusal, 2-4 s after the second.
-    assert waits[0] <= 2.5 and waits[1] >= 1.9
+    # The backoff's ceiling doubles with each refusal: 2 s, then 4 s.
+    assert waits[0] == pytest.approx(2.0, abs=0.5)
+    assert waits[1] == pytest.approx(4.0, abs=0.5)
     assert holding() == 0
 
 
